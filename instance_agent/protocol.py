@@ -1,0 +1,138 @@
+"""The agent ↔ DAG protocol: what the agent writes on its own instance's tags.
+
+This module is the one place both sides read it from: the agent (on the VM, Python 3.9,
+standard library only) writes these tags, and the DAG's sensors read them from the
+DescribeInstances call they already make for the whole fleet, so watching a role's progress
+costs no extra API call.
+
+Tags (values are at most 256 characters, an EC2 limit):
+
+- ``fleet:role``       the worker role the agent runs
+- ``fleet:run-date``   the run date (YYYY-MM-DD) the tags describe
+- ``fleet:state``      ``running`` | ``succeeded`` | ``failed`` | ``interrupted``
+- ``fleet:heartbeat``  UTC ISO-8601 time, refreshed while the jobs run
+- ``fleet:progress``   ``<terminal jobs>/<all jobs>``, e.g. ``3/4``
+- ``fleet:jobs``       compact per-job summary, see :func:`encode_jobs`
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Dict, Mapping, Optional
+
+TAG_ROLE = "fleet:role"
+TAG_RUN_DATE = "fleet:run-date"
+TAG_STATE = "fleet:state"
+TAG_HEARTBEAT = "fleet:heartbeat"
+TAG_PROGRESS = "fleet:progress"
+TAG_JOBS = "fleet:jobs"
+
+ALL_TAGS = (TAG_ROLE, TAG_RUN_DATE, TAG_STATE, TAG_HEARTBEAT, TAG_PROGRESS, TAG_JOBS)
+
+STATE_RUNNING = "running"
+STATE_SUCCEEDED = "succeeded"
+STATE_FAILED = "failed"
+STATE_INTERRUPTED = "interrupted"
+AGENT_STATES = (STATE_RUNNING, STATE_SUCCEEDED, STATE_FAILED, STATE_INTERRUPTED)
+TERMINAL_AGENT_STATES = (STATE_SUCCEEDED, STATE_FAILED, STATE_INTERRUPTED)
+
+TAG_VALUE_MAX = 256
+
+# Per-job outcome in fleet:jobs: an exit code (integer) or one of these words.
+JOB_WORDS = ("pending", "running", "skipped", "interrupted", "timed_out")
+_JOB_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<outcome>-?\d+|[a-z_]+)$")
+_TRUNCATED = "+"
+
+
+def encode_jobs(outcomes: Mapping[str, object]) -> str:
+    """Encode ``{job: exit code or word}`` as ``name=0,name2=3,name3=running``.
+
+    Past 256 characters the tail is replaced by ``,+N`` (N jobs not shown): the full record
+    is in the agent's state file and logs, the tag is only a summary.
+    """
+    entries = [f"{name}={outcome}" for name, outcome in outcomes.items()]
+    text = ",".join(entries)
+    if len(text) <= TAG_VALUE_MAX:
+        return text
+    shown: list = []
+    for entry in entries:
+        hidden_after = len(entries) - len(shown) - 1
+        if len(",".join([*shown, entry, f"{_TRUNCATED}{hidden_after}"])) > TAG_VALUE_MAX:
+            break
+        shown.append(entry)
+    return ",".join([*shown, f"{_TRUNCATED}{len(entries) - len(shown)}"])
+
+
+def decode_jobs(text: str) -> Dict[str, object]:
+    """Inverse of :func:`encode_jobs`; unknown or malformed entries are ignored."""
+    result: Dict[str, object] = {}
+    for entry in filter(None, (part.strip() for part in (text or "").split(","))):
+        match = _JOB_ENTRY.match(entry)
+        if not match:
+            continue
+        outcome = match.group("outcome")
+        result[match.group("name")] = int(outcome) if outcome.lstrip("-").isdigit() else outcome
+    return result
+
+
+def format_heartbeat(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_heartbeat(text: Optional[str]) -> Optional[datetime]:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class AgentReport:
+    """What the agent last reported on an instance's tags."""
+
+    role: Optional[str] = None
+    run_date: Optional[str] = None
+    state: Optional[str] = None
+    heartbeat: Optional[datetime] = None
+    progress: Optional[str] = None
+    jobs: Dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> Optional[AgentReport]:
+        """Read a report from ``{key: value}`` tags; ``None`` when the agent never wrote one."""
+        if not any(key in tags for key in ALL_TAGS):
+            return None
+        return cls(
+            role=tags.get(TAG_ROLE),
+            run_date=tags.get(TAG_RUN_DATE),
+            state=tags.get(TAG_STATE),
+            heartbeat=parse_heartbeat(tags.get(TAG_HEARTBEAT)),
+            progress=tags.get(TAG_PROGRESS),
+            jobs=decode_jobs(tags.get(TAG_JOBS, "")),
+        )
+
+    def to_tags(self) -> Dict[str, str]:
+        tags = {
+            TAG_ROLE: self.role,
+            TAG_RUN_DATE: self.run_date,
+            TAG_STATE: self.state,
+            TAG_HEARTBEAT: format_heartbeat(self.heartbeat) if self.heartbeat else None,
+            TAG_PROGRESS: self.progress,
+            TAG_JOBS: encode_jobs(self.jobs) if self.jobs else None,
+        }
+        return {key: value for key, value in tags.items() if value is not None}
+
+    def heartbeat_age(self, now: datetime) -> Optional[float]:
+        """Seconds since the last heartbeat, or ``None`` when there is none."""
+        if self.heartbeat is None:
+            return None
+        return max(0.0, (now - self.heartbeat).total_seconds())
+
+    def is_complete_for(self, run_date: str) -> bool:
+        """True when the agent finished every job of ``run_date`` successfully."""
+        return self.run_date == run_date and self.state == STATE_SUCCEEDED

@@ -1,0 +1,179 @@
+"""Triggers that wait on the state of a list of EC2 instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any
+
+from instance_agent.protocol import STATE_RUNNING
+from operators.fleet_aws import (
+    GONE_STATES,
+    InstanceView,
+    chunked,
+    describe_instances,
+    make_ec2_hook,
+)
+from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger
+
+# DescribeInstanceStatus accepts at most 100 IDs per request.
+STATUS_BATCH = 100
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def default_failure_states(target_state: str) -> list[str]:
+    """States from which ``target_state`` can no longer be reached without someone acting."""
+    if target_state == "terminated":
+        return []
+    if target_state == "stopped":
+        return sorted(GONE_STATES)
+    if target_state == "running":
+        # Not "stopped": right after StartInstances an eventually consistent read may still say so.
+        return sorted(GONE_STATES | {"stopping"})
+    return []
+
+
+class FleetInstanceStateTrigger(FleetPollTrigger):
+    """Wait until every instance of a list is in ``target_state``.
+
+    One DescribeInstances per poll for the whole list (one per 1000 IDs). An instance found in
+    one of ``failure_states`` fails the wait at once, naming it. When the fleet agent's tags are
+    present, each poll logs every outstanding instance's progress and heartbeat age, and a
+    heartbeat older than ``heartbeat_grace`` seconds fails the wait ("agent on i-… silent for N s").
+
+    :param instance_ids: the instances to watch
+    :param target_state: the EC2 state every instance must reach (``running``, ``stopped``, …)
+    :param failure_states: states that fail the wait at once; default from the target
+    :param require_status_ok: also wait for EC2 status checks (instance and system) to be ``ok``
+    :param heartbeat_grace: seconds of agent silence tolerated; ``None`` disables the check
+    :param run_date: only tags of this run date count for the heartbeat check
+    """
+
+    def __init__(
+        self,
+        *,
+        instance_ids: Sequence[str],
+        target_state: str,
+        failure_states: Sequence[str] | None = None,
+        require_status_ok: bool = False,
+        heartbeat_grace: float | None = None,
+        run_date: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.instance_ids = list(instance_ids)
+        self.target_state = target_state
+        self.failure_states = (
+            list(failure_states) if failure_states is not None else default_failure_states(target_state)
+        )
+        if target_state in self.failure_states:
+            raise ValueError(f"target_state {target_state!r} is also listed in failure_states")
+        self.require_status_ok = require_status_ok
+        self.heartbeat_grace = heartbeat_grace
+        self.run_date = run_date
+        # Swappable for tests; not serialized.
+        self.clock: Callable[[], datetime] = utcnow
+        self._outstanding: list[str] = list(self.instance_ids)
+
+    def _serialized_args(self) -> dict[str, Any]:
+        return {
+            "instance_ids": self.instance_ids,
+            "target_state": self.target_state,
+            "failure_states": self.failure_states,
+            "require_status_ok": self.require_status_ok,
+            "heartbeat_grace": self.heartbeat_grace,
+            "run_date": self.run_date,
+        }
+
+    @cached_property
+    def hook(self):
+        return make_ec2_hook(**self.hook_args)
+
+    def timeout_message(self) -> str:
+        return (
+            f"instances did not reach {self.target_state!r} within {self.waiter_max_attempts} polls "
+            f"every {self.waiter_delay} s; still not there: {', '.join(self._outstanding)}"
+        )
+
+    def poll_once(self) -> dict[str, Any] | None:
+        views = describe_instances(self.hook.conn, self.instance_ids)
+        failed = [view for view in views.values() if view.state in self.failure_states]
+        if failed:
+            return {
+                "status": FAILED,
+                "message": "; ".join(
+                    f"{view.instance_id} is {view.state} while waiting for {self.target_state}"
+                    + (f" ({view.state_reason})" if view.state_reason else "")
+                    for view in failed
+                ),
+                "instances": {view.instance_id: view.to_xcom() for view in views.values()},
+            }
+        outstanding = [view for view in views.values() if view.state != self.target_state]
+        silent = self._check_heartbeats(outstanding)
+        if silent:
+            return {
+                "status": FAILED,
+                "message": silent,
+                "instances": {view.instance_id: view.to_xcom() for view in views.values()},
+            }
+        if not outstanding and self.require_status_ok:
+            outstanding = self._status_not_ok(views)
+        self._outstanding = [view.instance_id for view in outstanding]
+        if outstanding:
+            self.log.info(
+                "Waiting for %s: %d of %d outstanding", self.target_state, len(outstanding), len(views)
+            )
+            for view in outstanding:
+                self.log.info("  %s", self._describe_progress(view))
+            return None
+        return {
+            "status": SUCCESS,
+            "message": f"{len(views)} instance(s) {self.target_state}",
+            "instances": {view.instance_id: view.to_xcom() for view in views.values()},
+        }
+
+    def _relevant_report(self, view: InstanceView):
+        report = view.report
+        if report is None or (self.run_date and report.run_date != self.run_date):
+            return None
+        return report
+
+    def _describe_progress(self, view: InstanceView) -> str:
+        text = f"{view.instance_id}: {view.state}"
+        report = self._relevant_report(view)
+        if report is not None:
+            age = report.heartbeat_age(self.clock())
+            text += f", agent {report.state or '?'} {report.progress or '?'} for {report.run_date}"
+            text += f", heartbeat {age:.0f} s ago" if age is not None else ", no heartbeat yet"
+        return text
+
+    def _check_heartbeats(self, outstanding: Sequence[InstanceView]) -> str | None:
+        if self.heartbeat_grace is None:
+            return None
+        now = self.clock()
+        silent = []
+        for view in outstanding:
+            report = self._relevant_report(view)
+            # Only an agent that says it is running owes us heartbeats; a finished agent stops them.
+            if view.state != "running" or report is None or report.state != STATE_RUNNING:
+                continue
+            age = report.heartbeat_age(now)
+            if age is not None and age > self.heartbeat_grace:
+                silent.append(f"agent on {view.instance_id} silent for {age:.0f} s")
+        return "; ".join(silent) or None
+
+    def _status_not_ok(self, views: dict[str, InstanceView]) -> list[InstanceView]:
+        ok: set[str] = set()
+        for batch in chunked(list(views), STATUS_BATCH):
+            response = self.hook.conn.describe_instance_status(InstanceIds=batch)
+            for status in response.get("InstanceStatuses", []):
+                if (
+                    status.get("InstanceStatus", {}).get("Status") == "ok"
+                    and status.get("SystemStatus", {}).get("Status") == "ok"
+                ):
+                    ok.add(status["InstanceId"])
+        return [view for view in views.values() if view.instance_id not in ok]
