@@ -12,7 +12,7 @@ Tags (values are at most 256 characters, an EC2 limit):
 - ``fleet:state``      ``running`` | ``succeeded`` | ``failed`` | ``interrupted``
 - ``fleet:heartbeat``  UTC ISO-8601 time, refreshed while the jobs run
 - ``fleet:progress``   ``<terminal jobs>/<all jobs>``, e.g. ``3/4``
-- ``fleet:jobs``       compact per-job summary, see :func:`encode_jobs`
+- ``fleet:jobs``       compact per-job summary (outcome and duration), see :func:`encode_jobs`
 """
 
 from __future__ import annotations
@@ -42,17 +42,23 @@ TAG_VALUE_MAX = 256
 
 # Per-job outcome in fleet:jobs: an exit code (integer) or one of these words.
 JOB_WORDS = ("pending", "running", "skipped", "interrupted", "timed_out")
-_JOB_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<outcome>-?\d+|[a-z_]+)$")
+_JOB_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<outcome>-?\d+|[a-z_]+)(?:@(?P<seconds>\d+))?$")
 _TRUNCATED = "+"
 
 
-def encode_jobs(outcomes: Mapping[str, object]) -> str:
-    """Encode ``{job: exit code or word}`` as ``name=0,name2=3,name3=running``.
+def encode_jobs(outcomes: Mapping[str, object], durations: Optional[Mapping[str, float]] = None) -> str:
+    """Encode ``{job: exit code or word}`` as ``name=0@95,name2=3@12,name3=running``.
+
+    ``@N`` is the job's duration in whole seconds, when ``durations`` knows it.
 
     Past 256 characters the tail is replaced by ``,+N`` (N jobs not shown): the full record
     is in the agent's state file and logs, the tag is only a summary.
     """
-    entries = [f"{name}={outcome}" for name, outcome in outcomes.items()]
+    durations = durations or {}
+    entries = [
+        f"{name}={outcome}" + (f"@{int(durations[name])}" if durations.get(name) is not None else "")
+        for name, outcome in outcomes.items()
+    ]
     text = ",".join(entries)
     if len(text) <= TAG_VALUE_MAX:
         return text
@@ -65,16 +71,25 @@ def encode_jobs(outcomes: Mapping[str, object]) -> str:
     return ",".join([*shown, f"{_TRUNCATED}{len(entries) - len(shown)}"])
 
 
-def decode_jobs(text: str) -> Dict[str, object]:
-    """Inverse of :func:`encode_jobs`; unknown or malformed entries are ignored."""
-    result: Dict[str, object] = {}
+def _job_entries(text: str):
     for entry in filter(None, (part.strip() for part in (text or "").split(","))):
         match = _JOB_ENTRY.match(entry)
-        if not match:
-            continue
+        if match:  # malformed entries (and the "+N" marker) are ignored
+            yield match
+
+
+def decode_jobs(text: str) -> Dict[str, object]:
+    """The outcomes of :func:`encode_jobs`: ``{job: exit code (int) or word}``."""
+    result: Dict[str, object] = {}
+    for match in _job_entries(text):
         outcome = match.group("outcome")
         result[match.group("name")] = int(outcome) if outcome.lstrip("-").isdigit() else outcome
     return result
+
+
+def decode_job_durations(text: str) -> Dict[str, int]:
+    """The durations of :func:`encode_jobs`: ``{job: seconds}`` for the jobs that carry one."""
+    return {m.group("name"): int(m.group("seconds")) for m in _job_entries(text) if m.group("seconds")}
 
 
 def format_heartbeat(moment: datetime) -> str:
@@ -101,6 +116,7 @@ class AgentReport:
     heartbeat: Optional[datetime] = None
     progress: Optional[str] = None
     jobs: Dict[str, object] = field(default_factory=dict)
+    durations: Dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> Optional[AgentReport]:
@@ -114,6 +130,7 @@ class AgentReport:
             heartbeat=parse_heartbeat(tags.get(TAG_HEARTBEAT)),
             progress=tags.get(TAG_PROGRESS),
             jobs=decode_jobs(tags.get(TAG_JOBS, "")),
+            durations=decode_job_durations(tags.get(TAG_JOBS, "")),
         )
 
     def to_tags(self) -> Dict[str, str]:
@@ -123,7 +140,7 @@ class AgentReport:
             TAG_STATE: self.state,
             TAG_HEARTBEAT: format_heartbeat(self.heartbeat) if self.heartbeat else None,
             TAG_PROGRESS: self.progress,
-            TAG_JOBS: encode_jobs(self.jobs) if self.jobs else None,
+            TAG_JOBS: encode_jobs(self.jobs, self.durations) if self.jobs else None,
         }
         return {key: value for key, value in tags.items() if value is not None}
 

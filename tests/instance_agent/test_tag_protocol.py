@@ -10,6 +10,7 @@ from instance_agent.protocol import (
     TAG_STATE,
     TAG_VALUE_MAX,
     AgentReport,
+    decode_job_durations,
     decode_jobs,
     encode_jobs,
 )
@@ -32,6 +33,12 @@ class TestJobSummary:
         assert len(shown) + hidden == 60
         assert all(outcomes[name] == code for name, code in shown.items())
 
+    def test_durations_ride_along_with_outcomes(self):
+        text = encode_jobs({"backoffice": 0, "shield": "running"}, {"backoffice": 95.7})
+        assert text == "backoffice=0@95,shield=running"
+        assert decode_jobs(text) == {"backoffice": 0, "shield": "running"}
+        assert decode_job_durations(text) == {"backoffice": 95}
+
     def test_malformed_entries_are_ignored(self):
         assert decode_jobs("a=0,=3,b c=1,d=") == {"a": 0}
 
@@ -48,11 +55,12 @@ class TestAgentReport:
             heartbeat=NOW,
             progress="1/4",
             jobs={"backoffice": 0, "shield": "running"},
+            durations={"backoffice": 120},
         )
         tags = report.to_tags()
         assert tags[TAG_HEARTBEAT] == "2026-11-23T00:30:00Z"
         assert tags[TAG_STATE] == "running"
-        assert tags[TAG_JOBS] == "backoffice=0,shield=running"
+        assert tags[TAG_JOBS] == "backoffice=0@120,shield=running"
         assert AgentReport.from_tags(tags) == report
 
     def test_heartbeat_age_and_completion(self):

@@ -1,0 +1,226 @@
+"""The fleet config: one pydantic model, validated when the DAG file is parsed.
+
+An invalid file raises :class:`FleetConfigError` naming the file, the field path
+(``roles[1].jobs[0].name``) and the bad value, which Airflow shows as the DAG's import error.
+Reading it makes no AWS call and reads no Variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import pendulum
+import yaml
+from croniter import croniter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "fleet.yaml"
+CONFIG_ENV_VAR = "FLEET_CONFIG"
+
+_DURATION = re.compile(r"^\s*(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m)?\s*(?:(?P<s>\d+)s)?\s*$")
+
+
+class FleetConfigError(ValueError):
+    """The fleet config is invalid; the message names the file, the field and the value."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``90`` (seconds), ``"45s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` → a positive timedelta."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):  # bool is an int subclass: refuse `timeout: true`
+        raise ValueError(f"not a duration: {value!r}")
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)) and any(match.groupdict().values()):
+        parts = {key: int(number or 0) for key, number in match.groupdict().items()}
+        seconds = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    else:
+        raise ValueError(f"not a duration (use seconds or e.g. '45s', '30m', '2h', '1h30m'): {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {value!r}")
+    return timedelta(seconds=seconds)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+InstanceId = Annotated[str, StringConstraints(pattern=r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _unique(items: list[Any], what: str) -> list[Any]:
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ValueError(f"duplicate {what} name {item.name!r}")
+        seen.add(item.name)
+    return items
+
+
+class JobConfig(_Strict):
+    """One business job: what the agent runs, how long it may take, whether a re-run is safe."""
+
+    name: Name
+    argv: list[Annotated[str, StringConstraints(min_length=1)]] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration
+    shell: bool = False
+    # At most once by default: these jobs move money.
+    rerun_on_interrupt: bool = False
+
+    @field_validator("cwd")
+    @classmethod
+    def _absolute_cwd(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"cwd must be an absolute path on the instance: {value!r}")
+        return value
+
+
+class RoleConfig(_Strict):
+    """A worker role: one instance (or ordered candidates for one slot) and its jobs."""
+
+    name: Name
+    instance: InstanceId | None = None
+    candidates: list[InstanceId] | None = Field(default=None, min_length=1)
+    max_runtime: Duration
+    heartbeat_grace: Duration = timedelta(minutes=5)
+    jobs: list[JobConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_slot(self) -> RoleConfig:
+        if (self.instance is None) == (self.candidates is None):
+            raise ValueError("give exactly one of 'instance' or 'candidates'")
+        return self
+
+    @field_validator("jobs")
+    @classmethod
+    def _unique_jobs(cls, jobs: list[JobConfig]) -> list[JobConfig]:
+        return _unique(jobs, "job")
+
+    @property
+    def instance_ids(self) -> list[str]:
+        return [self.instance] if self.instance else list(self.candidates or [])
+
+
+class SignerConfig(_Strict):
+    instance: InstanceId
+
+
+class NotifierConfig(_Strict):
+    """An Airflow notifier (``BaseNotifier`` subclass) by import path, with its arguments."""
+
+    class_path: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")]
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class FleetConfig(_Strict):
+    timezone: str = "UTC"
+    schedule: str = "0 0 * * *"
+    aws_conn_id: str = "aws_default"
+    region: str
+    signer: SignerConfig
+    roles: list[RoleConfig] = Field(min_length=1)
+    s3_log_prefix: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")] | None = (
+        None
+    )
+    notifier: NotifierConfig | None = None
+    # monitor.py's "still on after 00:15" alert: notify when a run is still going this long
+    # after its scheduled start.
+    alert_after: Duration = timedelta(minutes=15)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            pendulum.timezone(value)
+        except Exception as error:
+            raise ValueError(f"unknown timezone {value!r}") from error
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, roles: list[RoleConfig]) -> list[RoleConfig]:
+        return _unique(roles, "role")
+
+    @model_validator(mode="after")
+    def _signer_is_no_worker(self) -> FleetConfig:
+        for index, role in enumerate(self.roles):
+            if self.signer.instance in role.instance_ids:
+                raise ValueError(
+                    f"roles[{index}] ({role.name}) uses the signer instance {self.signer.instance!r}"
+                )
+        return self
+
+    def role(self, name: str) -> RoleConfig:
+        for role in self.roles:
+            if role.name == name:
+                return role
+        raise KeyError(f"no role named {name!r}; roles are {[r.name for r in self.roles]}")
+
+
+def _field_path(location: tuple[Any, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid fleet config"]
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "string_pattern_mismatch" and "pattern" in item.get("ctx", {}):
+            message = f"does not match {item['ctx']['pattern']}"
+        value = item.get("input")
+        # Name the bad value unless the message already does (or it is a whole section).
+        hidden = isinstance(value, dict | list) or repr(value) in message
+        shown = "" if hidden else f" (got {value!r})"
+        lines.append(f"  {_field_path(item['loc'])}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<fleet config>") -> FleetConfig:
+    try:
+        return FleetConfig.model_validate(data)
+    except ValidationError as error:
+        raise FleetConfigError(_describe(error, source)) from None
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> FleetConfig:
+    """Read and validate the fleet config (``$FLEET_CONFIG`` or ``dags/fleet.yaml``)."""
+    source = Path(path) if path is not None else config_path()
+    try:
+        data = yaml.safe_load(source.read_text())
+    except OSError as error:
+        raise FleetConfigError(f"{source}: cannot read the fleet config: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise FleetConfigError(f"{source}: not valid YAML: {error}") from None
+    return parse_config(data, str(source))
