@@ -18,9 +18,9 @@ Tags (values are at most 256 characters, an EC2 limit):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Dict, Mapping, Optional
 
 TAG_ROLE = "fleet:role"
 TAG_RUN_DATE = "fleet:run-date"
@@ -46,7 +46,7 @@ _JOB_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<outcome>-?\d+|[a-z_]+)(
 _TRUNCATED = "+"
 
 
-def encode_jobs(outcomes: Mapping[str, object], durations: Optional[Mapping[str, float]] = None) -> str:
+def encode_jobs(outcomes: Mapping[str, object], durations: Mapping[str, float] | None = None) -> str:
     """Encode ``{job: exit code or word}`` as ``name=0@95,name2=3@12,name3=running``.
 
     ``@N`` is the job's duration in whole seconds, when ``durations`` knows it.
@@ -78,16 +78,16 @@ def _job_entries(text: str):
             yield match
 
 
-def decode_jobs(text: str) -> Dict[str, object]:
+def decode_jobs(text: str) -> dict[str, object]:
     """The outcomes of :func:`encode_jobs`: ``{job: exit code (int) or word}``."""
-    result: Dict[str, object] = {}
+    result: dict[str, object] = {}
     for match in _job_entries(text):
         outcome = match.group("outcome")
         result[match.group("name")] = int(outcome) if outcome.lstrip("-").isdigit() else outcome
     return result
 
 
-def decode_job_durations(text: str) -> Dict[str, int]:
+def decode_job_durations(text: str) -> dict[str, int]:
     """The durations of :func:`encode_jobs`: ``{job: seconds}`` for the jobs that carry one."""
     return {m.group("name"): int(m.group("seconds")) for m in _job_entries(text) if m.group("seconds")}
 
@@ -96,7 +96,7 @@ def format_heartbeat(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_heartbeat(text: Optional[str]) -> Optional[datetime]:
+def parse_heartbeat(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
@@ -110,16 +110,16 @@ def parse_heartbeat(text: Optional[str]) -> Optional[datetime]:
 class AgentReport:
     """What the agent last reported on an instance's tags."""
 
-    role: Optional[str] = None
-    run_date: Optional[str] = None
-    state: Optional[str] = None
-    heartbeat: Optional[datetime] = None
-    progress: Optional[str] = None
-    jobs: Dict[str, object] = field(default_factory=dict)
-    durations: Dict[str, int] = field(default_factory=dict)
+    role: str | None = None
+    run_date: str | None = None
+    state: str | None = None
+    heartbeat: datetime | None = None
+    progress: str | None = None
+    jobs: dict[str, object] = field(default_factory=dict)
+    durations: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> Optional[AgentReport]:
+    def from_tags(cls, tags: Mapping[str, str]) -> AgentReport | None:
         """Read a report from ``{key: value}`` tags; ``None`` when the agent never wrote one."""
         if not any(key in tags for key in ALL_TAGS):
             return None
@@ -133,7 +133,7 @@ class AgentReport:
             durations=decode_job_durations(tags.get(TAG_JOBS, "")),
         )
 
-    def to_tags(self) -> Dict[str, str]:
+    def to_tags(self) -> dict[str, str]:
         tags = {
             TAG_ROLE: self.role,
             TAG_RUN_DATE: self.run_date,
@@ -144,7 +144,7 @@ class AgentReport:
         }
         return {key: value for key, value in tags.items() if value is not None}
 
-    def heartbeat_age(self, now: datetime) -> Optional[float]:
+    def heartbeat_age(self, now: datetime) -> float | None:
         """Seconds since the last heartbeat, or ``None`` when there is none."""
         if self.heartbeat is None:
             return None

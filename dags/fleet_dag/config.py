@@ -58,6 +58,7 @@ def parse_duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 InstanceId = Annotated[str, StringConstraints(pattern=r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
+S3Prefix = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")]
 
 
 class _Strict(BaseModel):
@@ -137,9 +138,7 @@ class FleetConfig(_Strict):
     region: str
     signer: SignerConfig
     roles: list[RoleConfig] = Field(min_length=1)
-    s3_log_prefix: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")] | None = (
-        None
-    )
+    s3_log_prefix: S3Prefix | None = None
     notifier: NotifierConfig | None = None
     # monitor.py's "still on after 00:15" alert: notify when a run is still going this long
     # after its scheduled start.
