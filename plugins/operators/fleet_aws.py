@@ -7,6 +7,7 @@ throttling (``RequestLimitExceeded``, ``Throttling``) so no code here sleeps on 
 
 from __future__ import annotations
 
+import ast
 import copy
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,13 +15,14 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from botocore.exceptions import ClientError
 
 from instance_agent.protocol import AgentReport
 
 # botocore retries throttling and transient errors itself in "standard" mode with exponential
-# backoff and full jitter (capped at 20 s); 8 attempts bound one call to about two minutes.
+# backoff and full jitter (capped at 20 s). botocore counts ``max_attempts`` as retries: 8 retries,
+# 9 attempts in all, bound one call to at most about 90 s of backoff.
 DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 8}
 
 # DescribeInstances refuses more than 1000 IDs in one request.
@@ -46,6 +48,15 @@ GONE_STATES = frozenset({"shutting-down", "terminated"})
 
 class FleetError(AirflowException):
     """A fleet operation failed; the message names the instance(s) and the cause."""
+
+
+class FleetStateFailure(FleetError, AirflowFailException):
+    """Instances reached a state the wait cannot come back from (terminated, agent silent, …).
+
+    Being an ``AirflowFailException``, it fails the task without retries: a retry would read the
+    same state again at once. Transient trouble (API errors past botocore's retries) stays a
+    plain :class:`FleetError`, to which task retries apply.
+    """
 
 
 def with_default_retries(botocore_config: dict[str, Any] | None) -> dict[str, Any]:
@@ -99,6 +110,14 @@ def chunked(items: Sequence[str], size: int) -> Iterator[list[str]]:
 
 def normalize_instance_ids(instance_ids: Iterable[str] | str, what: str = "instance_ids") -> list[str]:
     """A de-duplicated, order-preserving list of IDs; a bad value raises naming ``what``."""
+    if isinstance(instance_ids, str) and instance_ids.strip().startswith("["):
+        # A template that rendered a list to its text, e.g. "['i-1', 'i-2']" from an XCom.
+        try:
+            instance_ids = ast.literal_eval(instance_ids.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{what} is not a list of EC2 instance IDs: {instance_ids!r}") from None
+        if not isinstance(instance_ids, list | tuple):
+            raise ValueError(f"{what} is not a list of EC2 instance IDs: {instance_ids!r}")
     if isinstance(instance_ids, str):
         # A template that rendered to one ID, or a comma-separated list.
         instance_ids = [part.strip() for part in instance_ids.split(",")]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 from instance_agent.protocol import STATE_RUNNING
 from operators.fleet_aws import (
     GONE_STATES,
+    TRANSITIONAL_STATES,
     InstanceView,
     chunked,
     describe_instances,
@@ -20,16 +21,22 @@ from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger
 # DescribeInstanceStatus accepts at most 100 IDs per request.
 STATUS_BATCH = 100
 
+# A pseudo target state: "no longer in a transitional state" (pending, stopping, shutting-down).
+# Start and stop operators wait for it before acting, since EC2 refuses to start an instance that
+# is stopping or to stop one that is pending.
+SETTLED = "settled"
+
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def default_failure_states(target_state: str) -> list[str]:
     """States from which ``target_state`` can no longer be reached without someone acting."""
     if target_state == "terminated":
         return []
-    if target_state == "stopped":
+    if target_state in ("stopped", SETTLED):
+        # A settled instance may still be unusable: nothing can start or stop a terminated one.
         return sorted(GONE_STATES)
     if target_state == "running":
         # Not "stopped": right after StartInstances an eventually consistent read may still say so.
@@ -46,7 +53,10 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
     heartbeat older than ``heartbeat_grace`` seconds fails the wait ("agent on i-… silent for N s").
 
     :param instance_ids: the instances to watch
-    :param target_state: the EC2 state every instance must reach (``running``, ``stopped``, …)
+    :param target_state: the EC2 state every instance must reach (``running``, ``stopped``, …),
+        or ``"settled"`` (:data:`SETTLED`): any state but ``pending``, ``stopping`` and
+        ``shutting-down``; a settled wait's default failure states are ``shutting-down`` and
+        ``terminated``
     :param failure_states: states that fail the wait at once; default from the target
     :param require_status_ok: also wait for EC2 status checks (instance and system) to be ``ok``
     :param heartbeat_grace: seconds of agent silence tolerated; ``None`` disables the check
@@ -72,6 +82,9 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
         )
         if target_state in self.failure_states:
             raise ValueError(f"target_state {target_state!r} is also listed in failure_states")
+        if target_state == SETTLED and require_status_ok:
+            # Status checks exist only for running instances; a settled one may be stopped.
+            raise ValueError("require_status_ok needs target_state 'running', not 'settled'")
         self.require_status_ok = require_status_ok
         self.heartbeat_grace = heartbeat_grace
         self.run_date = run_date
@@ -112,7 +125,7 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
                 ),
                 "instances": {view.instance_id: view.to_xcom() for view in views.values()},
             }
-        outstanding = [view for view in views.values() if view.state != self.target_state]
+        outstanding = [view for view in views.values() if not self._reached(view)]
         silent = self._check_heartbeats(outstanding)
         if silent:
             return {
@@ -135,6 +148,11 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
             "message": f"{len(views)} instance(s) {self.target_state}",
             "instances": {view.instance_id: view.to_xcom() for view in views.values()},
         }
+
+    def _reached(self, view: InstanceView) -> bool:
+        if self.target_state == SETTLED:
+            return view.state not in TRANSITIONAL_STATES
+        return view.state == self.target_state
 
     def _relevant_report(self, view: InstanceView):
         report = view.report

@@ -1,0 +1,434 @@
+"""Start and stop a list of EC2 instances: one read, one batched call, one bounded wait.
+
+Both operators are idempotent, so a retried or cleared task does no harm: an instance already in
+the wanted state counts as done, one in a transition (``stopping`` before a start, ``pending``
+before a stop) is waited out first, and a terminated instance fails the task naming it.
+Throttling is retried by botocore itself (standard retry mode, see :mod:`operators.fleet_aws`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import conf
+from botocore.exceptions import ClientError
+
+from operators.fleet_aws import (
+    CAPACITY_ERRORS,
+    FleetError,
+    InstanceView,
+    describe_instances,
+    error_code,
+    error_message,
+    normalize_instance_ids,
+    with_default_retries,
+)
+from operators.fleet_ec2_triggers import SETTLED, FleetInstanceStateTrigger
+from operators.fleet_wait import defer_timeout, raise_for_event
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# EC2's answer when an instance is not in a state the call accepts: another actor changed the
+# state between our read and our call. Re-reading and waiting out the transition resolves it.
+INCORRECT_STATE = "IncorrectInstanceState"
+
+
+@dataclass
+class _Round:
+    """What one read-then-act round did, or why it has to be repeated."""
+
+    targets: list[str] = field(default_factory=list)
+    acted: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    # Instances in a transition that must end before we can act on them.
+    settle: list[str] = field(default_factory=list)
+    # Set when EC2 refused the call with IncorrectInstanceState (a race with another actor).
+    race: str | None = None
+    views: dict[str, InstanceView] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return not self.settle and self.race is None
+
+
+def _states(views: dict[str, InstanceView], ids: Sequence[str]) -> str:
+    return ", ".join(
+        f"{instance_id} ({views[instance_id].state})" for instance_id in ids if instance_id in views
+    )
+
+
+class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
+    """Shared read → act → wait machinery of the start and stop operators.
+
+    A subclass names its action, the EC2 call and the states: ``done_states`` need no call,
+    ``settle_states`` are waited out before the call, ``act_states`` go into the one batched
+    call; anything else (``shutting-down``, ``terminated``) fails naming the instance.
+    """
+
+    aws_hook_class = EC2Hook
+    ui_color = "#eeaa11"
+    ui_fgcolor = "#ffffff"
+
+    action: str
+    target_state: str
+    done_states: frozenset[str]
+    settle_states: frozenset[str]
+    act_states: frozenset[str]
+    api_call: str
+    already_label: str
+    # XCom keys under which the acted-on and the already-done instances are pushed.
+    acted_key: str
+    already_key: str
+
+    # How many read → act rounds before giving up on instances whose state keeps changing under
+    # us (each IncorrectInstanceState race, and each wait for a transition, costs one round).
+    max_state_rounds = 4
+
+    def __init__(
+        self,
+        *,
+        instance_ids: Sequence[str] | str | None = None,
+        wait_for_completion: bool = True,
+        waiter_delay: int = 15,
+        waiter_max_attempts: int = 40,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.instance_ids = instance_ids
+        self.wait_for_completion = wait_for_completion
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+        self.deferrable = deferrable
+
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        return {
+            **super()._hook_parameters,
+            "config": with_default_retries(self.botocore_config),
+            "api_type": "client_type",
+        }
+
+    # -- what subclasses provide ----------------------------------------------------------------
+
+    def _call(self, instance_ids: list[str]) -> None:
+        """The one batched EC2 call (StartInstances or StopInstances)."""
+        raise NotImplementedError
+
+    def _final_wait_args(self) -> dict[str, Any]:
+        return {}
+
+    def _watched_ids(self) -> list[str]:
+        return normalize_instance_ids(self.instance_ids, "instance_ids")
+
+    # -- the flow ---------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> list[str]:
+        return self._rounds(context, first_round=1)
+
+    def resume_after_settle(
+        self, context: Context, event: dict[str, Any] | None = None, round_no: int = 1
+    ) -> list[str]:
+        """Re-entry after a deferred wait for transitions: read again and act."""
+        raise_for_event(event, f"Waiting for instances to settle before {self.action}")
+        return self._rounds(context, first_round=round_no + 1)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, instance_ids: list[str] | None = None
+    ) -> list[str]:
+        raise_for_event(event, f"Waiting for {self.target_state}")
+        ids = instance_ids or list((event or {}).get("instances", {}))
+        self.log.info("%d instance(s) %s: %s", len(ids), self.target_state, ", ".join(ids))
+        return ids
+
+    def _rounds(self, context: Context, first_round: int) -> list[str]:
+        ids = self._watched_ids()
+        # Even a resumed task gets one more read before it may give up.
+        first_round = min(first_round, self.max_state_rounds)
+        for round_no in range(first_round, self.max_state_rounds + 1):
+            # One DescribeInstances for every instance, whatever their number (batched by 1000).
+            views = describe_instances(self.hook.conn, ids)
+            outcome = self._act(views)
+            if outcome.done:
+                return self._complete(context, outcome)
+            if round_no == self.max_state_rounds:
+                break
+            if outcome.race:
+                self.log.warning(
+                    "%s raced with another change (%s); reading the states again (round %d of %d)",
+                    self.action.capitalize(),
+                    outcome.race,
+                    round_no,
+                    self.max_state_rounds,
+                )
+                continue
+            self.log.info(
+                "Waiting for %s to finish their transition before %s",
+                _states(views, outcome.settle),
+                self.action,
+            )
+            trigger = self._trigger(outcome.settle, SETTLED)
+            if self.deferrable:
+                self.defer(
+                    trigger=trigger,
+                    method_name="resume_after_settle",
+                    kwargs={"round_no": round_no},
+                    timeout=defer_timeout(self.waiter_delay, self.waiter_max_attempts),
+                )
+            raise_for_event(trigger.run_sync(), f"Waiting for instances to settle before {self.action}")
+        stuck = outcome.settle or [i for i in ids if outcome.views[i].state not in self.done_states]
+        raise FleetError(
+            f"Could not {self.action} {_states(outcome.views, stuck)}: their state kept changing "
+            f"through {self.max_state_rounds} attempts"
+            + (f"; last error: {outcome.race}" if outcome.race else "")
+        )
+
+    def _act(self, views: dict[str, InstanceView]) -> _Round:
+        """Classify the instances, then make the one batched call for those that need it."""
+        ids = self._watched_ids()
+        gone = [
+            i for i in ids if views[i].state not in self.done_states | self.settle_states | self.act_states
+        ]
+        if gone:
+            raise FleetError(
+                f"Cannot {self.action} "
+                + "; ".join(
+                    f"{i}: it is {views[i].state}"
+                    + (f" ({views[i].state_reason})" if views[i].state_reason else "")
+                    for i in gone
+                )
+            )
+        outcome = _Round(
+            targets=ids,
+            already=[i for i in ids if views[i].state in self.done_states],
+            settle=[i for i in ids if views[i].state in self.settle_states],
+            views=views,
+        )
+        if outcome.settle:
+            # Act only once everything has settled, so that the whole list goes in one call.
+            return outcome
+        to_act = [i for i in ids if views[i].state in self.act_states]
+        if to_act:
+            try:
+                self._call(to_act)
+            except ClientError as error:
+                if error_code(error) == INCORRECT_STATE:
+                    outcome.race = f"{INCORRECT_STATE}: {error_message(error)}"
+                    return outcome
+                raise FleetError(
+                    f"{self.action.capitalize()} of {', '.join(to_act)} failed: "
+                    f"{error_code(error)}: {error_message(error)}"
+                ) from error
+        outcome.acted = to_act
+        return outcome
+
+    def _complete(self, context: Context, outcome: _Round) -> list[str]:
+        if outcome.acted:
+            self.log.info(
+                "%s called for %d instance(s): %s",
+                self.api_call,
+                len(outcome.acted),
+                ", ".join(outcome.acted),
+            )
+        if outcome.already:
+            self.log.info(
+                "%s, no call needed: %s", self.already_label, _states(outcome.views, outcome.already)
+            )
+        ti = context["ti"]
+        ti.xcom_push(key=self.acted_key, value=outcome.acted)
+        ti.xcom_push(key=self.already_key, value=outcome.already)
+        if not self.wait_for_completion:
+            return outcome.targets
+        if not self._final_wait_args().get("require_status_ok") and all(
+            outcome.views[i].state == self.target_state for i in outcome.targets
+        ):
+            # Nothing to wait for: a re-run on a fleet already there finishes without a deferral.
+            self.log.info("%d instance(s) already %s", len(outcome.targets), self.target_state)
+            return outcome.targets
+        trigger = self._trigger(outcome.targets, self.target_state, **self._final_wait_args())
+        if self.deferrable:
+            self.defer(
+                trigger=trigger,
+                method_name="execute_complete",
+                kwargs={"instance_ids": outcome.targets},
+                timeout=defer_timeout(self.waiter_delay, self.waiter_max_attempts),
+            )
+        return self.execute_complete(context, trigger.run_sync(), instance_ids=outcome.targets)
+
+    def _trigger(
+        self, instance_ids: list[str], target_state: str, **kwargs: Any
+    ) -> FleetInstanceStateTrigger:
+        return FleetInstanceStateTrigger(
+            instance_ids=instance_ids,
+            target_state=target_state,
+            waiter_delay=self.waiter_delay,
+            waiter_max_attempts=self.waiter_max_attempts,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+            **kwargs,
+        )
+
+
+class FleetStartInstancesOperator(_FleetInstanceActionOperator):
+    """Start a list of EC2 instances, or the first startable of an ordered list of candidates.
+
+    One DescribeInstances reads every state. Running and pending instances count as started;
+    stopping ones are waited out; the stopped ones are started in one StartInstances call;
+    a terminated or unknown instance fails the task naming it. Then the operator waits for
+    ``running`` (and, optionally, for passing status checks), deferring when ``deferrable``.
+
+    With ``candidates``, the instances are alternatives for one slot: a candidate that is
+    already running or pending is used; otherwise they are started one at a time in order, and
+    a capacity error (e.g. ``InsufficientInstanceCapacity``) moves on to the next.
+
+    Returns the started slot's instance IDs (one ID with ``candidates``) and pushes the XCom
+    keys ``started`` and ``already_running``.
+
+    :param instance_ids: the instances to start: a list, or a comma-separated string (templated)
+    :param candidates: ordered alternatives for one slot, instead of ``instance_ids`` (templated)
+    :param wait_for_completion: wait until the instances are ``running``
+    :param require_status_ok: also wait for the EC2 status checks to pass
+    :param waiter_delay: seconds between two polls of a wait
+    :param waiter_max_attempts: polls before a wait gives up
+    :param deferrable: wait in the triggerer instead of a worker slot
+    :param aws_conn_id: the Airflow connection used for AWS credentials
+    :param region_name: AWS region; the connection's when not given
+    :param verify: whether to verify SSL certificates
+    :param botocore_config: botocore client configuration; bounded standard-mode retries are
+        added unless it sets ``retries``
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("instance_ids", "candidates")
+
+    action = "start"
+    target_state = "running"
+    # Pending is on its way to running: the wait for running covers it.
+    done_states = frozenset({"running", "pending"})
+    settle_states = frozenset({"stopping"})
+    act_states = frozenset({"stopped"})
+    api_call = "StartInstances"
+    already_label = "Already running or starting"
+    acted_key = "started"
+    already_key = "already_running"
+
+    def __init__(
+        self,
+        *,
+        instance_ids: Sequence[str] | str | None = None,
+        candidates: Sequence[str] | str | None = None,
+        require_status_ok: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(instance_ids=instance_ids, **kwargs)
+        self.candidates = candidates
+        self.require_status_ok = require_status_ok
+
+    def execute(self, context: Context) -> list[str]:
+        # Checked here, not in __init__: both fields are templates until the task runs.
+        if (self.instance_ids is None) == (self.candidates is None):
+            raise ValueError(f"{self.task_id}: give exactly one of instance_ids and candidates")
+        return super().execute(context)
+
+    def _watched_ids(self) -> list[str]:
+        if self.candidates is not None:
+            return normalize_instance_ids(self.candidates, "candidates")
+        return super()._watched_ids()
+
+    def _final_wait_args(self) -> dict[str, Any]:
+        return {"require_status_ok": self.require_status_ok}
+
+    def _call(self, instance_ids: list[str]) -> None:
+        self.hook.conn.start_instances(InstanceIds=instance_ids)
+
+    def _act(self, views: dict[str, InstanceView]) -> _Round:
+        if self.candidates is None:
+            return super()._act(views)
+        return self._act_on_candidates(views)
+
+    def _act_on_candidates(self, views: dict[str, InstanceView]) -> _Round:
+        candidates = self._watched_ids()
+        running = [c for c in candidates if views[c].state in self.done_states]
+        if running:
+            self.log.info("Candidate %s is already %s: using it", running[0], views[running[0]].state)
+            return _Round(targets=[running[0]], already=[running[0]], views=views)
+        settle = [c for c in candidates if views[c].state in self.settle_states]
+        if settle:
+            # Wait before trying any, so that the candidates are tried in the order given.
+            return _Round(settle=settle, views=views)
+        errors: dict[str, str] = {}
+        for candidate in candidates:
+            view = views[candidate]
+            if view.state not in self.act_states:
+                errors[candidate] = view.state + (f" ({view.state_reason})" if view.state_reason else "")
+                continue
+            try:
+                self._call([candidate])
+            except ClientError as error:
+                code = error_code(error)
+                if code == INCORRECT_STATE:
+                    return _Round(race=f"{candidate}: {code}: {error_message(error)}", views=views)
+                if code not in CAPACITY_ERRORS:
+                    raise FleetError(
+                        f"Start of candidate {candidate} failed: {code}: {error_message(error)}"
+                    ) from error
+                errors[candidate] = f"{code}: {error_message(error)}"
+                self.log.warning("Candidate %s has no capacity (%s); trying the next", candidate, code)
+                continue
+            if errors:
+                self.log.info("Started candidate %s after: %s", candidate, errors)
+            return _Round(targets=[candidate], acted=[candidate], views=views)
+        raise FleetError(
+            "No candidate could be started: " + "; ".join(f"{c}: {errors[c]}" for c in candidates)
+        )
+
+
+class FleetStopInstancesOperator(_FleetInstanceActionOperator):
+    """Stop a list of EC2 instances with one StopInstances call.
+
+    One DescribeInstances reads every state. Stopped and stopping instances count as stopped;
+    pending ones are waited out (EC2 cannot stop an instance that is still starting); the running
+    ones are stopped in one call; a terminated or unknown instance fails the task naming it.
+    Then the operator waits for ``stopped``, deferring when ``deferrable``.
+
+    Returns the instance IDs and pushes the XCom keys ``stopped`` and ``already_stopped``.
+
+    :param instance_ids: the instances to stop: a list, or a comma-separated string (templated)
+    :param force: force the stop (no clean OS shutdown), e.g. past a role's ``max_runtime``;
+        not templated, since a rendered ``"False"`` would read as true
+    :param wait_for_completion: wait until the instances are ``stopped``
+    :param waiter_delay: seconds between two polls of a wait
+    :param waiter_max_attempts: polls before a wait gives up
+    :param deferrable: wait in the triggerer instead of a worker slot
+    :param aws_conn_id: the Airflow connection used for AWS credentials
+    :param region_name: AWS region; the connection's when not given
+    :param verify: whether to verify SSL certificates
+    :param botocore_config: botocore client configuration; bounded standard-mode retries are
+        added unless it sets ``retries``
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("instance_ids")
+
+    action = "stop"
+    target_state = "stopped"
+    done_states = frozenset({"stopped", "stopping"})
+    settle_states = frozenset({"pending"})
+    act_states = frozenset({"running"})
+    api_call = "StopInstances"
+    already_label = "Already stopped or stopping"
+    acted_key = "stopped"
+    already_key = "already_stopped"
+
+    def __init__(self, *, instance_ids: Sequence[str] | str, force: bool = False, **kwargs: Any) -> None:
+        super().__init__(instance_ids=instance_ids, **kwargs)
+        self.force = force
+
+    def _call(self, instance_ids: list[str]) -> None:
+        self.hook.conn.stop_instances(InstanceIds=instance_ids, Force=self.force)

@@ -1,0 +1,152 @@
+"""A sensor that waits for a list of EC2 instances to reach a state, reading the agent's tags."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
+from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf
+
+from operators.fleet_aws import FleetError, FleetStateFailure, normalize_instance_ids, with_default_retries
+from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
+from operators.fleet_wait import ERROR, FAILED, SUCCESS, TIMEOUT
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
+    """Wait until every instance of a list is in ``target_state``; return their states and tags.
+
+    Each poke is one poll of :class:`~operators.fleet_ec2_triggers.FleetInstanceStateTrigger`
+    (one DescribeInstances for the whole list), so the poke and the deferred wait decide alike.
+    The XCom value is ``{instance_id: {"state": ..., "tags": {...}}}``.
+
+    An instance in one of ``failure_states``, or an agent whose heartbeat is older than
+    ``heartbeat_grace``, fails the sensor at once and without retries
+    (:class:`~operators.fleet_aws.FleetStateFailure`, an ``AirflowFailException``): a retry would
+    read the same state again. An API error that outlived botocore's own retries raises a plain
+    :class:`~operators.fleet_aws.FleetError`, so the task's retries apply to it. ``soft_fail``
+    turns either into a skip, as for any sensor.
+
+    Deferred, the wait polls every ``poke_interval`` seconds for at most ``timeout`` seconds
+    and ends in ``AirflowSensorTimeout`` past it, like a poking sensor.
+
+    :param instance_ids: the instances to watch: a list, or a comma-separated string (templated)
+    :param target_state: the EC2 state every instance must reach (templated)
+    :param failure_states: states that fail the sensor at once; by default those from which the
+        target cannot be reached (``shutting-down``/``terminated`` for ``stopped``)
+    :param require_status_ok: with ``running``, also wait for the EC2 status checks to pass
+    :param heartbeat_grace: seconds of agent heartbeat silence tolerated; ``None``: no check
+    :param run_date: only agent tags of this run date count for the heartbeat check (templated)
+    :param deferrable: wait in the triggerer instead of a worker slot
+    :param aws_conn_id: the Airflow connection used for AWS credentials
+    :param region_name: AWS region; the connection's when not given
+    :param verify: whether to verify SSL certificates
+    :param botocore_config: botocore client configuration; bounded standard-mode retries are
+        added unless it sets ``retries``
+    """
+
+    aws_hook_class = EC2Hook
+    template_fields: Sequence[str] = aws_template_fields("instance_ids", "target_state", "run_date")
+    ui_color = "#cc8811"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        instance_ids: Sequence[str] | str,
+        target_state: str,
+        failure_states: Sequence[str] | None = None,
+        require_status_ok: bool = False,
+        heartbeat_grace: float | None = None,
+        run_date: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.instance_ids = instance_ids
+        self.target_state = target_state
+        self.failure_states = failure_states
+        self.require_status_ok = require_status_ok
+        self.heartbeat_grace = heartbeat_grace
+        self.run_date = run_date
+        self.deferrable = deferrable
+
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        return {
+            **super()._hook_parameters,
+            "config": with_default_retries(self.botocore_config),
+            "api_type": "client_type",
+        }
+
+    def build_trigger(self) -> FleetInstanceStateTrigger:
+        """The wait as a trigger: polled once per poke, or handed to the triggerer whole."""
+        # A zero interval gives no pacing to divide the timeout by: one poll, then the wait ends.
+        attempts = max(1, math.ceil(self.timeout / self.poke_interval)) if self.poke_interval > 0 else 1
+        return FleetInstanceStateTrigger(
+            instance_ids=normalize_instance_ids(self.instance_ids, "instance_ids"),
+            target_state=self.target_state,
+            failure_states=self.failure_states,
+            require_status_ok=self.require_status_ok,
+            heartbeat_grace=self.heartbeat_grace,
+            run_date=self.run_date,
+            waiter_delay=self.poke_interval,
+            waiter_max_attempts=attempts,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+        )
+
+    @cached_property
+    def _poke_trigger(self) -> FleetInstanceStateTrigger:
+        # One trigger for all pokes of this try, so they share one boto3 client.
+        return self.build_trigger()
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        # Airflow 3.3 does not apply execution_timeout to a deferred task: bound it here.
+        self.defer(
+            trigger=self.build_trigger(),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        event = self._poke_trigger._poll_guarded()
+        if event is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._result(event))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._result(event)
+
+    def _result(self, event: dict[str, Any] | None) -> dict[str, Any]:
+        """The instances of a success event; the matching exception for any other."""
+        status = (event or {}).get("status")
+        message = (event or {}).get("message", event)
+        if status == SUCCESS:
+            instances = event["instances"]
+            self.log.info(
+                "All %d instance(s) %s: %s",
+                len(instances),
+                self.target_state,
+                ", ".join(instances),
+            )
+            return instances
+        if status == FAILED:
+            raise FleetStateFailure(f"Waiting for {self.target_state} failed: {message}")
+        if status == TIMEOUT:
+            raise AirflowSensorTimeout(f"Waiting for {self.target_state} timed out: {message}")
+        if status == ERROR:
+            raise FleetError(f"Waiting for {self.target_state} hit an error: {message}")
+        raise FleetError(f"Waiting for {self.target_state}: unexpected trigger event {event!r}")

@@ -1,0 +1,321 @@
+"""Operators that act through AWS Systems Manager on a list of EC2 instances."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.ssm import SsmHook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import conf
+from botocore.exceptions import ClientError
+
+from operators.fleet_aws import (
+    FleetError,
+    chunked,
+    error_code,
+    error_message,
+    normalize_instance_ids,
+    with_default_retries,
+)
+from operators.fleet_ssm_triggers import (
+    SSM_INSTANCE_BATCH,
+    SUCCESS_STATUS,
+    FleetRunCommandTrigger,
+    cancel_commands,
+    describe_status,
+)
+from operators.fleet_wait import SUCCESS, TIMEOUT, defer_timeout, raise_for_event
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFAULT_DOCUMENT = "AWS-RunShellScript"
+# AWS's script documents: they take "commands" and an "executionTimeout" in seconds (default 3600).
+SCRIPT_DOCUMENTS = frozenset({"AWS-RunShellScript", "AWS-RunPowerShellScript"})
+# SendCommand refuses longer comments.
+COMMENT_MAX = 100
+
+
+class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
+    """Run an SSM document on a list of instances and wait until it has ended on every one.
+
+    ``SendCommand`` goes out in batches of 50 instances (its limit), so one task may hold several
+    command IDs. The wait tracks every (command, instance) pair itself and succeeds only when
+    each one ended in ``Success``; any other end fails the task, naming the instance, its status
+    and exit code. Out of polls is a failure too, and (``cancel_on_timeout``) cancels the command
+    where it still runs; a batch that cannot be sent cancels the batches sent before it. Each
+    instance's stdout and stderr tails are written to the task log.
+
+    Returns a dict keyed by instance ID of ``{command_id, status, status_details, exit_code,
+    duration_seconds, stdout_tail, stderr_tail, stdout_url, stderr_url}``; the command IDs are
+    also pushed at once under the XCom key ``command_ids``. When the command fails, the same
+    dict is pushed under the key ``results`` before the task fails.
+
+    :param instance_ids: the instances to run on (templated; a list or a comma-separated string)
+    :param document_name: the SSM document to run (templated)
+    :param parameters: the document's parameters, e.g. ``{"commands": ["/opt/agent run"]}``
+        (templated). A single string value is taken as a one-element list.
+    :param execution_timeout_seconds: the script documents' ``executionTimeout``: how long the
+        script may run on the instance before SSM stops it. Ignored when ``parameters`` already
+        holds ``executionTimeout``; only valid with AWS-RunShellScript and AWS-RunPowerShellScript.
+    :param delivery_timeout_seconds: SendCommand's ``TimeoutSeconds``: how long an instance may
+        take to start the command before SSM gives up on it (SSM's default: 3600)
+    :param comment: a comment shown in the SSM console (templated; cut to 100 characters)
+    :param output_s3_bucket: S3 bucket that receives the full output (templated)
+    :param output_s3_prefix: S3 key prefix for that output (templated)
+    :param wait_for_completion: wait until the command has ended everywhere (default: True)
+    :param waiter_delay: seconds between two polls (default: 15)
+    :param waiter_max_attempts: polls before the wait fails as timed out (default: 240)
+    :param deferrable: wait in the triggerer rather than in a worker slot
+    :param send_retry_seconds: how long to retry SendCommand while SSM answers
+        ``InvalidInstanceId``, as it does for an agent that registered moments ago (default: 120)
+    :param send_retry_delay: seconds between two such retries (default: 10)
+    :param log_tail_lines: last lines of stdout and stderr kept per instance (default: 20)
+    :param cancel_on_timeout: when the polls run out, cancel the command where it still runs, so
+        no work goes on unwatched after the task failed (default: True)
+    :param aws_conn_id: The Airflow connection used for AWS credentials.
+        If this is ``None`` or empty then the default boto3 behaviour is used.
+    :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
+    :param verify: Whether or not to verify SSL certificates. See:
+        https://boto3.amazonaws.com/v1/documentation/api/latest/reference/core/session.html
+    :param botocore_config: Configuration dictionary (key-values) for botocore client; bounded
+        ``standard`` retries are added unless it sets ``retries``. See:
+        https://botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html
+    """
+
+    aws_hook_class = SsmHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "instance_ids",
+        "document_name",
+        "parameters",
+        "comment",
+        "output_s3_bucket",
+        "output_s3_prefix",
+    )
+    template_fields_renderers = {"parameters": "json"}
+
+    def __init__(
+        self,
+        *,
+        instance_ids: Sequence[str] | str,
+        document_name: str = DEFAULT_DOCUMENT,
+        parameters: Mapping[str, Any] | None = None,
+        execution_timeout_seconds: int | None = None,
+        delivery_timeout_seconds: int | None = None,
+        comment: str | None = None,
+        output_s3_bucket: str | None = None,
+        output_s3_prefix: str | None = None,
+        wait_for_completion: bool = True,
+        waiter_delay: int = 15,
+        waiter_max_attempts: int = 240,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        send_retry_seconds: float = 120,
+        send_retry_delay: float = 10,
+        log_tail_lines: int = 20,
+        cancel_on_timeout: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.instance_ids = instance_ids
+        self.document_name = document_name
+        self.parameters = parameters
+        self.execution_timeout_seconds = execution_timeout_seconds
+        self.delivery_timeout_seconds = delivery_timeout_seconds
+        self.comment = comment
+        self.output_s3_bucket = output_s3_bucket
+        self.output_s3_prefix = output_s3_prefix
+        self.wait_for_completion = wait_for_completion
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+        self.deferrable = deferrable
+        self.send_retry_seconds = send_retry_seconds
+        self.send_retry_delay = send_retry_delay
+        self.log_tail_lines = log_tail_lines
+        self.cancel_on_timeout = cancel_on_timeout
+        # Swappable in tests; not operator arguments.
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], None] = time.sleep
+        # What this task sent, for on_kill.
+        self._command_instances: dict[str, list[str]] = {}
+
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        # The fleet's bounded standard-mode retries, as make_ssm_hook gives every other fleet hook.
+        return {**super()._hook_parameters, "config": with_default_retries(self.botocore_config)}
+
+    @property
+    def _what(self) -> str:
+        return f"Run Command of {self.document_name}"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        instance_ids = normalize_instance_ids(self.instance_ids)
+        parameters = self._document_parameters()
+        bound = self.waiter_delay * self.waiter_max_attempts
+        if self.wait_for_completion and bound < (self.execution_timeout_seconds or 0):
+            self.log.warning(
+                "The wait gives up after %s s but the script may run %s s (execution_timeout_seconds)",
+                bound,
+                self.execution_timeout_seconds,
+            )
+
+        try:
+            for batch in chunked(instance_ids, SSM_INSTANCE_BATCH):
+                command_id = self._send(batch, parameters)
+                # Recorded batch by batch so that on_kill can cancel what was already sent.
+                self._command_instances[command_id] = batch
+        except Exception:
+            if self._command_instances:
+                # The task fails without watching the batches already sent, and its retry would
+                # send them again: stop them rather than leave them running unwatched.
+                self.log.error("Sending a later batch failed; cancelling the batches already sent")
+                cancel_commands(self.hook.conn, self._command_instances, self.log)
+            raise
+        command_instances = dict(self._command_instances)
+        self.log.info(
+            "Sent %s to %d instance(s) as command(s) %s",
+            self.document_name,
+            len(instance_ids),
+            ", ".join(command_instances),
+        )
+        context["ti"].xcom_push(key="command_ids", value=list(command_instances))
+
+        if not self.wait_for_completion:
+            return {
+                instance_id: {"command_id": command_id}
+                for command_id, ids in command_instances.items()
+                for instance_id in ids
+            }
+
+        trigger = FleetRunCommandTrigger(
+            command_instances=command_instances,
+            log_tail_lines=self.log_tail_lines,
+            waiter_delay=self.waiter_delay,
+            waiter_max_attempts=self.waiter_max_attempts,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+        )
+        if self.deferrable:
+            self.defer(
+                trigger=trigger,
+                method_name="execute_complete",
+                # The command map rides along so that a timeout can still cancel what runs.
+                kwargs={"command_instances": command_instances},
+                timeout=defer_timeout(self.waiter_delay, self.waiter_max_attempts),
+            )
+        # Poll with this task's own client: the one on_kill cancels through.
+        trigger.hook = self.hook
+        event = trigger.run_sync(sleep=self.sleep)
+        return self.execute_complete(context, event, command_instances=command_instances)
+
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        command_instances: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, Any]:
+        status = (event or {}).get("status")
+        results: dict[str, Any] = (event or {}).get("results") or {}
+        self._log_results(results)
+        if status != SUCCESS and results:
+            # A failing task has no return value; a report or teardown task may still want these.
+            context["ti"].xcom_push(key="results", value=results)
+        if status == TIMEOUT and self.cancel_on_timeout and command_instances:
+            # The task fails now; a command still running would go on unwatched, and the task's
+            # retry would send it a second time.
+            cancel_commands(self.hook.conn, command_instances, self.log)
+        raise_for_event(event, self._what)
+        return results
+
+    def on_kill(self) -> None:
+        if not self._command_instances:
+            return
+        # Killed while waiting in a worker: stop the work this task started on the instances.
+        cancel_commands(self.hook.conn, self._command_instances, self.log)
+
+    def _document_parameters(self) -> dict[str, list[str]]:
+        parameters = {
+            name: [value] if isinstance(value, str) else [str(item) for item in value]
+            for name, value in (self.parameters or {}).items()
+        }
+        if self.document_name in SCRIPT_DOCUMENTS and not parameters.get("commands"):
+            raise ValueError(
+                f"{self.document_name} needs parameters={{'commands': [...]}} (task {self.task_id}); "
+                f"got {self.parameters!r}"
+            )
+        if self.execution_timeout_seconds is not None and "executionTimeout" not in parameters:
+            if self.document_name not in SCRIPT_DOCUMENTS:
+                raise ValueError(
+                    f"execution_timeout_seconds={self.execution_timeout_seconds!r} only applies to "
+                    f"{', '.join(sorted(SCRIPT_DOCUMENTS))}; document {self.document_name!r} takes its "
+                    "timeout through its own parameters"
+                )
+            parameters["executionTimeout"] = [str(int(self.execution_timeout_seconds))]
+        return parameters
+
+    def _send(self, instance_ids: list[str], parameters: dict[str, list[str]]) -> str:
+        request: dict[str, Any] = {"DocumentName": self.document_name, "InstanceIds": instance_ids}
+        if parameters:
+            request["Parameters"] = parameters
+        if self.comment:
+            request["Comment"] = self.comment[:COMMENT_MAX]
+        if self.delivery_timeout_seconds is not None:
+            request["TimeoutSeconds"] = int(self.delivery_timeout_seconds)
+        if self.output_s3_bucket:
+            request["OutputS3BucketName"] = self.output_s3_bucket
+            if self.output_s3_prefix:
+                request["OutputS3KeyPrefix"] = self.output_s3_prefix
+
+        deadline = self.clock() + self.send_retry_seconds
+        while True:
+            try:
+                response = self.hook.conn.send_command(**request)
+            except ClientError as error:
+                if error_code(error) != "InvalidInstanceId":
+                    raise
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise FleetError(
+                        f"SSM refused to send {self.document_name} to {', '.join(instance_ids)} with "
+                        f"InvalidInstanceId for {self.send_retry_seconds} s: {error_message(error)}. "
+                        "Each instance must be running, with its SSM agent online and an instance "
+                        "profile that allows SSM."
+                    ) from error
+                # An agent that registered moments ago is not yet accepted everywhere in SSM.
+                delay = min(self.send_retry_delay, remaining)
+                self.log.info(
+                    "SSM does not accept %s yet (InvalidInstanceId: %s); retrying in %.0f s",
+                    ", ".join(instance_ids),
+                    error_message(error),
+                    delay,
+                )
+                self.sleep(delay)
+                continue
+            return response["Command"]["CommandId"]
+
+    def _log_results(self, results: Mapping[str, Mapping[str, Any]]) -> None:
+        for instance_id, result in results.items():
+            log = self.log.info if result.get("status") == SUCCESS_STATUS else self.log.error
+            log(
+                "%s: %s, exit code %s after %s s (command %s)",
+                instance_id,
+                describe_status(result.get("status", "?"), result.get("status_details")),
+                result.get("exit_code"),
+                result.get("duration_seconds"),
+                result.get("command_id"),
+            )
+            for stream in ("stdout", "stderr"):
+                if result.get(f"{stream}_tail"):
+                    self.log.info(
+                        "%s %s (last %d lines):\n%s",
+                        instance_id,
+                        stream,
+                        self.log_tail_lines,
+                        result[f"{stream}_tail"],
+                    )
+                if result.get(f"{stream}_url"):
+                    self.log.info("%s full %s: %s", instance_id, stream, result[f"{stream}_url"])

@@ -1,0 +1,383 @@
+"""Triggers that wait on AWS Systems Manager: agents coming online, and Run Command invocations.
+
+Run Command is tracked pair by pair. The (command, instance) pairs this task sent are the
+expectation, and a pair that ``ListCommandInvocations`` does not list yet counts as pending,
+never as done. The provider's ``SsmRunCommandTrigger`` instead waits on whatever an early
+listing returns, which right after ``SendCommand`` can be nothing at all, and then reports
+success before the command ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.ssm import SsmHook
+from botocore.exceptions import ClientError
+
+from operators.fleet_aws import chunked, error_code, error_message, make_ssm_hook
+from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger
+
+# SendCommand and CancelCommand accept at most 50 instance IDs per request.
+SSM_INSTANCE_BATCH = 50
+# DescribeInstanceInformation's InstanceIds filter takes up to 100 values, but a page holds at
+# most 50 results: batches of 50 cost one call each when nothing else forces a second page.
+AGENT_INFO_BATCH = 50
+# ListCommandInvocations pages hold at most 50, which is also the most instances one command has.
+INVOCATIONS_PAGE = 50
+
+PING_ONLINE = "Online"
+NOT_REGISTERED = "not registered"
+
+SUCCESS_STATUS = "Success"
+# Still on its way. "Cancelling" ends in "Cancelled", which is when the pair fails.
+IN_FLIGHT_STATUSES = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
+# Terminal failures: the Status values, and the finer StatusDetails values SSM reports beside them.
+FAILED_STATUSES = frozenset(
+    {
+        "Failed",
+        "Cancelled",
+        "TimedOut",
+        "DeliveryTimedOut",
+        "ExecutionTimedOut",
+        "Undeliverable",
+        "Terminated",
+        "InvalidPlatform",
+        "AccessDenied",
+    }
+)
+NOT_LISTED = "not listed yet"
+
+# Tails travel in the trigger event and in XCom: keep each one small whatever the line lengths.
+TAIL_MAX_CHARS = 4000
+# How many outstanding instances one progress line names.
+LOG_NAMES_LIMIT = 10
+
+
+def tail(text: str | None, lines: int) -> str:
+    """The last ``lines`` lines of ``text``, at most :data:`TAIL_MAX_CHARS` characters."""
+    if not text or lines <= 0:
+        return ""
+    kept = "\n".join(text.rstrip("\n").splitlines()[-lines:])
+    return kept[-TAIL_MAX_CHARS:]
+
+
+def duration_seconds(start: str | None, end: str | None) -> float | None:
+    """Seconds between two SSM ``StringDateTime`` values; ``None`` when either is missing."""
+    try:
+        return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
+    except (TypeError, ValueError):
+        return None
+
+
+def some(items: Sequence[str], limit: int = LOG_NAMES_LIMIT) -> str:
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def invocation_outcome(status: str, details: str | None) -> str:
+    """``success``, ``failed`` or ``waiting`` for one invocation's Status and StatusDetails."""
+    if status == SUCCESS_STATUS:
+        return SUCCESS
+    if status in IN_FLIGHT_STATUSES:
+        return "waiting"
+    if status in FAILED_STATUSES or details in FAILED_STATUSES:
+        return FAILED
+    # A status this code does not know: waiting is safe because every wait is bounded, and the
+    # timeout message will name the status.
+    return "waiting"
+
+
+def describe_status(status: str, details: str | None) -> str:
+    return f"{status} ({details})" if details and details != status else status
+
+
+def cancel_commands(
+    client: Any, command_instances: Mapping[str, Sequence[str]], log: logging.Logger | Any
+) -> list[str]:
+    """Ask SSM to cancel each command on its instances; best effort. Returns the accepted IDs."""
+    cancelled = []
+    for command_id, instance_ids in command_instances.items():
+        try:
+            client.cancel_command(CommandId=command_id, InstanceIds=list(instance_ids))
+        except ClientError as error:
+            # A command that already ended cannot be cancelled; the others still should be.
+            log.warning(
+                "Could not cancel SSM command %s on %s: %s: %s",
+                command_id,
+                some(list(instance_ids)),
+                error_code(error),
+                error_message(error),
+            )
+            continue
+        log.info("Asked SSM to cancel command %s on %s", command_id, some(list(instance_ids)))
+        cancelled.append(command_id)
+    return cancelled
+
+
+def describe_agents(client: Any, instance_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """DescribeInstanceInformation for the given instances: one call per 50 IDs, pages followed.
+
+    Instances SSM does not know are absent from the answer. When SSM refuses a whole batch as
+    ``InvalidInstanceId`` (an instance that never registered), that batch is absent too.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    paginator = client.get_paginator("describe_instance_information")
+    for batch in chunked(list(instance_ids), AGENT_INFO_BATCH):
+        try:
+            for page in paginator.paginate(
+                Filters=[{"Key": "InstanceIds", "Values": batch}],
+                PaginationConfig={"PageSize": AGENT_INFO_BATCH},
+            ):
+                for info in page.get("InstanceInformationList", []):
+                    found[info["InstanceId"]] = info
+        except ClientError as error:
+            if error_code(error) != "InvalidInstanceId":
+                raise
+    return found
+
+
+class FleetSsmAgentOnlineTrigger(FleetPollTrigger):
+    """Wait until the SSM agent of every instance of a list pings ``Online``.
+
+    Each poll is one DescribeInstanceInformation per 50 instances. ``ConnectionLost`` (the agent
+    stopped pinging, as it does until a restarted instance has booted) and ``Inactive`` are
+    waited out, not failed: the wait is bounded and its timeout names each instance and status.
+
+    :param instance_ids: the instances whose agents must be online
+    """
+
+    def __init__(self, *, instance_ids: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instance_ids = list(instance_ids)
+        self._not_online: dict[str, str] = dict.fromkeys(self.instance_ids, NOT_REGISTERED)
+
+    def _serialized_args(self) -> dict[str, Any]:
+        return {"instance_ids": self.instance_ids}
+
+    @cached_property
+    def hook(self) -> SsmHook:
+        return make_ssm_hook(**self.hook_args)
+
+    def timeout_message(self) -> str:
+        return (
+            f"SSM agent not online within {self.waiter_max_attempts} polls every {self.waiter_delay} s "
+            f"on: {self.describe_not_online()}"
+        )
+
+    def describe_not_online(self) -> str:
+        return some([f"{instance_id} ({status})" for instance_id, status in self._not_online.items()])
+
+    def poll_once(self) -> dict[str, Any] | None:
+        agents = describe_agents(self.hook.conn, self.instance_ids)
+        self._not_online = {
+            instance_id: agents.get(instance_id, {}).get("PingStatus", NOT_REGISTERED)
+            for instance_id in self.instance_ids
+            if agents.get(instance_id, {}).get("PingStatus") != PING_ONLINE
+        }
+        if self._not_online:
+            self.log.info(
+                "SSM agent not online yet on %d of %d instance(s): %s",
+                len(self._not_online),
+                len(self.instance_ids),
+                self.describe_not_online(),
+            )
+            return None
+        return {
+            "status": SUCCESS,
+            "message": f"SSM agent online on {len(self.instance_ids)} instance(s)",
+            "instances": {
+                instance_id: {
+                    "ping_status": agents[instance_id].get("PingStatus"),
+                    "agent_version": agents[instance_id].get("AgentVersion"),
+                    "platform_name": agents[instance_id].get("PlatformName"),
+                }
+                for instance_id in self.instance_ids
+            },
+        }
+
+
+class FleetRunCommandTrigger(FleetPollTrigger):
+    """Wait until every (command, instance) pair a Run Command was sent to has ended.
+
+    Each poll makes one ``ListCommandInvocations`` per command (a command holds at most 50
+    instances, one page) and none for commands whose pairs have all ended. A pair missing from
+    the listing is pending. The wait ends only when every pair has ended; it then reads each
+    pair's ``GetCommandInvocation`` once, for the exit code, run time and output tails.
+
+    The event is ``success`` when every pair ended in ``Success``, ``failed`` otherwise (its
+    message names each failed instance, its status and exit code), ``timeout`` when the polls
+    ran out first. Success and failure events carry ``results``: per instance ``command_id``,
+    ``status``, ``status_details``, ``exit_code``, ``duration_seconds``, ``stdout_tail``,
+    ``stderr_tail``, ``stdout_url`` and ``stderr_url``.
+
+    Every pair is waited for even after one failed: the others keep running on their instances
+    either way, and the report should say how each of them ended.
+
+    :param command_instances: each command ID with the instance IDs it was sent to
+    :param log_tail_lines: how many last lines of stdout and stderr to keep per instance
+    """
+
+    def __init__(
+        self,
+        *,
+        command_instances: Mapping[str, Sequence[str]],
+        log_tail_lines: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.command_instances = {
+            command_id: list(instance_ids) for command_id, instance_ids in command_instances.items()
+        }
+        if not self.command_instances or not all(self.command_instances.values()):
+            raise ValueError(
+                f"command_instances needs at least one command with instances, got {command_instances!r}"
+            )
+        self.log_tail_lines = log_tail_lines
+        # Ended pairs, which can never change again: their commands need no more listing.
+        self._ended: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self._waiting: list[str] = [f"{instance_id} (Pending, {NOT_LISTED})" for _, instance_id in self.pairs]
+
+    def _serialized_args(self) -> dict[str, Any]:
+        return {"command_instances": self.command_instances, "log_tail_lines": self.log_tail_lines}
+
+    @cached_property
+    def hook(self) -> SsmHook:
+        return make_ssm_hook(**self.hook_args)
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [
+            (command_id, instance_id)
+            for command_id, instance_ids in self.command_instances.items()
+            for instance_id in instance_ids
+        ]
+
+    @property
+    def command_ids(self) -> list[str]:
+        return list(self.command_instances)
+
+    def timeout_message(self) -> str:
+        message = (
+            f"Run Command {', '.join(self.command_ids)} not finished within {self.waiter_max_attempts} "
+            f"polls every {self.waiter_delay} s; still waiting on {some(self._waiting)}"
+        )
+        failed = self._failed_so_far()
+        return f"{message}; already failed: {some(failed)}" if failed else message
+
+    def _failed_so_far(self) -> list[str]:
+        return [
+            f"{instance_id} {describe_status(*status)}"
+            for (_, instance_id), status in self._ended.items()
+            if invocation_outcome(*status) == FAILED
+        ]
+
+    def _list_statuses(self) -> dict[tuple[str, str], tuple[str, str | None]]:
+        statuses = dict(self._ended)
+        paginator = self.hook.conn.get_paginator("list_command_invocations")
+        for command_id, instance_ids in self.command_instances.items():
+            if all((command_id, instance_id) in self._ended for instance_id in instance_ids):
+                continue
+            expected = set(instance_ids)
+            for page in paginator.paginate(
+                CommandId=command_id, Details=False, PaginationConfig={"PageSize": INVOCATIONS_PAGE}
+            ):
+                for invocation in page.get("CommandInvocations", []):
+                    if invocation.get("InstanceId") in expected:
+                        statuses[command_id, invocation["InstanceId"]] = (
+                            invocation.get("Status", "Pending"),
+                            invocation.get("StatusDetails"),
+                        )
+        return statuses
+
+    def poll_once(self) -> dict[str, Any] | None:
+        statuses = self._list_statuses()
+        waiting: list[str] = []
+        for pair in self.pairs:
+            # Right after SendCommand, SSM may not list an invocation yet: that is pending, not done.
+            status = statuses.get(pair, ("Pending", NOT_LISTED))
+            if invocation_outcome(*status) == "waiting":
+                waiting.append(f"{pair[1]} ({describe_status(*status)})")
+            else:
+                self._ended[pair] = status
+        self._waiting = waiting
+        if waiting:
+            self.log.info(
+                "Run Command %s: %d of %d invocation(s) ended; waiting on %s",
+                ", ".join(self.command_ids),
+                len(self.pairs) - len(waiting),
+                len(self.pairs),
+                some(waiting),
+            )
+            failed = self._failed_so_far()
+            if failed:
+                self.log.warning("Run Command already failed on %s", some(failed))
+            return None
+        return self._final_event()
+
+    def _final_event(self) -> dict[str, Any]:
+        results = {
+            instance_id: self._result(command_id, instance_id, *self._ended[command_id, instance_id])
+            for command_id, instance_id in self.pairs
+        }
+        failed = [
+            f"{instance_id} {describe_status(result['status'], result['status_details'])}"
+            + (f", exit code {result['exit_code']}" if result["exit_code"] is not None else "")
+            + f" (command {result['command_id']})"
+            for instance_id, result in results.items()
+            if result["status"] != SUCCESS_STATUS
+        ]
+        if failed:
+            return {
+                "status": FAILED,
+                "message": f"{len(failed)} of {len(results)} instance(s) failed: {'; '.join(failed)}",
+                "command_ids": self.command_ids,
+                "results": results,
+            }
+        return {
+            "status": SUCCESS,
+            "message": f"succeeded on {len(results)} instance(s)",
+            "command_ids": self.command_ids,
+            "results": results,
+        }
+
+    def _result(self, command_id: str, instance_id: str, status: str, details: str | None) -> dict[str, Any]:
+        # The listing's status decides the outcome (it is what the wait was about); the
+        # invocation adds what the listing leaves out without Details: exit code, times, output.
+        try:
+            invocation = self.hook.conn.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+        except ClientError as error:
+            self.log.warning(
+                "Could not read the output of command %s on %s: %s: %s",
+                command_id,
+                instance_id,
+                error_code(error),
+                error_message(error),
+            )
+            invocation = {}
+        return {
+            "command_id": command_id,
+            "status": status,
+            "status_details": details,
+            "exit_code": invocation.get("ResponseCode"),
+            "duration_seconds": duration_seconds(
+                invocation.get("ExecutionStartDateTime"), invocation.get("ExecutionEndDateTime")
+            ),
+            "stdout_tail": tail(invocation.get("StandardOutputContent"), self.log_tail_lines),
+            "stderr_tail": tail(invocation.get("StandardErrorContent"), self.log_tail_lines),
+            "stdout_url": invocation.get("StandardOutputUrl") or None,
+            "stderr_url": invocation.get("StandardErrorUrl") or None,
+        }
+
+    def cancel(self) -> list[str]:
+        """Cancel every command on its instances (blocking); returns the IDs SSM accepted."""
+        return cancel_commands(self.hook.conn, self.command_instances, self.log)
+
+    async def on_kill(self) -> None:
+        # The user killed the deferred task: the command must not keep running unwatched. Even
+        # the hook is built in the thread, since it reads its Airflow connection synchronously.
+        await asyncio.to_thread(self.cancel)
