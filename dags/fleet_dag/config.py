@@ -11,7 +11,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pendulum
 import yaml
@@ -124,6 +124,20 @@ class SignerConfig(_Strict):
     instance: InstanceId
 
 
+class AgentConfig(_Strict):
+    """How the DAG invokes the agent on a worker (``python -m instance_agent run ...``)."""
+
+    command: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=lambda: ["python3", "-m", "instance_agent"], min_length=1
+    )
+    state_dir: str = "/var/lib/fleet-agent"
+    log_dir: str = "/var/log/fleet-agent"
+    # os: the OS powers off (the instance's shutdown behaviour must be "stop");
+    # ec2: the agent calls StopInstances on itself.
+    shutdown: Literal["os", "ec2", "none"] = "os"
+    heartbeat: Duration = timedelta(seconds=60)
+
+
 class NotifierConfig(_Strict):
     """An Airflow notifier (``BaseNotifier`` subclass) by import path, with its arguments."""
 
@@ -140,6 +154,7 @@ class FleetConfig(_Strict):
     roles: list[RoleConfig] = Field(min_length=1)
     s3_log_prefix: S3Prefix | None = None
     notifier: NotifierConfig | None = None
+    agent: AgentConfig = Field(default_factory=AgentConfig)
     # monitor.py's "still on after 00:15" alert: notify when a run is still going this long
     # after its scheduled start.
     alert_after: Duration = timedelta(minutes=15)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -12,8 +13,15 @@ from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf
+from botocore.exceptions import BotoCoreError, ClientError
 
-from operators.fleet_aws import FleetError, FleetStateFailure, normalize_instance_ids, with_default_retries
+from operators.fleet_aws import (
+    FleetError,
+    FleetStateFailure,
+    describe_instances,
+    normalize_instance_ids,
+    with_default_retries,
+)
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 from operators.fleet_wait import ERROR, FAILED, SUCCESS, TIMEOUT
 
@@ -45,6 +53,9 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
     :param require_status_ok: with ``running``, also wait for the EC2 status checks to pass
     :param heartbeat_grace: seconds of agent heartbeat silence tolerated; ``None``: no check
     :param run_date: only agent tags of this run date count for the heartbeat check (templated)
+    :param stop_on_failure: when the wait fails or times out (an overrun, a silent agent),
+        force-stop the instances that are still up before failing, so that no VM is left
+        running unwatched
     :param deferrable: wait in the triggerer instead of a worker slot
     :param aws_conn_id: the Airflow connection used for AWS credentials
     :param region_name: AWS region; the connection's when not given
@@ -67,10 +78,12 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
         require_status_ok: bool = False,
         heartbeat_grace: float | None = None,
         run_date: str | None = None,
+        stop_on_failure: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.stop_on_failure = stop_on_failure
         self.instance_ids = instance_ids
         self.target_state = target_state
         self.failure_states = failure_states
@@ -113,7 +126,8 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            with self._stopping_on_failure():
+                return super().execute(context)
         # Airflow 3.3 does not apply execution_timeout to a deferred task: bound it here.
         self.defer(
             trigger=self.build_trigger(),
@@ -128,7 +142,35 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
         return PokeReturnValue(is_done=True, xcom_value=self._result(event))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self._result(event)
+        with self._stopping_on_failure():
+            return self._result(event)
+
+    @contextmanager
+    def _stopping_on_failure(self) -> Generator[None]:
+        """With ``stop_on_failure``: a failed or timed-out wait force-stops what is still up."""
+        try:
+            yield
+        except (FleetStateFailure, AirflowSensorTimeout) as error:
+            if self.stop_on_failure:
+                self._force_stop(str(error))
+            raise
+
+    def _force_stop(self, reason: str) -> None:
+        ids = normalize_instance_ids(self.instance_ids, "instance_ids")
+        try:
+            up = [
+                view.instance_id
+                for view in describe_instances(self.hook.conn, ids).values()
+                if view.state in ("pending", "running")
+            ]
+            if up:
+                self.hook.conn.stop_instances(InstanceIds=up, Force=True)
+        except (FleetError, ClientError, BotoCoreError) as error:
+            # The wait has failed already; say loudly that the VM may still be running.
+            self.log.error("Could not force-stop %s after the failed wait: %s", ", ".join(ids), error)
+            return
+        if up:
+            self.log.error("Force-stopped %s: %s", ", ".join(up), reason)
 
     def _result(self, event: dict[str, Any] | None) -> dict[str, Any]:
         """The instances of a success event; the matching exception for any other."""

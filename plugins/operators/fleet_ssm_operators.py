@@ -21,6 +21,7 @@ from operators.fleet_aws import (
     with_default_retries,
 )
 from operators.fleet_ssm_triggers import (
+    IN_FLIGHT_STATUSES,
     SSM_INSTANCE_BATCH,
     SUCCESS_STATUS,
     FleetRunCommandTrigger,
@@ -74,6 +75,9 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
         ``InvalidInstanceId``, as it does for an agent that registered moments ago (default: 120)
     :param send_retry_delay: seconds between two such retries (default: 10)
     :param log_tail_lines: last lines of stdout and stderr kept per instance (default: 20)
+    :param reuse_in_flight: before sending, look for a command of the same document and
+        ``comment`` still pending or running on each instance (a previous try of this task) and
+        watch it instead of sending it again; needs a ``comment`` unique to the run (default: False)
     :param cancel_on_timeout: when the polls run out, cancel the command where it still runs, so
         no work goes on unwatched after the task failed (default: True)
     :param aws_conn_id: The Airflow connection used for AWS credentials.
@@ -116,6 +120,7 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
         send_retry_delay: float = 10,
         log_tail_lines: int = 20,
         cancel_on_timeout: bool = True,
+        reuse_in_flight: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -135,6 +140,9 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
         self.send_retry_delay = send_retry_delay
         self.log_tail_lines = log_tail_lines
         self.cancel_on_timeout = cancel_on_timeout
+        self.reuse_in_flight = reuse_in_flight
+        if reuse_in_flight and not comment:
+            raise ValueError(f"reuse_in_flight needs a comment that identifies the run (task {self.task_id})")
         # Swappable in tests; not operator arguments.
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], None] = time.sleep
@@ -161,8 +169,15 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
                 self.execution_timeout_seconds,
             )
 
+        if self.reuse_in_flight:
+            # A retry of this task: never send the same work twice while it still runs.
+            self._command_instances.update(self._in_flight(instance_ids))
+            adopted = {i for ids in self._command_instances.values() for i in ids}
+            instance_ids_to_send = [i for i in instance_ids if i not in adopted]
+        else:
+            instance_ids_to_send = instance_ids
         try:
-            for batch in chunked(instance_ids, SSM_INSTANCE_BATCH):
+            for batch in chunked(instance_ids_to_send, SSM_INSTANCE_BATCH):
                 command_id = self._send(batch, parameters)
                 # Recorded batch by batch so that on_kill can cancel what was already sent.
                 self._command_instances[command_id] = batch
@@ -256,6 +271,36 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
                 )
             parameters["executionTimeout"] = [str(int(self.execution_timeout_seconds))]
         return parameters
+
+    def _in_flight(self, instance_ids: Sequence[str]) -> dict[str, list[str]]:
+        """``{command_id: [instance ids]}`` of this task's command still pending or running."""
+        found: dict[str, list[str]] = {}
+        comment = (self.comment or "")[:COMMENT_MAX]
+        paginator = self.hook.conn.get_paginator("list_commands")
+        for instance_id in instance_ids:
+            for page in paginator.paginate(InstanceId=instance_id):
+                match = next(
+                    (
+                        command
+                        for command in page.get("Commands", [])
+                        if command.get("DocumentName") == self.document_name
+                        and command.get("Comment") == comment
+                        and command.get("Status") in IN_FLIGHT_STATUSES
+                    ),
+                    None,
+                )
+                if match:
+                    self.log.warning(
+                        "%s still runs on %s as command %s (%s) from an earlier try: watching it "
+                        "instead of sending it again",
+                        self.document_name,
+                        instance_id,
+                        match["CommandId"],
+                        match["Status"],
+                    )
+                    found.setdefault(match["CommandId"], []).append(instance_id)
+                    break
+        return found
 
     def _send(self, instance_ids: list[str], parameters: dict[str, list[str]]) -> str:
         request: dict[str, Any] = {"DocumentName": self.document_name, "InstanceIds": instance_ids}

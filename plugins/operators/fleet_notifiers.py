@@ -1,0 +1,34 @@
+"""The default notifier of the daily DAG: writes the alert to the log.
+
+Any Airflow notifier can replace it through the fleet config's ``notifier`` section (the
+README shows Slack). It works both as a failure callback (sync, ``notify``) and as a deadline
+alert callback (run in the triggerer, ``async_notify``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.sdk import BaseNotifier
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class FleetLogNotifier(BaseNotifier):
+    """Log a fleet alert at ERROR level, so it stands out in the scheduler or triggerer log.
+
+    :param message: the alert text (templated)
+    """
+
+    template_fields = ("message",)
+
+    def __init__(self, message: str = "Fleet alert for {{ dag.dag_id if dag else 'the fleet' }}", **kwargs):
+        super().__init__(**kwargs)
+        self.message = message
+
+    def notify(self, context: Context) -> None:
+        self.log.error("FLEET ALERT: %s", self.message)
+
+    async def async_notify(self, context: Context) -> None:
+        self.notify(context)
