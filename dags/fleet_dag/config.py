@@ -155,6 +155,10 @@ class FleetConfig(_Strict):
     s3_log_prefix: S3Prefix | None = None
     notifier: NotifierConfig | None = None
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    # How often the DAG's waits poll AWS (one DescribeInstances for the whole fleet per poll).
+    poll_interval: Duration = timedelta(seconds=30)
+    # How long a worker may take to boot and bring its SSM agent online.
+    boot_timeout: Duration = timedelta(minutes=10)
     # monitor.py's "still on after 00:15" alert: notify when a run is still going this long
     # after its scheduled start.
     alert_after: Duration = timedelta(minutes=15)

@@ -1,0 +1,279 @@
+"""Build the ``fleet_daily`` DAG from a validated :class:`~fleet_dag.config.FleetConfig`.
+
+The shape (DESIGN.md, "The daily flow")::
+
+    start_signer (setup) ─────────────────────────────────────────────► stop_signer (teardown)
+       └─► per role: skip_if_done → start → wait_running → wait_ssm_online
+                     → run_agent → wait_stopped → report
+
+Building makes no AWS call and reads no Variable: everything that needs AWS happens in tasks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shlex
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Param, TaskGroup
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+from airflow.timetables.trigger import CronTriggerTimetable
+from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
+from operators.fleet_ec2_sensors import FleetInstanceStateSensor
+from operators.fleet_role_operators import (
+    FORCE_PARAM,
+    ROLES_PARAM,
+    FleetRoleReportOperator,
+    FleetSkipIfDoneOperator,
+)
+from operators.fleet_ssm_operators import FleetRunCommandOperator
+from operators.fleet_ssm_sensors import FleetSsmAgentOnlineSensor
+
+from fleet_dag.config import FleetConfig, RoleConfig
+
+DAG_ID = "fleet_daily"
+DEFAULT_NOTIFIER = "operators.fleet_notifiers.FleetLogNotifier"
+
+# The run date, rendered in every task that needs it (see run_date_for).
+RUN_DATE = "{{ fleet_run_date(dag_run) }}"
+
+# The agent detaches within seconds; its SSM command only has to outlive the hand-over.
+AGENT_COMMAND_TIMEOUT = timedelta(minutes=5)
+
+DOC_MD = """
+### fleet_daily
+
+Starts the API signer, then for each worker role: skip when the agent already completed the run
+date (param `force` overrides), start the instance, wait until it runs and its SSM agent is
+online, hand the role's jobs to `instance_agent`, wait (deferred, bounded by the role's
+`max_runtime`) until the agent stopped the instance, and report each job's exit code, duration
+and log tail. The signer is a setup/teardown pair: it is stopped when every role is done, even
+when one failed.
+
+**Run date**: the run's logical date in the fleet's timezone (a manual run without one uses
+`run_after`); a backfill of a past day runs that day's jobs with that day's `RUN_DATE`.
+
+**Params**: `force` (bool) re-runs jobs already done for the date; `roles` limits the run to
+some roles. Config: `dags/fleet.yaml` or `$FLEET_CONFIG`.
+"""
+
+
+def run_date_for(dag_run: Any, timezone: str) -> str:
+    """The run date of a DAG run: its logical date, else its ``run_after``, in ``timezone``.
+
+    Never a VM's clock: a backfill or a run near midnight gets the day it is about.
+    """
+    moment = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
+    if moment is None:
+        raise ValueError(f"DAG run {dag_run!r} has neither a logical date nor run_after")
+    return pendulum.instance(moment).in_timezone(timezone).to_date_string()
+
+
+def agent_spec(config: FleetConfig, role: RoleConfig) -> dict[str, Any]:
+    """The job spec the agent receives on stdin (instance_agent/spec.py validates it again)."""
+    jobs = []
+    for job in role.jobs:
+        entry: dict[str, Any] = {
+            "name": job.name,
+            "argv": list(job.argv),
+            "timeout": int(job.timeout.total_seconds()),
+            "rerun_on_interrupt": job.rerun_on_interrupt,
+        }
+        if job.shell:
+            entry["shell"] = True
+        if job.cwd:
+            entry["cwd"] = job.cwd
+        if job.env:
+            entry["env"] = dict(job.env)
+        jobs.append(entry)
+    spec: dict[str, Any] = {
+        "jobs": jobs,
+        "heartbeat_seconds": int(config.agent.heartbeat.total_seconds()),
+        "max_runtime": int(role.max_runtime.total_seconds()),
+    }
+    if config.s3_log_prefix:
+        spec["s3_log_prefix"] = config.s3_log_prefix
+    return spec
+
+
+def agent_command(config: FleetConfig, role: RoleConfig) -> str:
+    """The shell script SSM runs: the agent, its arguments, and the spec as a quoted heredoc.
+
+    The heredoc's quoted delimiter means the shell expands nothing inside the spec; the run
+    date is rendered by Airflow from its own date (never the VM's clock) and checked by the agent.
+    """
+    argv = [
+        *config.agent.command,
+        "run",
+        "--role",
+        role.name,
+        "--date",
+        RUN_DATE,
+        "--spec",
+        "-",
+        "--state-dir",
+        config.agent.state_dir,
+        "--log-dir",
+        config.agent.log_dir,
+        "--shutdown",
+        config.agent.shutdown,
+    ]
+    # The run's `force` param adds --force when Airflow renders the command.
+    force = "{% if params." + FORCE_PARAM + " %} --force{% endif %}"
+    spec = json.dumps(agent_spec(config, role), separators=(",", ":"), sort_keys=True)
+    # {% raw %}: Airflow renders this command for the run date; the spec must reach the agent
+    # byte for byte, whatever braces a job's argv holds.
+    return f"{shlex.join(argv)}{force} <<'FLEET_SPEC'\n{{% raw %}}{spec}{{% endraw %}}\nFLEET_SPEC"
+
+
+def import_string(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise ImportError(f"notifier.class_path {path!r} cannot be imported: {error}") from error
+
+
+def _notifier(config: FleetConfig, message: str):
+    if config.notifier is None:
+        return import_string(DEFAULT_NOTIFIER)(message=message)
+    return import_string(config.notifier.class_path)(**config.notifier.kwargs)
+
+
+def _deadline(config: FleetConfig) -> DeadlineAlert:
+    path = config.notifier.class_path if config.notifier else DEFAULT_NOTIFIER
+    kwargs = dict(config.notifier.kwargs) if config.notifier else {}
+    if not config.notifier:
+        kwargs["message"] = f"{DAG_ID} still running {config.alert_after} after it was queued"
+    # monitor.py's "VM still up after 00:15" alert, as an Airflow deadline on the run.
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=config.alert_after,
+        callback=AsyncCallback(path, kwargs=kwargs),
+    )
+
+
+def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any) -> TaskGroup:
+    common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
+    poll = int(config.poll_interval.total_seconds())
+    with TaskGroup(
+        group_id=role.name, tooltip=f"{role.name}: {', '.join(j.name for j in role.jobs)}"
+    ) as group:
+        skip_if_done = FleetSkipIfDoneOperator(
+            task_id="skip_if_done",
+            role=role.name,
+            instance_ids=role.instance_ids,
+            run_date=RUN_DATE,
+            **common,
+        )
+        start = FleetStartInstancesOperator(
+            task_id="start",
+            instance_ids=[role.instance] if role.instance else None,
+            candidates=role.candidates,
+            wait_for_completion=False,
+            **common,
+        )
+        wait_running = FleetInstanceStateSensor(
+            task_id="wait_running",
+            instance_ids=start.output,
+            target_state="running",
+            deferrable=True,
+            poke_interval=poll,
+            timeout=int(config.boot_timeout.total_seconds()),
+            **common,
+        )
+        wait_ssm = FleetSsmAgentOnlineSensor(
+            task_id="wait_ssm_online",
+            instance_ids=start.output,
+            deferrable=True,
+            waiter_delay=poll,
+            waiter_max_attempts=max(1, int(config.boot_timeout.total_seconds()) // max(poll, 1)),
+            **common,
+        )
+        run_agent = FleetRunCommandOperator(
+            task_id="run_agent",
+            instance_ids=start.output,
+            parameters={"commands": [agent_command(config, role)]},
+            comment=f"{DAG_ID} {role.name} {RUN_DATE}",
+            execution_timeout_seconds=int(AGENT_COMMAND_TIMEOUT.total_seconds()),
+            reuse_in_flight=True,
+            deferrable=True,
+            waiter_delay=max(1, min(poll, 5)),
+            waiter_max_attempts=int(AGENT_COMMAND_TIMEOUT.total_seconds()) // max(1, min(poll, 5)) + 1,
+            **common,
+        )
+        wait_stopped = FleetInstanceStateSensor(
+            task_id="wait_stopped",
+            instance_ids=start.output,
+            target_state="stopped",
+            heartbeat_grace=role.heartbeat_grace.total_seconds(),
+            run_date=RUN_DATE,
+            stop_on_failure=True,
+            deferrable=True,
+            poke_interval=poll,
+            timeout=int(role.max_runtime.total_seconds()),
+            # An overrun or a silent agent is final: the instance has been force-stopped.
+            retries=0,
+            **common,
+        )
+        report = FleetRoleReportOperator(
+            task_id="report",
+            role=role.name,
+            instances=wait_stopped.output,
+            run_date=RUN_DATE,
+            job_names=[job.name for job in role.jobs],
+            s3_log_prefix=config.s3_log_prefix,
+            retries=0,
+            **common,
+        )
+        signer_started >> skip_if_done >> start >> wait_running >> wait_ssm >> run_agent
+        run_agent >> wait_stopped >> report
+    return group
+
+
+def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
+    common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
+    role_names = [role.name for role in config.roles]
+    with DAG(
+        dag_id=dag_id,
+        description="Start the fleet, run each role's jobs once per day, stop every VM when done",
+        schedule=CronTriggerTimetable(config.schedule, timezone=config.timezone),
+        start_date=pendulum.datetime(2026, 1, 1, tz=config.timezone),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=DOC_MD,
+        tags=["fleet", "ec2", "ssm"],
+        default_args={
+            "retries": 2,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=10),
+        },
+        params={
+            FORCE_PARAM: Param(False, type="boolean", description="Re-run jobs already done for the date"),
+            ROLES_PARAM: Param(
+                role_names,
+                type="array",
+                items={"type": "string", "enum": role_names},
+                minItems=1,
+                uniqueItems=True,
+                description="The worker roles to run",
+            ),
+        },
+        user_defined_macros={"fleet_run_date": lambda dag_run: run_date_for(dag_run, config.timezone)},
+        on_failure_callback=_notifier(config, f"{DAG_ID} failed"),
+        deadline=_deadline(config),
+    ) as dag:
+        start_signer = FleetStartInstancesOperator(
+            task_id="start_signer", instance_ids=[config.signer.instance], **common
+        )
+        stop_signer = FleetStopInstancesOperator(
+            task_id="stop_signer", instance_ids=[config.signer.instance], **common
+        )
+        groups = [build_role_group(config, role, start_signer) for role in config.roles]
+        groups >> stop_signer.as_teardown(setups=start_signer)
+    return dag

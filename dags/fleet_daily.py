@@ -1,0 +1,10 @@
+"""fleet_daily: the Airflow DAG of the daily EC2 fleet run, built from dags/fleet.yaml (or $FLEET_CONFIG).
+
+This file is configuration only: it validates the fleet config and builds the DAG from it,
+with no AWS call and no Variable read (fleet_dag/builder.py holds the shape).
+"""
+
+from fleet_dag.builder import build_dag
+from fleet_dag.config import load_config
+
+dag = build_dag(load_config())
