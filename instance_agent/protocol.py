@@ -13,6 +13,9 @@ Tags (values are at most 256 characters, an EC2 limit):
 - ``fleet:heartbeat``  UTC ISO-8601 time, refreshed while the jobs run
 - ``fleet:progress``   ``<terminal jobs>/<all jobs>``, e.g. ``3/4``
 - ``fleet:jobs``       compact per-job summary (outcome and duration), see :func:`encode_jobs`
+- ``fleet:notice``     an interruption or rebalance notice the agent saw during this run:
+                       ``rebalance@<notice time>``, ``spot-<action>@<time>`` or
+                       ``signal-SIGTERM@<time>``; absent when there was none
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ TAG_STATE = "fleet:state"
 TAG_HEARTBEAT = "fleet:heartbeat"
 TAG_PROGRESS = "fleet:progress"
 TAG_JOBS = "fleet:jobs"
+TAG_NOTICE = "fleet:notice"
 
-ALL_TAGS = (TAG_ROLE, TAG_RUN_DATE, TAG_STATE, TAG_HEARTBEAT, TAG_PROGRESS, TAG_JOBS)
+ALL_TAGS = (TAG_ROLE, TAG_RUN_DATE, TAG_STATE, TAG_HEARTBEAT, TAG_PROGRESS, TAG_JOBS, TAG_NOTICE)
 
 STATE_RUNNING = "running"
 STATE_SUCCEEDED = "succeeded"
@@ -117,6 +121,7 @@ class AgentReport:
     progress: str | None = None
     jobs: dict[str, object] = field(default_factory=dict)
     durations: dict[str, int] = field(default_factory=dict)
+    notice: str | None = None
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> AgentReport | None:
@@ -131,6 +136,7 @@ class AgentReport:
             progress=tags.get(TAG_PROGRESS),
             jobs=decode_jobs(tags.get(TAG_JOBS, "")),
             durations=decode_job_durations(tags.get(TAG_JOBS, "")),
+            notice=tags.get(TAG_NOTICE),
         )
 
     def to_tags(self) -> dict[str, str]:
@@ -141,6 +147,7 @@ class AgentReport:
             TAG_HEARTBEAT: format_heartbeat(self.heartbeat) if self.heartbeat else None,
             TAG_PROGRESS: self.progress,
             TAG_JOBS: encode_jobs(self.jobs, self.durations) if self.jobs else None,
+            TAG_NOTICE: self.notice[:TAG_VALUE_MAX] if self.notice else None,
         }
         return {key: value for key, value in tags.items() if value is not None}
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from instance_agent.protocol import (
     TAG_HEARTBEAT,
     TAG_JOBS,
+    TAG_NOTICE,
     TAG_STATE,
     TAG_VALUE_MAX,
     AgentReport,
@@ -15,7 +16,7 @@ from instance_agent.protocol import (
     encode_jobs,
 )
 
-NOW = datetime(2026, 11, 23, 0, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 0, 30, tzinfo=UTC)
 
 
 class TestJobSummary:
@@ -74,3 +75,12 @@ class TestAgentReport:
         report = AgentReport.from_tags({TAG_STATE: "running", TAG_HEARTBEAT: "yesterday"})
         assert report.heartbeat is None
         assert report.heartbeat_age(NOW) is None
+
+
+class TestNotice:
+    def test_a_notice_round_trips_and_is_absent_when_there_is_none(self):
+        report = AgentReport(state="interrupted", notice="spot-stop@2026-11-23T00:32:00Z")
+
+        assert report.to_tags()[TAG_NOTICE] == "spot-stop@2026-11-23T00:32:00Z"
+        assert AgentReport.from_tags(report.to_tags()) == report
+        assert TAG_NOTICE not in AgentReport(state="running").to_tags()

@@ -1,0 +1,307 @@
+"""One ``run``, in two halves: :func:`prepare` (lock, state, plan) and :func:`execute` (the jobs).
+
+``prepare`` runs in the process the SSM command started, so every refusal (lock held, corrupt
+state) reaches the caller with its exit code. ``execute`` runs in the detached supervisor (or in
+the same process with ``--foreground``), holding the very same lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from instance_agent import exit_codes, procinfo
+from instance_agent.clock import SystemClock, format_time
+from instance_agent.disk import disk_warnings
+from instance_agent.imds import ImdsClient, ImdsError
+from instance_agent.launcher import PopenLauncher
+from instance_agent.lock import StateDirLock
+from instance_agent.planner import LOST_PROCESS_REASON, RUN, SKIP, WATCH, Decision, plan_jobs
+from instance_agent.protocol import STATE_RUNNING, STATE_SUCCEEDED
+from instance_agent.reporter import Reporter, boto3_client_factory
+from instance_agent.shutdown import shut_down
+from instance_agent.spec import RunSpec, parse_s3_prefix, spec_from_document
+from instance_agent.state import JOB_INTERRUPTED, JOB_SUCCEEDED, JobRecord, RunState, StateError, StateStore
+from instance_agent.supervisor import Supervisor, SupervisorSettings, job_log_path
+
+log = logging.getLogger("instance_agent")
+
+
+@dataclass
+class RunOptions:
+    role: str
+    run_date: str
+    state_dir: str
+    log_dir: str
+    shutdown: str
+    force: bool = False
+    heartbeat_seconds: float | None = None  # overrides the spec's
+    imds_poll_seconds: float = 5.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Prepared:
+    options: RunOptions
+    spec: RunSpec
+    lock: StateDirLock
+    state: RunState
+    decisions: list[Decision]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_payload(self) -> dict[str, Any]:
+        """What the detached supervisor needs, sent through its stdin (env values stay off disk)."""
+        return {
+            "options": self.options.to_dict(),
+            "spec": self.spec.to_dict(),
+            "decisions": [decision.__dict__ for decision in self.decisions],
+            "warnings": self.warnings,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], lock: StateDirLock) -> Prepared:
+        options = RunOptions(**payload["options"])
+        state = StateStore(options.state_dir).load(options.run_date)
+        if state is None:
+            raise StateError(f"{StateStore(options.state_dir).path(options.run_date)}: missing")
+        return cls(
+            options=options,
+            spec=spec_from_document(payload["spec"]),
+            lock=lock,
+            state=state,
+            decisions=[Decision(**item) for item in payload["decisions"]],
+            warnings=list(payload["warnings"]),
+        )
+
+    def names(self, action: str) -> list[str]:
+        return [decision.job for decision in self.decisions if decision.action == action]
+
+    def summary(self, pid: int) -> dict[str, Any]:
+        """The one line of JSON ``run`` prints: what runs, what is skipped, and why."""
+
+        def reasons(action: str) -> dict[str, str]:
+            return {d.job: d.reason for d in self.decisions if d.action == action}
+
+        busy = self.names(RUN) or self.names(WATCH)
+        return {
+            "status": "started" if busy else "nothing_to_do",
+            "role": self.options.role,
+            "date": self.options.run_date,
+            "pid": pid,
+            "force": self.options.force,
+            "run": reasons(RUN),
+            "skip": reasons(SKIP),
+            "watch": reasons(WATCH),
+            "warnings": self.warnings,
+            "state_file": StateStore(self.options.state_dir).path(self.options.run_date),
+            "log_dir": os.path.join(self.options.log_dir, self.options.run_date),
+        }
+
+
+def holder_text(options: RunOptions) -> str:
+    """What a second ``run`` reports as the lock's holder."""
+    return f"pid {os.getpid()} role {options.role} date {options.run_date}\n"
+
+
+def record_alive(record: JobRecord) -> bool:
+    return procinfo.is_alive(record.pid, record.process)
+
+
+def prepare(
+    options: RunOptions,
+    spec: RunSpec,
+    *,
+    clock: Any = None,
+    alive: Callable[[JobRecord], bool] = record_alive,
+) -> Prepared:
+    """Lock the state dir, read the date's state, plan, and record the plan (atomically).
+
+    Raises ``LockBusy`` (another agent runs), ``StateError`` (refused; file untouched) or
+    ``OSError`` (directories unusable).
+    """
+    clock = clock or SystemClock()
+    os.makedirs(options.state_dir, exist_ok=True)
+    os.makedirs(os.path.join(options.log_dir, options.run_date), exist_ok=True)
+    lock = StateDirLock(options.state_dir)
+    lock.acquire()
+    try:
+        lock.describe_holder(holder_text(options))
+        store = StateStore(options.state_dir)
+        state = store.load(options.run_date)
+        if state is not None and state.role != options.role:
+            raise StateError(
+                f"{store.path(options.run_date)}: belongs to role {state.role!r}, not {options.role!r}"
+            )
+        decisions = plan_jobs(spec, state, force=options.force, alive=alive)
+        warnings = disk_warnings([options.state_dir, options.log_dir], spec.disk_warn_percent)
+        if options.force:
+            succeeded = [
+                name
+                for name in spec.job_names
+                if state is not None and name in state.jobs and state.jobs[name].status == JOB_SUCCEEDED
+            ]
+            warnings.insert(
+                0,
+                f"--force: every job of {options.run_date} runs again, including the "
+                f"{len(succeeded)} that already succeeded {succeeded}",
+            )
+        state = _apply(state, decisions, options, spec, warnings, clock)
+        store.save(state)
+    except BaseException:
+        lock.release()
+        raise
+    return Prepared(options, spec, lock, state, decisions, warnings)
+
+
+def _apply(
+    state: RunState | None,
+    decisions: list[Decision],
+    options: RunOptions,
+    spec: RunSpec,
+    warnings: list[str],
+    clock: Any,
+) -> RunState:
+    now = format_time(clock.now())
+    state = state or RunState(date=options.run_date, role=options.role)
+    for decision in decisions:
+        record = state.jobs.setdefault(decision.job, JobRecord())
+        record.log = job_log_path(options.log_dir, options.run_date, decision.job)
+        if decision.lost:
+            record.status = JOB_INTERRUPTED
+            record.reason = f"{LOST_PROCESS_REASON}; noticed {now}"
+        if decision.action == RUN:
+            record.archive()
+            record.reason = decision.reason
+    state.state = STATE_RUNNING
+    state.agent = {
+        "pid": os.getpid(),
+        "started_at": now,
+        "ended_at": None,
+        "force": options.force,
+        "shutdown": options.shutdown,
+        "interrupted_by": None,
+        "warnings": list(warnings),
+    }
+    state.plan = {
+        action: {d.job: d.reason for d in decisions if d.action == action} for action in (RUN, SKIP, WATCH)
+    }
+    return state
+
+
+def execute(
+    prepared: Prepared,
+    *,
+    signals: Any,
+    clock: Any = None,
+    launcher: Any = None,
+    imds: Any = None,
+    client_factory: Callable[[str | None], Callable[[str], Any]] = boto3_client_factory,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run the planned jobs to the end, report, shut down; returns an exit code."""
+    options, spec = prepared.options, prepared.spec
+    clock = clock or SystemClock()
+    env = dict(os.environ if env is None else env)
+    imds = imds if imds is not None else ImdsClient(env=env)
+    store = StateStore(options.state_dir)
+    prepared.state.agent.update({"pid": os.getpid(), "process": procinfo.identity(os.getpid())})
+
+    instance_id, region = _identity(imds, env)
+    prepared.state.agent["instance_id"] = instance_id
+    try:
+        store.save(prepared.state)
+    except OSError as error:
+        log.error("cannot write the state file %s: %s", store.path(options.run_date), error)
+    bucket, prefix = parse_s3_prefix(spec.s3_log_prefix) if spec.s3_log_prefix else (None, "")
+    reporter = Reporter(
+        instance_id=instance_id,
+        client_factory=client_factory(region),
+        s3_bucket=bucket,
+        s3_prefix="/".join(part for part in (prefix, options.run_date, options.role) if part),
+    )
+    settings = SupervisorSettings(
+        heartbeat_seconds=options.heartbeat_seconds or spec.heartbeat_seconds,
+        kill_grace_seconds=spec.kill_grace_seconds,
+        imds_poll_seconds=options.imds_poll_seconds,
+        tick_seconds=min(0.5, options.imds_poll_seconds),
+        max_runtime=spec.max_runtime,
+    )
+    supervisor = Supervisor(
+        spec=spec,
+        role=options.role,
+        run_date=options.run_date,
+        state=prepared.state,
+        store=store,
+        run=prepared.names(RUN),
+        watch=prepared.names(WATCH),
+        log_dir=options.log_dir,
+        launcher=launcher or PopenLauncher(),
+        clock=clock,
+        reporter=reporter,
+        imds=None if imds.disabled else imds,
+        signals=signals,
+        settings=settings,
+        base_env=env,
+    )
+    for warning in prepared.warnings:
+        log.warning("%s", warning)
+    log.info(
+        "run for %s (role %s): run %s, skip %s, watch %s",
+        options.run_date,
+        options.role,
+        prepared.names(RUN),
+        prepared.names(SKIP),
+        prepared.names(WATCH),
+    )
+    try:
+        result = supervisor.run()
+    finally:
+        reporter.close()
+    if result.interrupted_by:
+        log.warning("interrupted (%s): not shutting down, AWS or the OS already is", result.interrupted_by)
+        return exit_codes.EXIT_INTERRUPTED
+    if not shut_down(options.shutdown, stop_instance=reporter.stop_instance):
+        return exit_codes.EXIT_SHUTDOWN_FAILED
+    return exit_codes.EXIT_OK if result.state == STATE_SUCCEEDED else exit_codes.EXIT_JOBS_FAILED
+
+
+def _identity(imds: Any, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if imds.disabled:
+        log.warning("IMDS disabled: no instance id, no interruption notices")
+        return None, region
+    try:
+        instance_id = imds.instance_id()
+        region = region or imds.region()
+    except ImdsError as error:
+        log.warning("cannot read this instance's identity from IMDS: %s", error)
+        return None, region
+    log.info("instance %s in %s", instance_id, region)
+    return instance_id, region
+
+
+def configure_logging(log_file: str | None = None) -> None:
+    """Log lines with UTC times to stderr (the journal, or the detached agent's log file)."""
+    import time
+
+    formatter = logging.Formatter(
+        "%(asctime)s.%(msecs)03dZ %(levelname)s fleet-agent[%(process)d] %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    formatter.converter = time.gmtime
+    logger = logging.getLogger("instance_agent")
+    logger.handlers[:] = []
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    if log_file:
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -1,0 +1,272 @@
+"""``python -m instance_agent``: the command line (``run``, ``status``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from instance_agent import exit_codes, procinfo
+from instance_agent.agent import Prepared, RunOptions, configure_logging, execute, holder_text, prepare
+from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
+from instance_agent.lock import LockBusy, StateDirLock
+from instance_agent.shutdown import SHUTDOWN_MODES
+from instance_agent.spec import SpecError, parse_spec, validate_date, validate_role
+from instance_agent.state import StateError, StateStore
+from instance_agent.supervisor import SignalRecorder, agent_log_path
+
+log = logging.getLogger("instance_agent")
+
+DEFAULT_STATE_DIR = "/var/lib/fleet-agent"
+DEFAULT_LOG_DIR = "/var/log/fleet-agent"
+
+DESCRIPTION = """\
+The fleet's on-VM agent: runs a role's jobs once per run date, reports progress on the
+instance's tags, and stops the machine as soon as every job has ended.
+
+  run     validate, lock the state dir, plan, print one line of JSON, then detach and run
+          the jobs (--foreground: stay attached, e.g. under systemd)
+  status  print the state recorded for a date as JSON
+
+See instance_agent/README.md for the spec format, the state file and the tags."""
+
+EPILOG = "exit codes:\n" + exit_codes.describe_all()
+
+RUN_EPILOG = (
+    """\
+the spec (JSON, from a file or stdin with "-") is a list of jobs, or {"jobs": [...], ...}:
+  {"jobs": [{"name": "backoffice", "argv": ["/root/venv/bin/python", "run.py"],
+             "cwd": "/root/backoffice", "env": {}, "timeout": 10800,
+             "rerun_on_interrupt": false, "shell": false}],
+   "s3_log_prefix": "s3://bucket/fleet-logs", "heartbeat_seconds": 60,
+   "kill_grace_seconds": 30, "disk_warn_percent": 80, "max_runtime": 14400}
+argv is executed as is (no shell) unless "shell": true. Every job gets RUN_DATE and ROLE.
+
+"""
+    + EPILOG
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m instance_agent",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{run,status}")
+    commands.required = True
+
+    run = commands.add_parser(
+        "run",
+        help="run the role's jobs for a date (once per date)",
+        description="Run the role's jobs for a run date, at most once per date.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--role", required=True, help="the worker role (tags, S3 keys, ROLE of every job)")
+    run.add_argument("--date", required=True, help="the run date, YYYY-MM-DD (RUN_DATE of every job)")
+    run.add_argument("--spec", required=True, help="the job spec: a JSON file, or - for stdin")
+    run.add_argument(
+        "--shutdown",
+        required=True,
+        choices=SHUTDOWN_MODES,
+        help="once every job has ended: os = shutdown -h now (the instance's shutdown behaviour "
+        "must be 'stop'), ec2 = StopInstances on this instance, none = just exit",
+    )
+    run.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="state files and the lock (%(default)s)")
+    run.add_argument(
+        "--log-dir", default=DEFAULT_LOG_DIR, help="job logs: <log-dir>/<date>/<job>.log (%(default)s)"
+    )
+    run.add_argument(
+        "--force", action="store_true", help="run every job again, even those that succeeded for this date"
+    )
+    run.add_argument("--foreground", action="store_true", help="do not detach (systemd, tests)")
+    run.add_argument(
+        "--heartbeat-seconds",
+        type=_positive,
+        default=None,
+        help="tag heartbeat interval; overrides the spec's heartbeat_seconds (default 60)",
+    )
+    run.add_argument(
+        "--imds-poll-seconds",
+        type=_positive,
+        default=5.0,
+        help="interruption notice polling interval (%(default)s)",
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="print the recorded state as JSON",
+        description="Print the state recorded for a date (default: the latest) as JSON.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("--date", help="the run date, YYYY-MM-DD (default: the latest recorded)")
+    status.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="(%(default)s)")
+
+    supervise = commands.add_parser("_supervise")  # internal: the detached half of `run`
+    supervise.add_argument("--lock-fd", type=int, required=True)
+    supervise.add_argument("--ready-fd", type=int, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return command_run(args)
+    if args.command == "status":
+        return command_status(args)
+    return command_supervise(args)
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def command_run(args: argparse.Namespace) -> int:
+    try:
+        run_date = validate_date(args.date)
+        role = validate_role(args.role)
+        spec = _read_spec(args.spec)
+    except SpecError as error:
+        _complain(f"bad input, nothing started: {error}")
+        return exit_codes.EXIT_BAD_INPUT
+    options = RunOptions(
+        role=role,
+        run_date=run_date,
+        state_dir=os.path.abspath(args.state_dir),
+        log_dir=os.path.abspath(args.log_dir),
+        shutdown=args.shutdown,
+        force=args.force,
+        heartbeat_seconds=args.heartbeat_seconds,
+        imds_poll_seconds=args.imds_poll_seconds,
+    )
+    configure_logging()
+    signals = SignalRecorder()
+    if args.foreground:
+        signals.install()
+    try:
+        prepared = prepare(options, spec)
+    except LockBusy as busy:
+        _print_json({"status": "already_running", "role": role, "date": run_date, "holder": busy.holder})
+        _complain(f"already running ({busy.holder or busy.path}); nothing to do")
+        return exit_codes.EXIT_OK
+    except StateError as error:
+        _complain(f"refusing to run: {error}. The file was left as it is; inspect or move it aside.")
+        return exit_codes.EXIT_STATE_UNUSABLE
+    except OSError as error:
+        _complain(f"cannot use {options.state_dir} / {options.log_dir}: {error}")
+        return exit_codes.EXIT_IO_ERROR
+    for warning in prepared.warnings:
+        _complain(f"WARNING: {warning}")
+    if args.foreground:
+        configure_logging(agent_log_path(options.log_dir, run_date))
+        _print_json(prepared.summary(os.getpid()))
+        try:
+            return execute(prepared, signals=signals)
+        finally:
+            prepared.lock.release()
+    try:
+        assert prepared.lock.fd is not None
+        pid = spawn_supervisor(
+            prepared.to_payload(), lock_fd=prepared.lock.fd, log_dir=options.log_dir, run_date=run_date
+        )
+    except (DetachError, OSError) as error:
+        _complain(f"could not detach: {error}")
+        return exit_codes.EXIT_IO_ERROR
+    _print_json(prepared.summary(pid))
+    return exit_codes.EXIT_OK
+
+
+def command_supervise(args: argparse.Namespace) -> int:
+    """The detached half of ``run``: take over the lock, say ready, run the jobs."""
+    configure_logging()  # stderr is <log-dir>/<date>/_agent.log
+    signals = SignalRecorder()
+    signals.install()
+    try:
+        payload = json.loads(sys.stdin.read())
+        lock = StateDirLock.adopt(payload["options"]["state_dir"], args.lock_fd)
+        prepared = Prepared.from_payload(payload, lock)
+        lock.describe_holder(holder_text(prepared.options))
+    except (OSError, ValueError, KeyError, TypeError, StateError, SpecError) as error:
+        log.error("the detached supervisor cannot start: %s", error)
+        os.close(args.ready_fd)
+        return exit_codes.EXIT_IO_ERROR
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    signal_ready(args.ready_fd)
+    try:
+        return execute(prepared, signals=signals)
+    except Exception:
+        log.exception("the supervisor failed; jobs still running keep running and the next run watches them")
+        return exit_codes.EXIT_IO_ERROR
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+
+def command_status(args: argparse.Namespace) -> int:
+    store = StateStore(os.path.abspath(args.state_dir))
+    try:
+        run_date = validate_date(args.date) if args.date else store.latest_date()
+    except SpecError as error:
+        _complain(str(error))
+        return exit_codes.EXIT_BAD_INPUT
+    if run_date is None:
+        _print_json({"date": None, "state": None, "jobs": {}, "message": f"no state in {store.state_dir}"})
+        return exit_codes.EXIT_OK
+    try:
+        state = store.load(run_date)
+    except StateError as error:
+        _complain(str(error))
+        return exit_codes.EXIT_STATE_UNUSABLE
+    if state is None:
+        _print_json(
+            {"date": run_date, "state": None, "jobs": {}, "message": f"no state recorded for {run_date}"}
+        )
+        return exit_codes.EXIT_OK
+    document: dict[str, Any] = state.to_dict()
+    document["agent_alive"] = procinfo.is_alive(state.agent.get("pid"), state.agent.get("process"))
+    document["state_file"] = store.path(run_date)
+    print(json.dumps(document, indent=2))
+    return exit_codes.EXIT_OK
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _read_spec(source: str) -> Any:
+    if source == "-":
+        return parse_spec(sys.stdin.read(), "--spec - (stdin)")
+    try:
+        with open(source, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(
+            f"--spec: cannot read {source!r}: {getattr(error, 'strerror', None) or error}"
+        ) from None
+    return parse_spec(text, source)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def _complain(message: str) -> None:
+    sys.stderr.write(f"fleet-agent: {message}\n")
+    sys.stderr.flush()

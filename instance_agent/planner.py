@@ -1,0 +1,103 @@
+"""Once per date: which jobs this run starts, which it skips, and why.
+
+The rules, for each job of the spec and its record for the date:
+
+============================  =============================================================
+record                        decision
+============================  =============================================================
+none, ``pending``, ``skipped``  run (it never started)
+``succeeded``                 skip; ``--force`` runs it again
+``failed``                    run again (it ended by itself with a non-zero exit code)
+``running``, process alive    watch it: never a second copy, not even with ``--force``
+``running``, process gone     becomes ``interrupted`` (agent crash, reboot, spot reclaim),
+                              then as below
+``interrupted``, ``timed_out``  run again only when ``rerun_on_interrupt`` is true (or
+                              ``--force``): the job was stopped half-way and may have done
+                              part of its work, which for these jobs can mean real orders
+============================  =============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from instance_agent.spec import RunSpec
+from instance_agent.state import (
+    JOB_FAILED,
+    JOB_INTERRUPTED,
+    JOB_PENDING,
+    JOB_RUNNING,
+    JOB_SKIPPED,
+    JOB_SUCCEEDED,
+    JOB_TIMED_OUT,
+    JobRecord,
+    RunState,
+)
+
+RUN = "run"
+SKIP = "skip"
+WATCH = "watch"
+
+LOST_PROCESS_REASON = "found running with no live process (agent crash, reboot or spot reclaim)"
+
+
+@dataclass(frozen=True)
+class Decision:
+    job: str
+    action: str  # RUN, SKIP or WATCH
+    reason: str
+    # The record said `running` but nothing runs it any more: record it `interrupted` first.
+    lost: bool = False
+
+
+def plan_jobs(
+    spec: RunSpec,
+    state: RunState | None,
+    *,
+    force: bool,
+    alive: Callable[[JobRecord], bool],
+) -> list[Decision]:
+    decisions = []
+    for job in spec.jobs:
+        record = state.jobs.get(job.name) if state else None
+        decisions.append(_decide(job.name, job.rerun_on_interrupt, record, force, alive))
+    return decisions
+
+
+def _decide(
+    name: str,
+    rerun_on_interrupt: bool,
+    record: JobRecord | None,
+    force: bool,
+    alive: Callable[[JobRecord], bool],
+) -> Decision:
+    if record is None:
+        return Decision(name, RUN, "first run for this date")
+    status, lost = record.status, False
+    if status == JOB_RUNNING:
+        if alive(record):
+            return Decision(
+                name, WATCH, f"still running from an earlier agent (pid {record.pid}); never started twice"
+            )
+        status, lost = JOB_INTERRUPTED, True
+    if status in (JOB_PENDING, JOB_SKIPPED):
+        return Decision(name, RUN, f"was {status}: never started", lost)
+    if force:
+        return Decision(name, RUN, f"FORCED (--force): was {status}", lost)
+    if status == JOB_SUCCEEDED:
+        return Decision(name, SKIP, f"succeeded earlier (exit 0, ended {record.ended_at})", lost)
+    if status == JOB_FAILED:
+        return Decision(name, RUN, f"failed earlier (exit {record.exit_code}): running it again", lost)
+    if status in (JOB_INTERRUPTED, JOB_TIMED_OUT):
+        earlier = LOST_PROCESS_REASON if lost else f"was {status} earlier"
+        if rerun_on_interrupt:
+            return Decision(name, RUN, f"{earlier}; rerun_on_interrupt is true: running it again", lost)
+        return Decision(
+            name,
+            SKIP,
+            f"{earlier}; not re-run because rerun_on_interrupt is false "
+            "(check what it did, then use --force)",
+            lost,
+        )
+    raise ValueError(f"job {name!r}: unknown status {status!r}")  # StateStore validates statuses

@@ -1,0 +1,234 @@
+"""The per-date state file: the local truth about which job ran, when, and how it ended.
+
+``<state-dir>/<date>.json`` holds one record per job. It is written atomically (a temporary
+file in the same directory, fsync, rename, fsync of the directory), so a crash or a power cut
+leaves either the old or the new version, never half of one. A file that cannot be read or
+does not parse is never overwritten: the agent refuses to run and says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+
+JOB_PENDING = "pending"
+JOB_RUNNING = "running"
+JOB_SUCCEEDED = "succeeded"
+JOB_FAILED = "failed"
+JOB_TIMED_OUT = "timed_out"
+JOB_INTERRUPTED = "interrupted"
+JOB_SKIPPED = "skipped"
+JOB_STATUSES = (
+    JOB_PENDING,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    JOB_FAILED,
+    JOB_TIMED_OUT,
+    JOB_INTERRUPTED,
+    JOB_SKIPPED,
+)
+TERMINAL_JOB_STATUSES = (JOB_SUCCEEDED, JOB_FAILED, JOB_TIMED_OUT, JOB_INTERRUPTED, JOB_SKIPPED)
+
+
+class StateError(Exception):
+    """The state file is unreadable or corrupt; it was left as it is."""
+
+
+@dataclass
+class JobRecord:
+    """One job for one date. ``attempts`` counts the times the agent started it."""
+
+    status: str = JOB_PENDING
+    exit_code: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    pid: int | None = None
+    process: str | None = None  # see procinfo.identity: tells a live job from a reused pid
+    attempts: int = 0
+    reason: str | None = None
+    log: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_JOB_STATUSES
+
+    def archive(self) -> None:
+        """Push this attempt into ``history`` before the job is started again."""
+        if self.attempts or self.status != JOB_PENDING:
+            self.history.append(
+                {
+                    "status": self.status,
+                    "exit_code": self.exit_code,
+                    "started_at": self.started_at,
+                    "ended_at": self.ended_at,
+                    "reason": self.reason,
+                }
+            )
+        self.status, self.exit_code, self.started_at, self.ended_at = JOB_PENDING, None, None, None
+        self.pid, self.process, self.reason = None, None, None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "pid": self.pid,
+            "process": self.process,
+            "attempts": self.attempts,
+            "reason": self.reason,
+            "log": self.log,
+            "history": list(self.history),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> JobRecord:
+        if not isinstance(data, dict):
+            raise StateError(f"{where}: expected an object, got {type(data).__name__}")
+        status = data.get("status")
+        if status not in JOB_STATUSES:
+            raise StateError(f"{where}.status: unknown status {status!r}")
+        record = cls(status=status)
+        for key, kinds in (
+            ("exit_code", (int,)),
+            ("started_at", (str,)),
+            ("ended_at", (str,)),
+            ("pid", (int,)),
+            ("process", (str,)),
+            ("reason", (str,)),
+            ("log", (str,)),
+        ):
+            value = data.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise StateError(f"{where}.{key}: unexpected value {value!r}")
+            setattr(record, key, value)
+        attempts = data.get("attempts", 0)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+            raise StateError(f"{where}.attempts: unexpected value {attempts!r}")
+        record.attempts = attempts
+        history = data.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(item, dict) for item in history):
+            raise StateError(f"{where}.history: expected a list of objects")
+        record.history = history
+        return record
+
+
+@dataclass
+class RunState:
+    """Everything recorded for one date: the agent's last run and every job's record."""
+
+    date: str
+    role: str
+    state: str = "running"  # the agent's overall state: protocol.AGENT_STATES
+    agent: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "date": self.date,
+            "role": self.role,
+            "state": self.state,
+            "agent": self.agent,
+            "plan": self.plan,
+            "jobs": {name: record.to_dict() for name, record in self.jobs.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> RunState:
+        if not isinstance(data, dict):
+            raise StateError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT_VERSION:
+            raise StateError(f"{where}: unknown format {data.get('format')!r} (expected {FORMAT_VERSION})")
+        for key in ("date", "role", "state"):
+            if not isinstance(data.get(key), str):
+                raise StateError(f"{where}: {key} missing or not a string")
+        for key in ("agent", "plan", "jobs"):
+            if not isinstance(data.get(key, {}), dict):
+                raise StateError(f"{where}: {key} is not an object")
+        jobs = {
+            name: JobRecord.from_dict(record, f"{where}: jobs.{name}")
+            for name, record in data.get("jobs", {}).items()
+        }
+        return cls(
+            date=data["date"],
+            role=data["role"],
+            state=data["state"],
+            agent=dict(data.get("agent", {})),
+            plan=dict(data.get("plan", {})),
+            jobs=jobs,
+        )
+
+
+class StateStore:
+    """Reads and atomically writes ``<state-dir>/<date>.json``."""
+
+    def __init__(self, state_dir: str):
+        self.state_dir = state_dir
+
+    def path(self, run_date: str) -> str:
+        return os.path.join(self.state_dir, f"{run_date}.json")
+
+    def load(self, run_date: str) -> RunState | None:
+        """The date's state, ``None`` when there is none yet, :class:`StateError` when unusable."""
+        path = self.path(run_date)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as error:
+            raise StateError(f"{path}: cannot read the state file: {error}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise StateError(f"{path}: corrupt state file (not JSON: {error})") from None
+        state = RunState.from_dict(data, path)
+        if state.date != run_date:
+            raise StateError(f"{path}: holds date {state.date!r}, not {run_date!r}")
+        return state
+
+    def save(self, state: RunState) -> None:
+        path = self.path(state.date)
+        write_atomically(path, json.dumps(state.to_dict(), indent=2, sort_keys=False) + "\n")
+
+    def latest_date(self) -> str | None:
+        """The most recent date with a state file (dates sort as text)."""
+        try:
+            names = os.listdir(self.state_dir)
+        except OSError:
+            return None
+        dates = sorted(
+            name[: -len(".json")]
+            for name in names
+            if name.endswith(".json") and len(name) == len("YYYY-MM-DD.json") and name[0].isdigit()
+        )
+        return dates[-1] if dates else None
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Temp file in the same directory, fsync, rename over ``path``, fsync the directory."""
+    directory = os.path.dirname(path) or "."
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

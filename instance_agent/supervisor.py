@@ -1,0 +1,520 @@
+"""The main loop: start the jobs, reap them, enforce timeouts, react to signals and notices.
+
+Signal handlers only record the signal (and wake the loop through a pipe); everything else
+happens here, in one thread, in this order on every turn: signals, IMDS notices, reaping,
+timeouts, the heartbeat. A stop is always SIGTERM to the job's process group, then SIGKILL
+once the grace period (or the interruption deadline) has passed.
+
+The supervisor never shuts the machine down itself: it returns the final state, and the caller
+decides (an interrupted run never shuts down: AWS or systemd is already doing it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import select
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from instance_agent import procinfo
+from instance_agent.clock import format_time, parse_time
+from instance_agent.imds import ImdsError
+from instance_agent.launcher import EXIT_UNKNOWN, LaunchError, ProcessHandle, WatchedProcess
+from instance_agent.protocol import (
+    STATE_FAILED,
+    STATE_INTERRUPTED,
+    STATE_RUNNING,
+    STATE_SUCCEEDED,
+    AgentReport,
+)
+from instance_agent.spec import JobSpec, RunSpec
+from instance_agent.state import (
+    JOB_FAILED,
+    JOB_INTERRUPTED,
+    JOB_PENDING,
+    JOB_RUNNING,
+    JOB_SKIPPED,
+    JOB_SUCCEEDED,
+    JOB_TIMED_OUT,
+    RunState,
+    StateStore,
+)
+
+log = logging.getLogger("instance_agent")
+
+AGENT_LOG_NAME = "_agent.log"  # job names cannot start with "_", so this never clashes
+
+STOP_TIMEOUT = "timeout"
+STOP_MAX_RUNTIME = "max_runtime"
+STOP_INTERRUPT = "interrupt"
+
+# After SIGKILL, a process that still has not been reaped this long later is given up on.
+_GIVE_UP_AFTER_KILL = 10.0
+
+
+def job_log_path(log_dir: str, run_date: str, job: str) -> str:
+    return os.path.join(log_dir, run_date, f"{job}.log")
+
+
+def agent_log_path(log_dir: str, run_date: str) -> str:
+    return os.path.join(log_dir, run_date, AGENT_LOG_NAME)
+
+
+class SignalRecorder:
+    """SIGTERM, SIGINT and SIGCHLD handlers that only append to a list and wake the loop."""
+
+    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+
+    def __init__(self) -> None:
+        self._received: list[int] = []
+        self._read_fd: int | None = None
+        self._write_fd: int | None = None
+
+    def install(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        for fd in (self._read_fd, self._write_fd):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+            os.set_inheritable(fd, False)
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        for signum in self.HANDLED:
+            signal.signal(signum, self._record)
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self._received.append(signum)
+
+    def take(self) -> list[int]:
+        taken = self._received[:]
+        del self._received[: len(taken)]  # a signal arriving meanwhile stays queued
+        return taken
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, less when a signal arrives."""
+        if self._read_fd is None:
+            return
+        try:
+            ready, _, _ = select.select([self._read_fd], [], [], max(0.0, timeout))
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(self._read_fd, 512):
+                    pass
+            except BlockingIOError:
+                pass
+
+
+@dataclass
+class SupervisorSettings:
+    heartbeat_seconds: float = 60.0
+    kill_grace_seconds: float = 30.0
+    imds_poll_seconds: float = 5.0
+    tick_seconds: float = 0.5
+    # Time kept back from an interruption deadline to flush state, tags and logs.
+    flush_reserve_seconds: float = 20.0
+    max_runtime: float | None = None
+
+
+@dataclass
+class _Active:
+    name: str
+    handle: ProcessHandle
+    started: float  # monotonic
+    deadline: float | None  # monotonic; None: no timeout
+    stop_reason: str | None = None
+    stop_detail: str = ""
+    kill_at: float | None = None
+    killed_at: float | None = None
+
+
+@dataclass
+class SupervisorResult:
+    state: str  # protocol.AGENT_STATES, never "running"
+    interrupted_by: str | None = None
+    uploaded: list[str] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        *,
+        spec: RunSpec,
+        role: str,
+        run_date: str,
+        state: RunState,
+        store: StateStore,
+        run: list[str],
+        watch: list[str],
+        log_dir: str,
+        launcher: Any,
+        clock: Any,
+        reporter: Any,
+        imds: Any,
+        signals: Any,
+        settings: SupervisorSettings,
+        base_env: Mapping[str, str],
+    ):
+        self.spec = spec
+        self.role = role
+        self.run_date = run_date
+        self.state = state
+        self.store = store
+        self.to_run = list(run)
+        self.to_watch = list(watch)
+        self.log_dir = log_dir
+        self.launcher = launcher
+        self.clock = clock
+        self.reporter = reporter
+        self.imds = imds
+        self.signals = signals
+        self.settings = settings
+        self.base_env = dict(base_env)
+        self.active: dict[str, _Active] = {}
+        self.interrupted_by: str | None = None
+        self.notice: str | None = None
+        self._run_deadline: float | None = None
+        self._next_heartbeat = 0.0
+        self._next_imds_poll = 0.0
+        self._imds_failures = 0
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> SupervisorResult:
+        started = self.clock.monotonic()
+        if self.settings.max_runtime:
+            self._run_deadline = started + self.settings.max_runtime
+        self._handle_signals()
+        for name in self.to_watch:
+            self._watch(name)
+        for name in self.to_run:
+            self._handle_signals()
+            if self.interrupted_by:
+                break  # what is still pending becomes `skipped` at the end
+            self._start(name)
+        self._publish()
+        self._next_heartbeat = self.clock.monotonic() + self.settings.heartbeat_seconds
+        while True:
+            self._handle_signals()
+            now = self.clock.monotonic()
+            self._poll_imds(now)
+            self._reap()
+            now = self.clock.monotonic()
+            self._enforce_deadlines(now)
+            if not self.active:
+                break
+            if now >= self._next_heartbeat:
+                self._publish()
+                self._next_heartbeat = now + self.settings.heartbeat_seconds
+            self.signals.wait(self._next_wake(now) - now)
+        return self._finish_run()
+
+    def _next_wake(self, now: float) -> float:
+        wake = min(now + self.settings.tick_seconds, self._next_heartbeat)
+        if self.imds is not None:
+            wake = min(wake, self._next_imds_poll)
+        for active in self.active.values():
+            if active.stop_reason is None and active.deadline is not None:
+                wake = min(wake, active.deadline)
+            if active.kill_at is not None and active.killed_at is None:
+                wake = min(wake, active.kill_at)
+        if self._run_deadline is not None and any(a.stop_reason is None for a in self.active.values()):
+            wake = min(wake, self._run_deadline)
+        # Never a zero wait: a deadline already acted on must not turn the loop into a spin.
+        return max(wake, now + 0.01)
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def _start(self, name: str) -> None:
+        job = self.spec.job(name)
+        record = self.state.jobs[name]
+        log_path = job_log_path(self.log_dir, self.run_date, name)
+        # `running` is on disk before the process exists: a crash in between reads as
+        # `interrupted` later, never as "not started" (at most once).
+        now = self.clock.now()
+        record.status, record.started_at, record.ended_at = JOB_RUNNING, format_time(now), None
+        record.exit_code, record.pid, record.process, record.log = None, None, None, log_path
+        record.attempts += 1
+        self._save()
+        env = dict(self.base_env)
+        env.update(job.env)
+        env.update({"RUN_DATE": self.run_date, "ROLE": self.role})
+        header = (
+            f"# fleet-agent: {format_time(now)} job {name} attempt {record.attempts} for {self.run_date}: "
+            f"{job.command()!r} in {job.cwd}\n"
+        )
+        try:
+            handle = self.launcher.start(job, log_path=log_path, env=env, header=header)
+        except LaunchError as error:
+            log.error("job %s: %s", name, error)
+            record.status, record.exit_code, record.reason = JOB_FAILED, error.exit_code, str(error)
+            record.ended_at = format_time(self.clock.now())
+            self._save()
+            return
+        record.pid = handle.pid
+        record.process = procinfo.identity(handle.pid)
+        self._save()
+        started = self.clock.monotonic()
+        self.active[name] = _Active(name, handle, started, self._deadline(job, started))
+        log.info("job %s started: pid %s, timeout %s, log %s", name, handle.pid, job.timeout, log_path)
+
+    def _watch(self, name: str) -> None:
+        record = self.state.jobs[name]
+        handle = WatchedProcess(record.pid or 0, record.process)
+        began = parse_time(record.started_at)
+        age = (self.clock.now() - began).total_seconds() if began else 0.0
+        started = self.clock.monotonic() - max(0.0, age)
+        self.active[name] = _Active(name, handle, started, self._deadline(self.spec.job(name), started))
+        log.warning("job %s is still running from an earlier agent (pid %s): watching it", name, record.pid)
+
+    def _deadline(self, job: JobSpec, started: float) -> float | None:
+        return started + job.timeout if job.timeout else None
+
+    def _reap(self) -> None:
+        for name, active in list(self.active.items()):
+            code = active.handle.poll()
+            if code is None:
+                if (
+                    active.killed_at is not None
+                    and self.clock.monotonic() - active.killed_at > _GIVE_UP_AFTER_KILL
+                ):
+                    log.error("job %s (pid %s) survived SIGKILL; giving up on it", name, active.handle.pid)
+                    self._record_end(active, None, "did not exit after SIGKILL")
+                continue
+            self._record_end(active, code)
+
+    def _record_end(self, active: _Active, code: object, note: str | None = None) -> None:
+        del self.active[active.name]
+        record = self.state.jobs[active.name]
+        record.ended_at = format_time(self.clock.now())
+        record.exit_code = code if isinstance(code, int) else None
+        if code is EXIT_UNKNOWN:
+            record.status = JOB_INTERRUPTED
+            record.reason = "it outlived an earlier agent: ended while watched, exit code unknown"
+        elif active.stop_reason in (STOP_TIMEOUT, STOP_MAX_RUNTIME):
+            record.status, record.reason = JOB_TIMED_OUT, active.stop_detail
+        elif active.stop_reason == STOP_INTERRUPT:
+            record.status, record.reason = JOB_INTERRUPTED, active.stop_detail
+        elif code == 0:
+            record.status, record.reason = JOB_SUCCEEDED, None
+        else:
+            record.status = JOB_FAILED
+            record.reason = (
+                f"exited {code}"
+                if isinstance(code, int) and code >= 0
+                else f"killed by {_signal_name(-code)}"
+            )
+        if note:
+            record.reason = f"{record.reason}; {note}" if record.reason else note
+        self._save()
+        level = logging.INFO if record.status == JOB_SUCCEEDED else logging.WARNING
+        log.log(
+            level,
+            "job %s %s (exit %s)%s",
+            active.name,
+            record.status,
+            record.exit_code,
+            _suffix(record.reason),
+        )
+        if self.active:  # after the last job, the final report follows at once
+            self._publish()
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for active in list(self.active.values()):
+            if active.stop_reason is None:
+                if active.deadline is not None and now >= active.deadline:
+                    timeout = self.spec.job(active.name).timeout
+                    self._stop(active, STOP_TIMEOUT, f"timed out after {timeout:g} s", now)
+                elif self._run_deadline is not None and now >= self._run_deadline:
+                    detail = f"stopped: the run's max_runtime of {self.settings.max_runtime:g} s was reached"
+                    self._stop(active, STOP_MAX_RUNTIME, detail, now)
+            if active.kill_at is not None and active.killed_at is None and now >= active.kill_at:
+                log.warning("job %s did not exit after SIGTERM: SIGKILL", active.name)
+                active.handle.signal(signal.SIGKILL)
+                active.killed_at = now
+
+    def _stop(
+        self, active: _Active, reason: str, detail: str, now: float, kill_at: float | None = None
+    ) -> None:
+        if kill_at is None:
+            kill_at = now + self.settings.kill_grace_seconds
+        if active.stop_reason is None:
+            active.stop_reason, active.stop_detail = reason, detail
+            log.warning("job %s: %s: SIGTERM to its process group", active.name, detail)
+            active.handle.signal(signal.SIGTERM)
+        if active.kill_at is None or kill_at < active.kill_at:
+            active.kill_at = kill_at
+
+    # -- interruptions --------------------------------------------------------------------------
+
+    def _handle_signals(self) -> None:
+        for signum in self.signals.take():
+            if signum == signal.SIGCHLD:
+                continue  # it only woke the loop; reaping happens in _reap
+            name = _signal_name(signum)
+            if self.interrupted_by is None:
+                moment = format_time(self.clock.now())
+                self._interrupt(f"{name} received", f"signal-{name}@{moment}")
+            else:
+                log.warning("%s received again: SIGKILL to every job now", name)
+                now = self.clock.monotonic()
+                for active in self.active.values():
+                    active.kill_at = now
+                self._enforce_deadlines(now)
+
+    def _interrupt(self, reason: str, notice: str, deadline: datetime | None = None) -> None:
+        now = self.clock.monotonic()
+        kill_at = now + self.settings.kill_grace_seconds
+        if deadline is not None:
+            left = (deadline - self.clock.now()).total_seconds() - self.settings.flush_reserve_seconds
+            kill_at = min(kill_at, now + max(0.0, left))
+        if self.interrupted_by is not None:
+            for active in self.active.values():
+                self._stop(active, STOP_INTERRUPT, self.interrupted_by, now, kill_at)
+            return
+        self.interrupted_by = reason
+        self.notice = notice
+        log.critical("interruption: %s; stopping %d job(s)", reason, len(self.active))
+        self.state.state = STATE_INTERRUPTED
+        self.state.agent["interrupted_by"] = reason
+        self._save()
+        self._publish()
+        for active in list(self.active.values()):
+            self._stop(active, STOP_INTERRUPT, f"interrupted: {reason}", now, kill_at)
+
+    def _poll_imds(self, now: float) -> None:
+        if self.imds is None or now < self._next_imds_poll:
+            return
+        self._next_imds_poll = now + self.settings.imds_poll_seconds
+        try:
+            action = self.imds.spot_instance_action()
+            rebalance = None if action else self.imds.rebalance_recommendation()
+        except ImdsError as error:
+            if not self._imds_failures:
+                log.warning("cannot poll IMDS for interruption notices: %s", error)
+            self._imds_failures += 1
+            # Back off (up to a minute): an unreachable IMDS costs a timeout per call, and the
+            # loop must stay quick to notice a job's end.
+            backoff = self.settings.imds_poll_seconds * 2 ** min(self._imds_failures, 6)
+            self._next_imds_poll = now + min(60.0, max(self.settings.imds_poll_seconds, backoff))
+            return
+        if self._imds_failures:
+            log.info("IMDS answers again")
+            self._imds_failures = 0
+        if action:
+            when = str(action.get("time", ""))
+            what = str(action.get("action", "unknown"))
+            # Also when already interrupted (by SIGTERM): the notice's deadline may be sooner.
+            self._interrupt(
+                f"spot interruption notice: {what} at {when}", f"spot-{what}@{when}", parse_time(when)
+            )
+            return
+        if rebalance and self.notice is None:
+            when = str(rebalance.get("noticeTime", ""))
+            self.notice = f"rebalance@{when}"
+            self.state.agent["rebalance_recommendation"] = when
+            self._save()
+            log.warning("EC2 rebalance recommendation (%s): an interruption may follow; the jobs go on", when)
+            self._publish()
+
+    # -- records and reports --------------------------------------------------------------------
+
+    def _finish_run(self) -> SupervisorResult:
+        for name in self.to_run:
+            record = self.state.jobs[name]
+            if record.status == JOB_PENDING:
+                record.status = JOB_SKIPPED
+                record.reason = f"not started: {self.interrupted_by or 'the agent stopped first'}"
+        final = self._final_state()
+        self.state.state = final
+        self.state.agent["ended_at"] = format_time(self.clock.now())
+        self._save()
+        log.info("run for %s finished: %s (%s)", self.run_date, final, self._progress())
+        self.reporter.publish(self._report(final))
+        if not self.reporter.flush(self._flush_budget()):
+            log.warning("final tags not confirmed in time")
+        uploads = [
+            (job_log_path(self.log_dir, self.run_date, name), f"{name}.log") for name in self.spec.job_names
+        ]
+        uploads.append((agent_log_path(self.log_dir, self.run_date), AGENT_LOG_NAME))
+        uploads.append((self.store.path(self.run_date), "state.json"))
+        uploaded = self.reporter.upload(uploads)
+        if uploaded:
+            log.info(
+                "uploaded %d file(s) to s3://%s/%s",
+                len(uploaded),
+                self.reporter.s3_bucket,
+                self.reporter.s3_prefix,
+            )
+        return SupervisorResult(final, self.interrupted_by, uploaded)
+
+    def _flush_budget(self) -> float:
+        return max(5.0, min(30.0, self.settings.flush_reserve_seconds))
+
+    def _final_state(self) -> str:
+        if self.interrupted_by:
+            return STATE_INTERRUPTED
+        records = [self.state.jobs.get(name) for name in self.spec.job_names]
+        if all(record is not None and record.status == JOB_SUCCEEDED for record in records):
+            return STATE_SUCCEEDED
+        return STATE_FAILED
+
+    def _progress(self) -> str:
+        records = [self.state.jobs.get(name) for name in self.spec.job_names]
+        done = sum(1 for record in records if record is not None and record.terminal)
+        return f"{done}/{len(records)}"
+
+    def _report(self, agent_state: str | None = None) -> AgentReport:
+        now = self.clock.now()
+        outcomes: dict[str, object] = {}
+        durations: dict[str, int] = {}
+        for name in self.spec.job_names:
+            record = self.state.jobs.get(name)
+            if record is None:
+                continue
+            outcomes[name] = _outcome(record.status, record.exit_code)
+            began, ended = parse_time(record.started_at), parse_time(record.ended_at)
+            if began is not None and (ended is not None or record.status == JOB_RUNNING):
+                durations[name] = max(0, int(((ended or now) - began).total_seconds()))
+        if agent_state is None:
+            agent_state = STATE_INTERRUPTED if self.interrupted_by else STATE_RUNNING
+        return AgentReport(
+            role=self.role,
+            run_date=self.run_date,
+            state=agent_state,
+            heartbeat=now,
+            progress=self._progress(),
+            jobs=outcomes,
+            durations=durations,
+            notice=self.notice,
+        )
+
+    def _publish(self) -> None:
+        self.reporter.publish(self._report())
+
+    def _save(self) -> None:
+        try:
+            self.store.save(self.state)
+        except OSError as error:
+            # Keep supervising: losing the jobs would be worse than a stale file.
+            log.error("cannot write the state file %s: %s", self.store.path(self.run_date), error)
+
+
+def _outcome(status: str, exit_code: int | None) -> object:
+    if status in (JOB_SUCCEEDED, JOB_FAILED) and exit_code is not None:
+        return exit_code
+    return status
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _suffix(reason: str | None) -> str:
+    return f": {reason}" if reason else ""

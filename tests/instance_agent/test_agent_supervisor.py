@@ -1,0 +1,361 @@
+"""The supervisor's main loop with a fake clock, fake processes, fake IMDS and fake signals."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from instance_agent.clock import format_time
+from instance_agent.imds import ImdsError
+from instance_agent.launcher import LaunchError, ProcessHandle
+from instance_agent.spec import spec_from_document
+from instance_agent.state import JobRecord, RunState, StateStore
+from instance_agent.supervisor import Supervisor, SupervisorSettings
+
+START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def now(self) -> datetime:
+        return START + timedelta(seconds=self.seconds)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.seconds += max(seconds, 0.0)
+
+
+class FakeProcess(ProcessHandle):
+    def __init__(self, pid: int, clock: FakeClock, exits_at: float | None, code: int, obeys_term: bool):
+        self.pid = pid
+        self.clock = clock
+        self.exits_at = exits_at
+        self.code = code
+        self.obeys_term = obeys_term
+        self.returncode: int | None = None
+        self.signals: list[tuple[float, str]] = []
+
+    def poll(self) -> object:
+        if self.returncode is None and self.exits_at is not None and self.clock.seconds >= self.exits_at:
+            self.returncode = self.code
+        return self.returncode
+
+    def signal(self, signum: int) -> None:
+        self.signals.append((self.clock.seconds, signal.Signals(signum).name))
+        if signum == signal.SIGKILL or (signum == signal.SIGTERM and self.obeys_term):
+            self.returncode = -signum
+
+
+class FakeLauncher:
+    def __init__(self, clock: FakeClock, store: StateStore, **behaviour: dict):
+        self.clock = clock
+        self.store = store
+        self.behaviour = behaviour
+        self.processes: dict[str, FakeProcess] = {}
+        self.envs: dict[str, dict] = {}
+        self.recorded_before_start: dict[str, dict] = {}
+
+    def start(self, job, *, log_path, env, header):
+        on_disk = json.loads(Path(self.store.path("2026-11-23")).read_text())
+        self.recorded_before_start[job.name] = on_disk["jobs"][job.name]
+        settings = {"exits_at": 10.0, "code": 0, "obeys_term": True, **self.behaviour.get(job.name, {})}
+        if settings.pop("cannot_start", False):
+            raise LaunchError(f"cannot start {job.argv[0]!r}", 127)
+        self.envs[job.name] = env
+        process = FakeProcess(4_000_000 + len(self.processes), self.clock, **settings)
+        self.processes[job.name] = process
+        return process
+
+
+class FakeReporter:
+    s3_bucket = None
+    s3_prefix = ""
+
+    def __init__(self) -> None:
+        self.reports: list = []
+        self.uploads: list = []
+
+    def publish(self, report) -> None:
+        self.reports.append(report)
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def upload(self, files) -> list:
+        self.uploads.extend(files)
+        return []
+
+
+class FakeImds:
+    def __init__(
+        self, clock: FakeClock, *, spot_at=None, deadline_after=120.0, rebalance_at=None, broken=False
+    ):
+        self.clock = clock
+        self.spot_at, self.deadline_after, self.rebalance_at, self.broken = (
+            spot_at,
+            deadline_after,
+            rebalance_at,
+            broken,
+        )
+        self.polls = 0
+
+    def spot_instance_action(self):
+        self.polls += 1
+        if self.broken:
+            raise ImdsError("http://169.254.169.254: timed out")
+        if self.spot_at is not None and self.clock.seconds >= self.spot_at:
+            deadline = START + timedelta(seconds=self.spot_at + self.deadline_after)
+            return {"action": "stop", "time": format_time(deadline).replace(".000", "")}
+        return None
+
+    def rebalance_recommendation(self):
+        if self.rebalance_at is not None and self.clock.seconds >= self.rebalance_at:
+            return {"noticeTime": "2026-11-23T00:00:01Z"}
+        return None
+
+
+class FakeSignals:
+    def __init__(self, clock: FakeClock, at: tuple = ()):
+        self.clock = clock
+        self.at = list(at)
+        self.waits = 0
+
+    def take(self) -> list:
+        due = [signum for moment, signum in self.at if moment <= self.clock.seconds]
+        self.at = [(moment, signum) for moment, signum in self.at if moment > self.clock.seconds]
+        return due
+
+    def wait(self, timeout: float) -> None:
+        self.waits += 1
+        self.clock.sleep(timeout)
+
+
+class Harness:
+    def __init__(self, tmp_path, jobs, *, settings=None, imds=None, signals_at=(), **behaviour):
+        self.clock = FakeClock()
+        self.spec = spec_from_document({"jobs": jobs})
+        self.store = StateStore(str(tmp_path))
+        self.state = RunState(date="2026-11-23", role="tasks")
+        for job in self.spec.jobs:
+            self.state.jobs[job.name] = JobRecord()
+        self.store.save(self.state)
+        self.launcher = FakeLauncher(self.clock, self.store, **behaviour)
+        self.reporter = FakeReporter()
+        self.imds = imds(self.clock) if imds else None
+        self.supervisor = Supervisor(
+            spec=self.spec,
+            role="tasks",
+            run_date="2026-11-23",
+            state=self.state,
+            store=self.store,
+            run=self.spec.job_names,
+            watch=[],
+            log_dir=str(tmp_path / "logs"),
+            launcher=self.launcher,
+            clock=self.clock,
+            reporter=self.reporter,
+            imds=self.imds,
+            signals=FakeSignals(self.clock, signals_at),
+            settings=settings
+            or SupervisorSettings(heartbeat_seconds=3, kill_grace_seconds=2, imds_poll_seconds=1),
+            base_env={"PATH": "/usr/bin"},
+        )
+
+    def run(self):
+        return self.supervisor.run()
+
+    def on_disk(self) -> dict:
+        return json.loads(Path(self.store.path("2026-11-23")).read_text())
+
+    def signals(self, name: str) -> list:
+        return self.launcher.processes[name].signals
+
+
+def job(name: str, **extra) -> dict:
+    return {"name": name, "argv": ["/bin/true"], **extra}
+
+
+class TestSupervisor:
+    def test_jobs_run_in_parallel_and_the_run_ends_with_the_last_one(self, tmp_path):
+        harness = Harness(tmp_path, [job("a"), job("b")], a={"exits_at": 4}, b={"exits_at": 9, "code": 3})
+
+        result = harness.run()
+
+        assert result.state == "failed"
+        assert harness.clock.seconds == pytest.approx(9, abs=0.6)  # no sleeping after the last job
+        state = harness.on_disk()
+        assert (state["jobs"]["a"]["status"], state["jobs"]["a"]["exit_code"]) == ("succeeded", 0)
+        assert (state["jobs"]["b"]["status"], state["jobs"]["b"]["exit_code"]) == ("failed", 3)
+        assert state["state"] == "failed"
+
+    def test_running_is_on_disk_before_the_job_starts(self, tmp_path):
+        harness = Harness(tmp_path, [job("a")])
+
+        harness.run()
+
+        before = harness.launcher.recorded_before_start["a"]
+        assert before["status"] == "running"
+        assert before["attempts"] == 1
+
+    def test_every_job_gets_run_date_and_role(self, tmp_path):
+        harness = Harness(tmp_path, [job("a", env={"MODE": "live"})])
+
+        harness.run()
+
+        env = harness.launcher.envs["a"]
+        assert (env["RUN_DATE"], env["ROLE"], env["MODE"], env["PATH"]) == (
+            "2026-11-23",
+            "tasks",
+            "live",
+            "/usr/bin",
+        )
+
+    def test_heartbeats_report_progress_until_the_final_state(self, tmp_path):
+        harness = Harness(tmp_path, [job("a", timeout=100), job("b")], a={"exits_at": 10}, b={"exits_at": 4})
+
+        harness.run()
+
+        reports = harness.reporter.reports
+        running = [report for report in reports if report.state == "running"]
+        beats = sorted({report.heartbeat for report in running})
+        assert len(beats) >= 4  # at 0, 3, 6, 9 s, plus one when b ended
+        assert all(later - earlier <= timedelta(seconds=3.01) for earlier, later in itertools.pairwise(beats))
+        assert {report.progress for report in running} == {"0/2", "1/2"}
+        final = reports[-1]
+        assert (final.state, final.progress, final.jobs) == ("succeeded", "2/2", {"a": 0, "b": 0})
+        assert final.durations == {"a": 10, "b": 4}
+        assert (final.role, final.run_date) == ("tasks", "2026-11-23")
+
+    def test_a_timeout_is_sigterm_then_sigkill_after_the_grace(self, tmp_path):
+        harness = Harness(tmp_path, [job("a", timeout=5)], a={"exits_at": None, "obeys_term": False})
+
+        harness.run()
+
+        assert harness.signals("a") == [
+            (pytest.approx(5, abs=0.01), "SIGTERM"),
+            (pytest.approx(7, abs=0.01), "SIGKILL"),
+        ]
+        record = harness.on_disk()["jobs"]["a"]
+        assert (record["status"], record["exit_code"]) == ("timed_out", -9)
+        assert harness.supervisor.signals.waits < 30  # 7 s at a 0.5 s tick: no busy loop in the grace
+
+    def test_max_runtime_stops_what_still_runs(self, tmp_path):
+        settings = SupervisorSettings(heartbeat_seconds=3, kill_grace_seconds=2, max_runtime=4)
+        harness = Harness(
+            tmp_path, [job("a"), job("b")], settings=settings, a={"exits_at": 2}, b={"exits_at": None}
+        )
+
+        harness.run()
+
+        jobs = harness.on_disk()["jobs"]
+        assert jobs["a"]["status"] == "succeeded"
+        assert jobs["b"]["status"] == "timed_out"
+        assert "max_runtime" in jobs["b"]["reason"]
+
+    def test_a_spot_notice_stops_the_jobs_within_its_deadline(self, tmp_path):
+        settings = SupervisorSettings(
+            heartbeat_seconds=60, kill_grace_seconds=30, imds_poll_seconds=1, flush_reserve_seconds=20
+        )
+        harness = Harness(
+            tmp_path,
+            [job("a"), job("b")],
+            settings=settings,
+            imds=lambda clock: FakeImds(clock, spot_at=2, deadline_after=25),
+            a={"exits_at": None, "obeys_term": False},
+            b={"exits_at": None},
+        )
+
+        result = harness.run()
+
+        # 25 s until the stop, 20 s kept for the final flush: SIGKILL 5 s after SIGTERM, not 30.
+        assert harness.signals("a") == [(pytest.approx(2), "SIGTERM"), (pytest.approx(7), "SIGKILL")]
+        assert harness.signals("b") == [(pytest.approx(2), "SIGTERM")]
+        assert result.state == "interrupted"
+        state = harness.on_disk()
+        assert state["state"] == "interrupted"
+        assert {record["status"] for record in state["jobs"].values()} == {"interrupted"}
+        assert "spot interruption notice: stop" in state["agent"]["interrupted_by"]
+        interrupted = [report for report in harness.reporter.reports if report.state == "interrupted"]
+        assert interrupted[0].notice.startswith("spot-stop@")
+        assert interrupted[0].progress == "0/2"  # tagged before the jobs were even stopped
+
+    def test_a_rebalance_recommendation_only_tags_and_warns(self, tmp_path, caplog):
+        harness = Harness(
+            tmp_path, [job("a")], imds=lambda clock: FakeImds(clock, rebalance_at=1), a={"exits_at": 5}
+        )
+
+        with caplog.at_level("WARNING", logger="instance_agent"):
+            result = harness.run()
+
+        assert result.state == "succeeded"
+        assert harness.signals("a") == []
+        assert harness.reporter.reports[-1].notice == "rebalance@2026-11-23T00:00:01Z"
+        assert "rebalance recommendation" in caplog.text
+
+    def test_imds_failures_never_stop_the_jobs(self, tmp_path, caplog):
+        harness = Harness(tmp_path, [job("a")], imds=lambda clock: FakeImds(clock, broken=True))
+
+        with caplog.at_level("WARNING", logger="instance_agent"):
+            result = harness.run()
+
+        assert result.state == "succeeded"
+        assert 2 <= harness.imds.polls <= 4  # at 0, 2, 6 s: backing off, not every second
+        assert caplog.text.count("cannot poll IMDS") == 1  # warned once, not on every poll
+
+    def test_sigterm_interrupts_and_a_second_one_kills_at_once(self, tmp_path):
+        harness = Harness(
+            tmp_path,
+            [job("a")],
+            settings=SupervisorSettings(heartbeat_seconds=60, kill_grace_seconds=30),
+            signals_at=[(1, signal.SIGTERM), (3, signal.SIGTERM)],
+            a={"exits_at": None, "obeys_term": False},
+        )
+
+        result = harness.run()
+
+        assert harness.signals("a") == [
+            (pytest.approx(1, abs=0.6), "SIGTERM"),
+            (pytest.approx(3, abs=0.6), "SIGKILL"),
+        ]
+        assert result.interrupted_by == "SIGTERM received"
+        assert harness.on_disk()["jobs"]["a"]["status"] == "interrupted"
+        assert harness.reporter.reports[-1].notice.startswith("signal-SIGTERM@")
+
+    def test_a_signal_before_the_jobs_start_leaves_them_skipped(self, tmp_path):
+        harness = Harness(tmp_path, [job("a"), job("b")], signals_at=[(0, signal.SIGINT)])
+
+        result = harness.run()
+
+        assert result.state == "interrupted"
+        assert harness.launcher.processes == {}
+        jobs = harness.on_disk()["jobs"]
+        assert {name: record["status"] for name, record in jobs.items()} == {"a": "skipped", "b": "skipped"}
+
+    def test_a_job_that_cannot_start_fails_and_the_others_run(self, tmp_path):
+        harness = Harness(tmp_path, [job("a"), job("b")], a={"cannot_start": True}, b={"exits_at": 1})
+
+        result = harness.run()
+
+        assert result.state == "failed"
+        jobs = harness.on_disk()["jobs"]
+        assert (jobs["a"]["status"], jobs["a"]["exit_code"]) == ("failed", 127)
+        assert jobs["b"]["status"] == "succeeded"
+        assert harness.reporter.reports[-1].jobs == {"a": 127, "b": 0}
+
+    def test_the_final_upload_holds_every_log_and_the_state_file(self, tmp_path):
+        harness = Harness(tmp_path, [job("a"), job("b")])
+
+        harness.run()
+
+        names = [name for _, name in harness.reporter.uploads]
+        assert names == ["a.log", "b.log", "_agent.log", "state.json"]
+        assert harness.reporter.uploads[-1][0] == harness.store.path("2026-11-23")
