@@ -238,6 +238,13 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
 def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
     common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
     role_names = [role.name for role in config.roles]
+    poll = int(config.poll_interval.total_seconds())
+    # The signer's start and stop wait for its state like every other wait: deferred and bounded.
+    signer_wait = {
+        "deferrable": True,
+        "waiter_delay": poll,
+        "waiter_max_attempts": max(1, int(config.boot_timeout.total_seconds()) // max(poll, 1)),
+    }
     with DAG(
         dag_id=dag_id,
         description="Start the fleet, run each role's jobs once per day, stop every VM when done",
@@ -268,11 +275,12 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         on_failure_callback=_notifier(config, f"{DAG_ID} failed"),
         deadline=_deadline(config),
     ) as dag:
+        # Waits for `running`: no agent is sent its command before the signer is up.
         start_signer = FleetStartInstancesOperator(
-            task_id="start_signer", instance_ids=[config.signer.instance], **common
+            task_id="start_signer", instance_ids=[config.signer.instance], **signer_wait, **common
         )
         stop_signer = FleetStopInstancesOperator(
-            task_id="stop_signer", instance_ids=[config.signer.instance], **common
+            task_id="stop_signer", instance_ids=[config.signer.instance], **signer_wait, **common
         )
         groups = [build_role_group(config, role, start_signer) for role in config.roles]
         groups >> stop_signer.as_teardown(setups=start_signer)

@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "fleet.yaml"
 CONFIG_ENV_VAR = "FLEET_CONFIG"
@@ -65,13 +66,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _unique(items: list[Any], what: str) -> list[Any]:
-    seen: set[str] = set()
-    for item in items:
-        if item.name in seen:
-            raise ValueError(f"duplicate {what} name {item.name!r}")
-        seen.add(item.name)
-    return items
+def _duplicates(items: list[Any], where: str, what: str) -> list[InitErrorDetails]:
+    """One error per repeated name, located at the repeat (``roles[2].name``), naming the first."""
+    first: dict[str, int] = {}
+    errors = []
+    for index, item in enumerate(items):
+        if item.name in first:
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "duplicate_name",
+                        "duplicate {what} name {name}, already used by {where}[{first}]",
+                        {"what": what, "name": repr(item.name), "where": where, "first": first[item.name]},
+                    ),
+                    loc=(where, index, "name"),
+                    input=item.name,
+                )
+            )
+        first.setdefault(item.name, index)
+    return errors
+
+
+def _raise(model: type[BaseModel], errors: list[InitErrorDetails]) -> None:
+    # Errors raised this way keep their own location, which a ValueError from a validator cannot.
+    if errors:
+        raise ValidationError.from_exception_data(model.__name__, errors)
 
 
 class JobConfig(_Strict):
@@ -106,14 +125,19 @@ class RoleConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_slot(self) -> RoleConfig:
-        if (self.instance is None) == (self.candidates is None):
-            raise ValueError("give exactly one of 'instance' or 'candidates'")
+        if self.instance is None and self.candidates is None:
+            raise ValueError("give exactly one of 'instance' or 'candidates', got neither")
+        if self.instance is not None and self.candidates is not None:
+            raise ValueError(
+                f"give exactly one of 'instance' or 'candidates', got both: instance {self.instance!r}"
+                f" and candidates {self.candidates!r}"
+            )
         return self
 
-    @field_validator("jobs")
-    @classmethod
-    def _unique_jobs(cls, jobs: list[JobConfig]) -> list[JobConfig]:
-        return _unique(jobs, "job")
+    @model_validator(mode="after")
+    def _unique_jobs(self) -> RoleConfig:
+        _raise(type(self), _duplicates(self.jobs, "jobs", "job"))
+        return self
 
     @property
     def instance_ids(self) -> list[str]:
@@ -179,18 +203,33 @@ class FleetConfig(_Strict):
             raise ValueError(f"not a valid cron expression: {value!r}")
         return value
 
-    @field_validator("roles")
-    @classmethod
-    def _unique_roles(cls, roles: list[RoleConfig]) -> list[RoleConfig]:
-        return _unique(roles, "role")
+    @model_validator(mode="after")
+    def _unique_roles(self) -> FleetConfig:
+        _raise(type(self), _duplicates(self.roles, "roles", "role"))
+        return self
 
     @model_validator(mode="after")
     def _signer_is_no_worker(self) -> FleetConfig:
+        # The signer is started first and stopped last; a worker's agent would stop it mid-run.
+        errors = []
         for index, role in enumerate(self.roles):
-            if self.signer.instance in role.instance_ids:
-                raise ValueError(
-                    f"roles[{index}] ({role.name}) uses the signer instance {self.signer.instance!r}"
+            loc: tuple[str | int, ...] | None = None
+            if role.instance == self.signer.instance:
+                loc = ("roles", index, "instance")
+            elif role.candidates and self.signer.instance in role.candidates:
+                loc = ("roles", index, "candidates", role.candidates.index(self.signer.instance))
+            if loc:
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "signer_as_worker",
+                            "is the signer instance (signer.instance); a worker role cannot use it",
+                        ),
+                        loc=loc,
+                        input=self.signer.instance,
+                    )
                 )
+        _raise(type(self), errors)
         return self
 
     def role(self, name: str) -> RoleConfig:
@@ -215,7 +254,7 @@ def _describe(error: ValidationError, source: str) -> str:
             message = f"does not match {item['ctx']['pattern']}"
         value = item.get("input")
         # Name the bad value unless the message already does (or it is a whole section).
-        hidden = isinstance(value, dict | list) or repr(value) in message
+        hidden = (isinstance(value, dict | list) and bool(value)) or repr(value) in message
         shown = "" if hidden else f" (got {value!r})"
         lines.append(f"  {_field_path(item['loc'])}: {message}{shown}")
     return "\n".join(lines)

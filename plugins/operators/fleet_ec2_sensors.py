@@ -13,6 +13,7 @@ from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf
+from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 from botocore.exceptions import BotoCoreError, ClientError
 
 from operators.fleet_aws import (
@@ -144,6 +145,16 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         with self._stopping_on_failure():
             return self._result(event)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        if next_method != TRIGGER_FAIL_REPR:
+            return super().resume_execution(next_method, next_kwargs, context)
+        # The deferral's own timeout fired before the trigger's last poll (each poll takes time, and
+        # the triggerer may pick the trigger up late): Airflow resumes the task here to fail it, not
+        # in execute_complete, and the base class turns that into AirflowSensorTimeout. An overrun
+        # is an overrun whichever timeout noticed it first.
+        with self._stopping_on_failure():
+            return super().resume_execution(next_method, next_kwargs, context)
 
     @contextmanager
     def _stopping_on_failure(self) -> Generator[None]:
