@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, TaskGroup
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.timetables.trigger import CronTriggerTimetable
@@ -73,6 +73,11 @@ def run_date_for(dag_run: Any, timezone: str) -> str:
     return pendulum.instance(moment).in_timezone(timezone).to_date_string()
 
 
+def agent_max_runtime(role: RoleConfig) -> timedelta:
+    """The role's max_runtime less a margin (10 %, at most 5 minutes) left for a clean end."""
+    return role.max_runtime - min(role.max_runtime * 0.1, timedelta(minutes=5))
+
+
 def agent_spec(config: FleetConfig, role: RoleConfig) -> dict[str, Any]:
     """The job spec the agent receives on stdin (instance_agent/spec.py validates it again)."""
     jobs = []
@@ -93,7 +98,9 @@ def agent_spec(config: FleetConfig, role: RoleConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "jobs": jobs,
         "heartbeat_seconds": int(config.agent.heartbeat.total_seconds()),
-        "max_runtime": int(role.max_runtime.total_seconds()),
+        # The agent stops its jobs a little before the DAG's own bound, so that it records them
+        # timed_out and powers off cleanly before the DAG has to force-stop the instance.
+        "max_runtime": int(agent_max_runtime(role).total_seconds()),
     }
     if config.s3_log_prefix:
         spec["s3_log_prefix"] = config.s3_log_prefix
@@ -284,4 +291,7 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         )
         groups = [build_role_group(config, role, start_signer) for role in config.roles]
         groups >> stop_signer.as_teardown(setups=start_signer)
+        # Even when start_signer itself failed (say its wait timed out after StartInstances went
+        # through), stop the signer: stopping a stopped instance is a no-op, a forgotten one costs.
+        stop_signer.trigger_rule = TriggerRule.ALL_DONE
     return dag

@@ -21,7 +21,7 @@ from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineReference
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.timetables.base import TimeRestriction
-from fleet_dag.builder import RUN_DATE, agent_spec, build_dag, run_date_for
+from fleet_dag.builder import RUN_DATE, agent_max_runtime, agent_spec, build_dag, run_date_for
 from fleet_dag.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config, parse_config
 from fleet_dag_testing import DAGS_FOLDER, fleet_dict, parse_agent_command
 from operators.fleet_notifiers import FleetLogNotifier
@@ -173,8 +173,9 @@ class TestDagShape:
         assert stop.is_teardown and not stop.is_setup
         assert start.downstream_task_ids == {"stop_signer", *(f"{r}.skip_if_done" for r in roles)}
         assert stop.upstream_task_ids == {"start_signer", *(f"{r}.report" for r in roles)}
-        # Runs once every role is done, whether it succeeded, failed or was skipped.
-        assert stop.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+        # Runs once every role is done, whether it succeeded, failed or was skipped, and even
+        # when start_signer failed after its StartInstances call went through.
+        assert stop.trigger_rule == TriggerRule.ALL_DONE
         assert start.instance_ids == stop.instance_ids == [fleet.signer.instance]
 
     def test_agents_are_sent_their_command_only_once_the_signer_runs(self, dag, fleet):
@@ -417,7 +418,8 @@ class TestRenderedAgentCommand:
         )
         spec = parse_spec(json.dumps(invocation["spec"]), "stdin")
         assert spec.job_names == ["backoffice", "uniswap2", "hyperliquid", "shield"]
-        assert spec.max_runtime == 4 * 3600
+        # 4 h less the 5 min margin: the agent ends the jobs before the DAG would force-stop.
+        assert spec.max_runtime == 4 * 3600 - 300
 
     def test_the_spec_reaches_the_agent_byte_for_byte(self):
         # Braces and quotes in a job's argv must survive both Jinja and the shell.
@@ -472,3 +474,19 @@ class TestAlerts:
             "operators.fleet_notifiers.FleetLogNotifier",
             kwargs={"message": "fleet_daily still running 0:15:00 after it was queued"},
         )
+
+
+class TestAgentMaxRuntime:
+    @pytest.mark.parametrize(
+        ("max_runtime", "expected"),
+        [
+            ("4h", timedelta(hours=4) - timedelta(minutes=5)),  # the margin is capped at 5 minutes
+            ("10m", timedelta(minutes=9)),  # 10 % of a short bound
+        ],
+    )
+    def test_the_agent_stops_its_jobs_before_the_dag_would_force_stop(self, max_runtime, expected):
+        data = fleet_dict()
+        data["roles"][0]["max_runtime"] = max_runtime
+        config = parse_config(data)
+        assert agent_max_runtime(config.roles[0]) == expected
+        assert agent_spec(config, config.roles[0])["max_runtime"] == expected.total_seconds()
