@@ -1,0 +1,124 @@
+"""``python -m fleet_sim``: run the simulator until told to stop, or check a scenario file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import yaml
+
+from fleet_sim.fleet_config import DEFAULT_FLEET_CONFIG, FleetConfigError, load_fleet_config, sim_fleet_config
+from fleet_sim.scenario import ScenarioError, load_scenario
+
+DESCRIPTION = """\
+A simulated EC2 fleet behind one AWS endpoint: moto, plus SSM commands that really run on
+simulated hosts, instances that take time to start and stop, a fake IMDSv2 per host, and
+injected faults.
+
+  serve  start it; print one line of JSON (endpoint, instances) when ready; run until
+         SIGTERM or SIGINT, then stop every host process and the server
+  check  validate a scenario file and print it as JSON"""
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fleet_sim",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{serve,check}")
+    commands.required = True
+
+    serve = commands.add_parser("serve", help="run the simulator", description="Run the fleet simulator.")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (%(default)s; 0.0.0.0 only inside a container)"
+    )
+    serve.add_argument("--port", type=int, default=0, help="port to bind (default: any free one)")
+    serve.add_argument("--fleet", default=str(DEFAULT_FLEET_CONFIG), help="the fleet config (%(default)s)")
+    serve.add_argument("--scenario", help="timings and faults, YAML or JSON (see fleet_sim/scenario.py)")
+    serve.add_argument("--workdir", help="host sandboxes and command output (default: a temporary directory)")
+    serve.add_argument(
+        "--write-config", metavar="OUT.yaml", help="write the fleet config rewritten onto the simulator"
+    )
+    serve.add_argument(
+        "--job-seconds", type=float, default=2.0, help="how long each demo job runs (%(default)s)"
+    )
+    serve.add_argument("--failing", nargs="*", default=[], metavar="JOB", help="demo jobs that exit 1")
+    serve.add_argument(
+        "--hanging", nargs="*", default=[], metavar="JOB", help="demo jobs that hang until their timeout"
+    )
+    serve.add_argument("--log-level", default="WARNING", help="the simulator's log level (%(default)s)")
+
+    check = commands.add_parser(
+        "check", help="validate a scenario file", description="Validate a scenario file."
+    )
+    check.add_argument("scenario")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as error:
+            _complain(str(error))
+            return EXIT_BAD_INPUT
+        print(json.dumps(scenario.to_dict(), indent=2))
+        return EXIT_OK
+    return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        scenario = load_scenario(args.scenario)  # bad input is refused before moto even loads
+        fleet = load_fleet_config(args.fleet)
+    except (ScenarioError, FleetConfigError) as error:
+        _complain(f"cannot start: {error}")
+        return EXIT_BAD_INPUT
+    from fleet_sim.simulator import FleetSimulator, SimulatorError  # moto: only when serving
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()  # the main loop below acts
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        sim = FleetSimulator(
+            fleet_config=fleet, scenario=scenario, workdir=args.workdir, host=args.host, port=args.port
+        ).start()
+    except (FleetConfigError, SimulatorError, OSError) as error:
+        _complain(f"cannot start: {error}")
+        return EXIT_BAD_INPUT
+    try:
+        ready = {"status": "ready", **sim.describe(), "config": None}
+        if args.write_config:
+            config = sim_fleet_config(
+                fleet, sim, job_seconds=args.job_seconds, failing=args.failing, hanging=args.hanging
+            )
+            with open(args.write_config, "w", encoding="utf-8") as handle:
+                yaml.safe_dump(config, handle, sort_keys=False, width=1000)
+            ready["config"] = args.write_config
+        sys.stdout.write(json.dumps(ready, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sim.close()
+    return EXIT_OK
+
+
+def _complain(message: str) -> None:
+    sys.stderr.write(f"fleet-sim: {message}\n")
+    sys.stderr.flush()

@@ -1,0 +1,257 @@
+"""EC2 instance lifecycle as AWS has it, where moto flips states at once.
+
+- StartInstances: ``stopped -> pending``, then ``running`` after the transition delay;
+  ``running``/``pending`` are left as they are; ``stopping``, ``shutting-down`` and
+  ``terminated`` refuse with ``IncorrectInstanceState`` (the whole call fails, as on AWS).
+- StopInstances: ``running -> stopping``, then ``stopped`` after the transition delay, or
+  after a ``stuck_stopping`` fault's seconds; ``Force`` on a stuck instance ends it after the
+  normal delay. ``pending`` refuses with ``IncorrectInstanceState``; stopped/stopping are no-ops.
+- A host whose instance leaves ``running`` runs nothing: its processes get SIGTERM when it
+  enters ``stopping`` (SIGKILL with ``Force``), and SIGKILL when it is ``stopped``.
+- Instances made by anyone else (RunInstances through the front) become hosts too, and go
+  through ``pending`` first.
+
+Everything else about instances (DescribeInstances, tags, DescribeInstanceStatus) is moto's.
+"""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Iterable
+from typing import Any
+from xml.sax.saxutils import escape
+
+from moto.ec2.models.instances import StateReason
+
+from fleet_sim.aws_errors import incorrect_state_error
+from fleet_sim.fleet import ROLE_TAG, Fleet
+from fleet_sim.hosts import Host
+
+STATE_CODES = {
+    "pending": 0,
+    "running": 16,
+    "shutting-down": 32,
+    "terminated": 48,
+    "stopping": 64,
+    "stopped": 80,
+}
+GOING_DOWN = ("stopping", "shutting-down")
+DOWN = ("stopped", "terminated")
+
+SPOT_REASONS = {
+    "stop": ("Server.SpotInstanceShutdown", "Server.SpotInstanceShutdown: Spot Instance shutdown"),
+    "hibernate": ("Server.SpotInstanceHibernate", "Server.SpotInstanceHibernate: Spot Instance hibernate"),
+    "terminate": (
+        "Server.SpotInstanceTermination",
+        "Server.SpotInstanceTermination: Spot Instance termination",
+    ),
+}
+
+
+class Ec2Lifecycle:
+    def __init__(self, fleet: Fleet):
+        self.fleet = fleet
+
+    # -- the API calls it answers -----------------------------------------------------------------
+
+    def handles(self, operation: str, params: dict[str, list[str]]) -> bool:
+        """Start/Stop of known instances; dry runs and unknown IDs go to moto for its errors."""
+        if operation not in ("StartInstances", "StopInstances"):
+            return False
+        if _flag(params, "DryRun"):
+            return False
+        ids = instance_ids(params)
+        with self.fleet.lock:
+            self.sync()
+            return bool(ids) and all(instance_id in self.fleet.hosts for instance_id in ids)
+
+    def respond(self, operation: str, params: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
+        ids = instance_ids(params)
+        if operation == "StartInstances":
+            changes = self.start(ids)
+        else:
+            changes = self.stop(ids, force=_flag(params, "Force"))
+        element = f"{operation}Response"
+        items = "".join(
+            f"<item><instanceId>{escape(instance_id)}</instanceId>"
+            f"<currentState><code>{STATE_CODES[current]}</code><name>{current}</name></currentState>"
+            f"<previousState><code>{STATE_CODES[previous]}</code><name>{previous}</name></previousState>"
+            "</item>"
+            for instance_id, previous, current in changes
+        )
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<{element} xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+            f"<requestId>{uuid.uuid4()}</requestId><instancesSet>{items}</instancesSet></{element}>"
+        ).encode()
+        return 200, {"Content-Type": "text/xml;charset=UTF-8"}, body
+
+    def start(self, ids: Iterable[str]) -> list[tuple[str, str, str]]:
+        """Start instances; ``[(id, previous state, current state)]``."""
+        with self.fleet.lock:
+            hosts = [self.fleet.host(instance_id) for instance_id in ids]
+            for host in hosts:
+                if host.state in (*GOING_DOWN, "terminated"):
+                    raise incorrect_state_error(host.instance_id, "started")
+            changes = []
+            for host in hosts:
+                previous = host.state
+                if previous == "stopped":
+                    self.fleet.moto_instance(host.instance_id).start()  # moto's side effects (NICs, reasons)
+                    self._enter(host, "pending")
+                    self._schedule(host, "pending", "running", self.fleet.scenario.transition_delay)
+                changes.append((host.instance_id, previous, host.state))
+            return changes
+
+    def stop(self, ids: Iterable[str], *, force: bool = False) -> list[tuple[str, str, str]]:
+        """Stop instances; ``[(id, previous state, current state)]``."""
+        with self.fleet.lock:
+            hosts = [self.fleet.host(instance_id) for instance_id in ids]
+            for host in hosts:
+                if host.state in ("pending", "shutting-down", "terminated"):
+                    raise incorrect_state_error(host.instance_id, "stopped")
+            changes = []
+            for host in hosts:
+                previous = host.state
+                if previous == "running":
+                    self.fleet.moto_instance(host.instance_id).stop()  # reason: user initiated
+                    host.force_stop = force
+                    self._enter(host, "stopping")
+                    self._schedule(host, "stopping", "stopped", self._stop_delay(host, force))
+                elif previous == "stopping" and force and not host.force_stop:
+                    # A forced stop ends a stop that hangs, and kills what still runs.
+                    host.force_stop = True
+                    self._signal(host, signal.SIGKILL, "forced stop")
+                    self._schedule(host, "stopping", "stopped", self.fleet.scenario.transition_delay)
+                changes.append((host.instance_id, previous, host.state))
+            return changes
+
+    def interrupt(self, host: Host, action: str) -> bool:
+        """A spot interruption: EC2 stops (or hibernates, or terminates) the instance itself."""
+        with self.fleet.lock:
+            if host.state != "running":
+                return False
+            instance = self.fleet.moto_instance(host.instance_id)
+            instance.stop()
+            code, message = SPOT_REASONS[action]
+            instance.state_reason = StateReason(message, code)
+            instance._reason = message
+            host.force_stop = False
+            if action == "terminate":
+                self._enter(host, "shutting-down")
+                self._schedule(host, "shutting-down", "terminated", self.fleet.scenario.transition_delay)
+            else:
+                self._enter(host, "stopping")
+                self._schedule(host, "stopping", "stopped", self.fleet.scenario.transition_delay)
+            return True
+
+    # -- states -----------------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Take note of instances and state changes made in moto behind the lifecycle's back."""
+        with self.fleet.lock:
+            for instance in self.fleet.ec2_backend.all_instances():
+                host = self.fleet.hosts.get(instance.id)
+                actual = instance._state.name
+                if host is None:
+                    self._adopt(instance)
+                elif actual != host.state:
+                    self.fleet.scheduler.cancel(host.transition)
+                    host.transition = None
+                    self._changed(host, host.state, actual)
+
+    def set_state(self, host: Host, state: str) -> None:
+        """Put an instance in ``state`` at once (tests, scenario setup); reactions follow."""
+        with self.fleet.lock:
+            self.fleet.scheduler.cancel(host.transition)
+            host.transition = None
+            self._enter(host, state)
+
+    def _adopt(self, instance: Any) -> None:
+        role = instance_tags(instance).get(ROLE_TAG)
+        if self.fleet.creating:
+            state = self.fleet.scenario.initial_state
+            host = self.fleet.add_host(instance.id, role, instance._state.name)
+            if state == "stopped":
+                instance.stop()
+            self._set_moto_state(instance, state)
+            host.state = state
+            self.fleet.record("state", host, **{"from": None, "to": state})
+            self.fleet.state_changed(host, "pending", state)
+            return
+        # RunInstances through the front: moto made it running at once; AWS goes through pending.
+        host = self.fleet.add_host(instance.id, role, "pending")
+        self._set_moto_state(instance, "pending")
+        self.fleet.record("state", host, **{"from": None, "to": "pending"})
+        self._schedule(host, "pending", "running", self.fleet.scenario.transition_delay)
+
+    def _stop_delay(self, host: Host, force: bool) -> float:
+        fault = None if force else self.fleet.faults.stuck_stopping(host.instance_id, host.role)
+        if fault is None:
+            return self.fleet.scenario.transition_delay
+        assert fault.spec.seconds is not None
+        self.fleet.record(
+            "fault", host, fault="stuck_stopping", fault_id=fault.id, seconds=fault.spec.seconds
+        )
+        return fault.spec.seconds
+
+    def _schedule(self, host: Host, expected: str, target: str, delay: float) -> None:
+        self.fleet.scheduler.cancel(host.transition)
+        token: dict[str, int] = {}
+
+        def finish() -> None:
+            with self.fleet.lock:
+                if host.transition != token.get("handle") or host.state != expected:
+                    return  # overtaken by another change
+                host.transition = None
+                if target == "terminated":
+                    self.fleet.moto_instance(host.instance_id).terminate()
+                self._enter(host, target)
+
+        token["handle"] = host.transition = self.fleet.scheduler.call_later(delay, finish)
+
+    def _enter(self, host: Host, state: str) -> None:
+        self._set_moto_state(self.fleet.moto_instance(host.instance_id), state)
+        self._changed(host, host.state, state)
+
+    def _changed(self, host: Host, old: str, new: str) -> None:
+        host.state = new
+        self.fleet.record("state", host, **{"from": old, "to": new})
+        if new in GOING_DOWN:
+            # The OS shuts down: SIGTERM to everything, SIGKILL once the instance is down.
+            self._signal(host, signal.SIGKILL if host.force_stop else signal.SIGTERM, f"instance {new}")
+        elif new in DOWN:
+            self._signal(host, signal.SIGKILL, f"instance {new}")
+            host.force_stop = False
+        self.fleet.state_changed(host, old, new)
+
+    def _signal(self, host: Host, signum: int, why: str) -> None:
+        pids = host.signal_all(signum)
+        if pids:
+            self.fleet.record(
+                "processes_signalled", host, signal=signal.Signals(signum).name, pids=pids, reason=why
+            )
+
+    @staticmethod
+    def _set_moto_state(instance: Any, state: str) -> None:
+        instance._state.name = state
+        instance._state.code = STATE_CODES[state]
+
+
+def instance_tags(instance: Any) -> dict[str, str]:
+    return {tag["key"]: tag["value"] for tag in instance.get_tags()}
+
+
+def instance_ids(params: dict[str, list[str]]) -> list[str]:
+    """``InstanceId.N`` values of an EC2 query request, in order."""
+    numbered = [
+        (int(key.split(".", 1)[1]), values[0])
+        for key, values in params.items()
+        if key.startswith("InstanceId.") and key.split(".", 1)[1].isdigit() and values
+    ]
+    return [value for _, value in sorted(numbered)]
+
+
+def _flag(params: dict[str, list[str]], name: str) -> bool:
+    return (params.get(name) or ["false"])[0].lower() == "true"

@@ -1,0 +1,141 @@
+"""The faults in force: which API call to refuse, which stop to hold, which timed fault to arm.
+
+The :class:`FaultBook` is consulted by the front (throttling, capacity), by the EC2 lifecycle
+(stuck ``stopping``) and by the fleet (registration delays, timed faults). It keeps each
+fault's remaining count; every method is called with the fleet's lock held.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from fleet_sim.aws_errors import AwsError, capacity_error, throttling_error
+from fleet_sim.scenario import FaultSpec, parse_fault
+
+TIMED_KINDS = ("spot_interruption", "rebalance", "kill_agent")
+
+
+@dataclass
+class ActiveFault:
+    id: int
+    spec: FaultSpec
+    remaining: int | None  # None: no limit
+    fired: int = 0
+    armed: set[str] = field(default_factory=set)  # instances a timed fault is scheduled on
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+    def use(self) -> None:
+        self.fired += 1
+        if self.remaining is not None:
+            self.remaining -= 1
+
+    def applies_to(self, instance_id: str, role: str | None) -> bool:
+        return self.spec.target is not None and self.spec.target.matches(instance_id, role)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, **self.spec.to_dict(), "fired": self.fired, "remaining": self.remaining}
+
+
+class FaultBook:
+    def __init__(self, specs: Iterable[FaultSpec] = ()):
+        self._ids = itertools.count(1)
+        self._faults: list[ActiveFault] = []
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: FaultSpec | dict) -> ActiveFault:
+        if not isinstance(spec, FaultSpec):
+            spec = parse_fault(spec)
+        if spec.kind in TIMED_KINDS:
+            remaining: int | None = None  # once per instance; `armed` says where it went
+        elif spec.kind == "registration_delay":
+            remaining = None
+        else:
+            remaining = spec.count
+        fault = ActiveFault(next(self._ids), spec, remaining)
+        self._faults.append(fault)
+        return fault
+
+    def remove(self, fault_id: int) -> None:
+        self._faults = [fault for fault in self._faults if fault.id != fault_id]
+
+    def clear(self) -> None:
+        self._faults = []
+
+    def all(self) -> list[ActiveFault]:
+        return list(self._faults)
+
+    # -- API calls --------------------------------------------------------------------------------
+
+    def api_error(
+        self,
+        service: str,
+        operation: str,
+        instances: Iterable[tuple[str, str | None, str, str]] = (),
+    ) -> tuple[ActiveFault, AwsError] | None:
+        """The error an injected fault makes this call fail with, or ``None``.
+
+        ``instances`` are the call's targets as ``(instance id, role, instance type, zone)``;
+        only StartInstances reads them (capacity faults).
+        """
+        for fault in self._faults:
+            spec = fault.spec
+            if spec.kind != "throttle" or fault.exhausted:
+                continue
+            if spec.operation == operation and (not spec.service or spec.service == service):
+                fault.use()
+                return fault, throttling_error(service, operation)
+        if service == "ec2" and operation == "StartInstances":
+            for instance_id, role, instance_type, zone in instances:
+                for fault in self._faults:
+                    if (
+                        fault.spec.kind == "capacity"
+                        and not fault.exhausted
+                        and fault.applies_to(instance_id, role)
+                    ):
+                        fault.use()
+                        return fault, capacity_error(fault.spec.code, instance_id, instance_type, zone)
+        return None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def stuck_stopping(self, instance_id: str, role: str | None) -> ActiveFault | None:
+        """The fault that holds this stop in ``stopping`` (one use of its count), if any."""
+        for fault in self._faults:
+            if (
+                fault.spec.kind == "stuck_stopping"
+                and not fault.exhausted
+                and fault.applies_to(instance_id, role)
+            ):
+                fault.use()
+                return fault
+        return None
+
+    def registration_delay(self, instance_id: str, role: str | None, default: float) -> float:
+        for fault in reversed(self._faults):  # the latest one added wins
+            if fault.spec.kind == "registration_delay" and fault.applies_to(instance_id, role):
+                assert fault.spec.seconds is not None
+                return fault.spec.seconds
+        return default
+
+    def arm(self, instance_id: str, role: str | None, since: str) -> list[ActiveFault]:
+        """Timed faults to schedule now on this instance for reference point ``since``.
+
+        Each one is armed once per instance: a later command does not schedule it again.
+        """
+        armed = []
+        for fault in self._faults:
+            if (
+                fault.spec.kind in TIMED_KINDS
+                and fault.spec.since == since
+                and instance_id not in fault.armed
+                and fault.applies_to(instance_id, role)
+            ):
+                fault.armed.add(instance_id)
+                armed.append(fault)
+        return armed

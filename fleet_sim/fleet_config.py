@@ -1,0 +1,193 @@
+"""Fleet configs (``dags/fleet.yaml`` format) for the simulator, and demo jobs that run on it.
+
+:func:`sim_fleet_config` rewrites a real fleet config onto a running simulator: every
+instance ID becomes the simulated instance of its role, the agent runs from this checkout
+with ``--shutdown ec2`` (it stops its own instance through the simulator), durations shrink
+to seconds, and the business jobs become :func:`demo_job` s of the same names, of which some
+may fail or hang. The result is a plain dict, ready for ``yaml.safe_dump`` or the DAG's
+``parse_config``.
+
+This module reads YAML itself and never imports the DAG's pydantic model: the simulator runs
+without Airflow.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from fleet_sim.simulator import FleetSimulator
+
+SIGNER_ROLE = "signer"
+DEFAULT_FLEET_CONFIG = Path(__file__).resolve().parent.parent / "dags" / "fleet.yaml"
+DEMO_LOG = "demo-jobs.log"
+
+# A job that prints a line every half second for a while, records its run in $HOME/demo-jobs.log
+# (the host's sandbox) and exits with the code it was given.
+_DEMO_JOB = """\
+import os, sys, time
+name, seconds, code = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+run_date, role = os.environ.get("RUN_DATE", "?"), os.environ.get("ROLE", "?")
+record = os.path.join(os.environ.get("HOME") or ".", "demo-jobs.log")
+def note(what):
+    with open(record, "a") as handle:
+        handle.write(f"{time.time():.3f} {run_date} {role} {name} {what}\\n")
+note("start")
+steps = max(1, int(seconds / 0.5))
+for step in range(1, steps + 1):
+    print(f"{name}: step {step}/{steps} for {run_date} on {role}", flush=True)
+    time.sleep(seconds / steps)
+if code:
+    print(f"{name}: failing with exit code {code}", file=sys.stderr, flush=True)
+note(f"exit {code}")
+sys.exit(code)
+"""
+
+
+class FleetConfigError(ValueError):
+    pass
+
+
+def load_fleet_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """A fleet config as a plain dict, from a YAML file or a mapping (copied)."""
+    if isinstance(source, Mapping):
+        return copy.deepcopy(dict(source))
+    path = Path(source)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise FleetConfigError(f"{path}: cannot read the fleet config: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise FleetConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise FleetConfigError(f"{path}: expected a mapping at the top level")
+    return document
+
+
+def fleet_roles(config: Mapping[str, Any]) -> dict[str, int]:
+    """``{role: instances}`` a config needs: the signer, and each role's instance or candidates."""
+    roles: dict[str, int] = {}
+    if config.get("signer"):
+        roles[SIGNER_ROLE] = 1
+    for index, role in enumerate(config.get("roles") or []):
+        name = role.get("name") if isinstance(role, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise FleetConfigError(f"roles[{index}].name: expected a role name, got {name!r}")
+        if name in roles:
+            raise FleetConfigError(f"roles[{index}].name: {name!r} is used twice (or is the signer's)")
+        candidates = role.get("candidates")
+        roles[name] = len(candidates) if isinstance(candidates, list) and candidates else 1
+    return roles
+
+
+def demo_job(
+    name: str,
+    *,
+    seconds: float = 2.0,
+    exit_code: int = 0,
+    hang: bool = False,
+    timeout: str | float = "1m",
+    rerun_on_interrupt: bool = False,
+    python: str = sys.executable,
+) -> dict[str, Any]:
+    """A job (fleet config format) that prints progress for ``seconds`` and exits ``exit_code``.
+
+    ``hang=True`` makes it sleep for a day, so that its ``timeout`` (or the role's
+    ``max_runtime``) has to end it. Each run appends ``start`` and ``exit N`` lines to
+    ``$HOME/demo-jobs.log``: on the simulator, the host's sandbox.
+    """
+    return {
+        "name": name,
+        "argv": [python, "-c", _DEMO_JOB, name, str(86400 if hang else seconds), str(exit_code)],
+        "timeout": timeout,
+        "rerun_on_interrupt": rerun_on_interrupt,
+    }
+
+
+def demo_runs(sandbox: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The runs recorded in a host's ``demo-jobs.log``: ``{t, date, role, job, event}``."""
+    path = Path(sandbox) / DEMO_LOG
+    if not path.exists():
+        return []
+    runs = []
+    for line in path.read_text().splitlines():
+        parts = line.split(" ", 4)
+        if len(parts) == 5:
+            runs.append(
+                {"t": float(parts[0]), "date": parts[1], "role": parts[2], "job": parts[3], "event": parts[4]}
+            )
+    return runs
+
+
+def sim_fleet_config(
+    base: str | os.PathLike[str] | Mapping[str, Any] | None,
+    sim: FleetSimulator,
+    *,
+    jobs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    keep_jobs: bool = False,
+    job_seconds: float = 2.0,
+    failing: Collection[str] = (),
+    hanging: Collection[str] = (),
+    job_timeout: str = "1m",
+    max_runtime: str = "5m",
+    heartbeat_grace: str = "1m",
+    heartbeat: str = "5s",
+    alert_after: str | None = "10m",
+    state_dir: str = "state",
+    log_dir: str = "logs",
+) -> dict[str, Any]:
+    """``base`` (default: ``dags/fleet.yaml``) rewritten to run on ``sim``.
+
+    :param jobs: ``{role: [job, ...]}`` to use instead of demo jobs for those roles
+    :param keep_jobs: keep the config's own jobs (they must exist on this machine)
+    :param job_seconds: how long each demo job runs
+    :param failing: names of demo jobs that exit 1
+    :param hanging: names of demo jobs that hang until their timeout
+    :param state_dir: the agent's state directory, relative to each host's sandbox (commands
+        run there) or absolute
+    """
+    config = load_fleet_config(base if base is not None else (sim.config or DEFAULT_FLEET_CONFIG))
+    if config.get("signer") is not None:
+        config["signer"] = {**config["signer"], "instance": sim.instance_for(SIGNER_ROLE)}
+    for role in config.get("roles") or []:
+        name = role["name"]
+        if role.get("candidates"):
+            role["candidates"] = sim.instances_for(name)
+            role.pop("instance", None)
+        else:
+            role["instance"] = sim.instance_for(name)
+        role["max_runtime"] = max_runtime
+        role["heartbeat_grace"] = heartbeat_grace
+        if jobs is not None and name in jobs:
+            role["jobs"] = [dict(job) for job in jobs[name]]
+        elif not keep_jobs:
+            role["jobs"] = [
+                demo_job(
+                    job["name"],
+                    seconds=job_seconds,
+                    exit_code=1 if job["name"] in failing else 0,
+                    hang=job["name"] in hanging,
+                    timeout=job_timeout,
+                    rerun_on_interrupt=bool(job.get("rerun_on_interrupt", False)),
+                )
+                for job in role.get("jobs") or []
+            ]
+    config["region"] = sim.region
+    if alert_after is not None:
+        config["alert_after"] = alert_after
+    config["agent"] = {
+        **(config.get("agent") or {}),
+        "command": [sys.executable, "-m", "instance_agent"],
+        "state_dir": state_dir,
+        "log_dir": log_dir,
+        "shutdown": "ec2",
+        "heartbeat": heartbeat,
+    }
+    return config

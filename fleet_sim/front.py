@@ -1,0 +1,193 @@
+"""The one HTTP endpoint of the simulator: faults first, then the emulation, else moto.
+
+Every request is identified as ``(service, operation, protocol)``: the JSON protocol names its
+operation in ``X-Amz-Target`` (``AmazonSSM.SendCommand``), the query protocols (EC2, STS) in
+the form field ``Action``, and the service comes from the SigV4 credential scope. Then:
+
+1. an injected fault may refuse the call (throttling, capacity), in the service's error format;
+2. the SSM operations of :mod:`fleet_sim.ssm` and EC2 Start/StopInstances of known instances
+   (:mod:`fleet_sim.ec2`) are answered here;
+3. anything else goes to moto unchanged (EC2 query API, S3, STS, SSM parameters, ...).
+
+``/_fleet_sim/...`` is the simulator's own: ``imds/<instance id>/latest/...`` (each host's
+IMDS), ``health``, ``instances``, ``timeline`` and ``faults`` (GET to list, POST a fault to
+inject it, DELETE ``faults/<id>``). S3 bucket names cannot start with ``_``, so nothing clashes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from werkzeug.test import run_wsgi_app
+from werkzeug.wrappers import Request, Response
+
+from fleet_sim.aws_errors import PROTOCOL_EC2, PROTOCOL_JSON, PROTOCOL_QUERY, AwsError
+from fleet_sim.ec2 import instance_ids
+from fleet_sim.fleet import IMDS_PREFIX
+from fleet_sim.scenario import ScenarioError
+from fleet_sim.ssm import OPERATIONS as SSM_OPERATIONS
+
+if TYPE_CHECKING:
+    from fleet_sim.simulator import FleetSimulator
+
+log = logging.getLogger("fleet_sim")
+
+CONTROL_PREFIX = "/_fleet_sim/"
+_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
+# X-Amz-Target prefixes of JSON protocol services, when the credential scope is missing.
+_TARGET_SERVICES = {"AmazonSSM": "ssm"}
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    service: str
+    operation: str | None
+    protocol: str
+    params: Any  # JSON body (dict) or form fields (dict of lists)
+
+
+def identify(request: Request, body: bytes) -> ApiCall:
+    scope = _SCOPE.search(request.headers.get("Authorization", ""))
+    service = scope.group("service") if scope else ""
+    target = request.headers.get("X-Amz-Target", "")
+    if target and "." in target:
+        prefix, operation = target.rsplit(".", 1)
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            params = {}
+        return ApiCall(
+            service or _TARGET_SERVICES.get(prefix, prefix.lower()), operation, PROTOCOL_JSON, params
+        )
+    content_type = request.headers.get("Content-Type", "")
+    if request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
+        params = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        action = (params.get("Action") or [None])[0]
+        return ApiCall(service, action, PROTOCOL_EC2 if service == "ec2" else PROTOCOL_QUERY, params)
+    return ApiCall(service, None, "rest", None)
+
+
+class Front:
+    """The WSGI application behind the simulator's endpoint."""
+
+    def __init__(self, sim: FleetSimulator, moto_app: Any):
+        self.sim = sim
+        self.fleet = sim.fleet
+        self.moto_app = moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if request.path.startswith(CONTROL_PREFIX):
+            response = self._control(request)
+        else:
+            response = self._api(request, environ)
+        return response(environ, start_response)
+
+    # -- AWS --------------------------------------------------------------------------------------
+
+    def _api(self, request: Request, environ: dict[str, Any]) -> Response:
+        body = request.get_data(cache=True)
+        call = identify(request, body)
+        try:
+            with self.fleet.lock:
+                self._check_faults(call)
+                if call.service == "ssm" and call.operation in SSM_OPERATIONS:
+                    result = self.sim.ssm.handle(call.operation, call.params)
+                    return Response(json.dumps(result), 200, {"Content-Type": "application/x-amz-json-1.1"})
+                if (
+                    call.service == "ec2"
+                    and call.operation
+                    and self.sim.lifecycle.handles(call.operation, call.params)
+                ):
+                    status, headers, payload = self.sim.lifecycle.respond(call.operation, call.params)
+                    return Response(payload, status, headers)
+                response = self._forward(environ, body)
+                if call.service == "ec2":
+                    self.sim.lifecycle.sync()  # RunInstances, TerminateInstances, ... made by moto
+                return response
+        except AwsError as error:
+            status, headers, payload = error.render(call.protocol)
+            return Response(payload, status, headers)
+        except Exception as error:  # a simulator bug: say so in the caller's format, and log it
+            log.exception("the simulator failed on %s %s", call.service, call.operation)
+            status, headers, payload = AwsError("InternalError", f"fleet simulator: {error!r}", 500).render(
+                call.protocol
+            )
+            return Response(payload, status, headers)
+
+    def _check_faults(self, call: ApiCall) -> None:
+        if call.operation is None:
+            return
+        targets = []
+        if call.service == "ec2" and call.operation == "StartInstances":
+            for instance_id in instance_ids(call.params):
+                host = self.fleet.hosts.get(instance_id)
+                if host is None:
+                    continue
+                instance = self.fleet.moto_instance(instance_id)
+                zone = instance.placement.zone or f"{self.fleet.region}a"
+                targets.append((instance_id, host.role, instance.instance_type, zone))
+        refused = self.fleet.faults.api_error(call.service, call.operation, targets)
+        if refused is None:
+            return
+        fault, error = refused
+        # A capacity fault names its instance; a throttle concerns the caller, not an instance.
+        host = next((self.fleet.hosts[t[0]] for t in targets if fault.applies_to(t[0], t[1])), None)
+        self.fleet.record(
+            "fault", host, fault=fault.spec.kind, fault_id=fault.id, operation=call.operation, code=error.code
+        )
+        raise error
+
+    def _forward(self, environ: dict[str, Any], body: bytes) -> Response:
+        forwarded = dict(environ)
+        forwarded["wsgi.input"] = io.BytesIO(body)
+        forwarded["CONTENT_LENGTH"] = str(len(body))
+        app_iter, status, headers = run_wsgi_app(self.moto_app, forwarded, buffered=True)
+        try:
+            payload = b"".join(app_iter)
+        finally:
+            close = getattr(app_iter, "close", None)
+            if close is not None:
+                close()
+        return Response(payload, status, headers)
+
+    # -- the simulator's own endpoints ------------------------------------------------------------
+
+    def _control(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith(IMDS_PREFIX + "/"):
+            rest = path[len(IMDS_PREFIX) + 1 :]
+            instance_id, _, subpath = rest.partition("/")
+            status, headers, payload = self.sim.imds.handle(
+                instance_id, request.method, "/" + subpath, request.headers
+            )
+            return Response(payload, status, headers)
+        name = path[len(CONTROL_PREFIX) :].strip("/")
+        try:
+            if name == "health" and request.method == "GET":
+                return _json({"ok": True, "endpoint_url": self.fleet.endpoint_url})
+            if name == "instances" and request.method == "GET":
+                return _json(self.sim.describe())
+            if name == "timeline" and request.method == "GET":
+                return _json({"events": self.sim.timeline(request.args.get("instance_id"))})
+            if name == "faults" and request.method == "GET":
+                return _json({"faults": self.sim.faults()})
+            if name == "faults" and request.method == "POST":
+                fault = self.sim.inject(json.loads(request.get_data() or b"{}"))
+                return _json({"fault": fault}, 201)
+            if name.startswith("faults/") and request.method == "DELETE":
+                self.sim.remove_fault(int(name.split("/", 1)[1]))
+                return _json({}, 200)
+        except (ScenarioError, ValueError) as error:
+            return _json({"error": str(error)}, 400)
+        return _json({"error": f"no such endpoint: {request.method} {path}"}, 404)
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(json.dumps(document, indent=2), status, {"Content-Type": "application/json"})

@@ -1,0 +1,63 @@
+"""Finding and signalling every process of one simulated host.
+
+A host's processes do not share a process group: the agent detaches into a session of its own
+and starts each job in yet another one. What they do share is their environment, inherited
+from the SSM command the simulator started: ``FLEET_SIM_HOST=<simulator id>/<instance id>``.
+``/proc/<pid>/environ`` holds the environment a process started with, so a scan of ``/proc``
+finds the whole host, whatever it detached or re-parented to, and nothing of another simulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+MARKER_VARIABLE = "FLEET_SIM_HOST"
+
+
+def marked_pids(marker: str) -> list[int]:
+    """Live processes whose starting environment holds ``FLEET_SIM_HOST=<marker>``."""
+    needle = f"{MARKER_VARIABLE}={marker}".encode() + b"\0"
+    found = []
+    own = os.getpid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit() or int(name) == own:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                environ = handle.read() + b"\0"
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if b"\0" + needle in b"\0" + environ:
+            found.append(int(name))
+    return found
+
+
+def command_line(pid: int) -> str:
+    """The process's argv joined by spaces; empty when it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def signal_pids(pids: list[int], signum: int) -> list[int]:
+    """Send ``signum`` to each pid; returns the pids that received it."""
+    sent = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+            sent.append(pid)
+    return sent
+
+
+def signal_group(pid: int, signum: int = signal.SIGKILL) -> None:
+    """Signal the process group ``pid`` leads (a command started in its own session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)

@@ -1,0 +1,418 @@
+"""deploy/iam/*.json: linted by parliament, least privilege, and enough for what the code calls.
+
+The policies are templates: ACCOUNT_ID, REGION, BUCKET and PREFIX are replaced at deploy time
+(README.md, "Deploying to real AWS"). The tests render them with sample values, then:
+
+- lint them with parliament (offline; its IAM definitions ship with it): no finding but the two
+  documented ones in ``ACCEPTED_FINDINGS``;
+- check every action exists, none is a wildcard, and ``Resource: "*"`` appears only for actions
+  that IAM cannot scope to a resource;
+- find every boto3 call in ``plugins/`` (Airflow) and ``instance_agent/`` (the VMs), turn it into
+  the IAM action(s) it needs, and evaluate each against the policy with a small IAM evaluator:
+  the real request shape is allowed, and the neighbouring requests that must not be (another
+  instance, another document, another tag, another prefix) are denied.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import re
+from pathlib import Path
+
+import botocore.session
+import parliament
+import pytest
+from parliament import analyze_policy_string
+
+from instance_agent.protocol import ALL_TAGS
+
+REPO = Path(__file__).resolve().parents[2]
+IAM_DIR = REPO / "deploy" / "iam"
+
+SAMPLE = {
+    "ACCOUNT_ID": "123456789012",
+    "REGION": "us-east-1",
+    "BUCKET": "example-fleet-logs",
+    "PREFIX": "fleet-logs",
+}
+FLEET_TAG = "fleet:managed"
+
+SELF = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
+OTHER = "arn:aws:ec2:us-east-1:123456789012:instance/i-0fedcba9876543210"
+TAGGED = {f"aws:ResourceTag/{FLEET_TAG}": "true", f"ssm:resourceTag/{FLEET_TAG}": "true"}
+RUN_SHELL_SCRIPT = "arn:aws:ssm:us-east-1::document/AWS-RunShellScript"
+LOG_OBJECT = "arn:aws:s3:::example-fleet-logs/fleet-logs/2026-11-23/tasks/backoffice.log"
+
+# parliament findings reviewed and accepted, each with its reason: (policy, Sid, issue) -> why.
+ACCEPTED_FINDINGS = {
+    ("airflow-policy.json", "SendOnlyToFleetInstances", "RESOURCE_MISMATCH"): (
+        "IAM authorizes each resource of a SendCommand on its own, so the document and the instances "
+        "can sit in separate statements with separate conditions; that is how AWS's own 'restrict Run "
+        "Command by tags' example is written. One statement would put the tag condition on the "
+        "AWS-owned document too, which has no tags, and deny every command."
+    ),
+    ("instance-policy.json", "WriteOwnProtocolTags", "UNKNOWN_CONDITION_FOR_ACTION"): (
+        "aws:ARN (the ARN of the resource acted on) compared with ${ec2:SourceInstanceARN} (the "
+        "instance whose role signed the request) is how an instance is limited to itself; IAM's "
+        "per-action key lists do not name aws:ARN. Were it absent, StringEquals fails: it can only deny."
+    ),
+    ("instance-policy.json", "StopItself", "UNKNOWN_CONDITION_FOR_ACTION"): (
+        "same aws:ARN = ${ec2:SourceInstanceARN} self-restriction as WriteOwnProtocolTags"
+    ),
+}
+
+# boto3 client methods that are no API operation of their own.
+NOT_OPERATIONS = {"get_paginator", "get_waiter", "can_paginate", "close"}
+# boto3 customizations: the operations they make. upload_file switches to a multipart upload for
+# big files (CreateMultipartUpload/UploadPart/CompleteMultipartUpload are s3:PutObject) and aborts
+# it on failure.
+CUSTOMIZATIONS = {"upload_file": ("s3", ["s3:PutObject", "s3:AbortMultipartUpload"])}
+SERVICES = ("ec2", "ssm", "s3")
+
+CALL = re.compile(r"\b(?:conn|client|ec2|s3|ssm)\.([a-z][a-z0-9_]*)\(")
+PAGINATOR = re.compile(r"get_paginator\(\s*[\"']([a-z0-9_]+)[\"']\s*\)")
+HOOK_METHOD = re.compile(r"\bhook\.(?!conn\b)([a-z_]+)\(")
+
+
+def render(name: str) -> str:
+    text = (IAM_DIR / name).read_text()
+    for placeholder, value in SAMPLE.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def policy(name: str) -> dict:
+    return json.loads(render(name))
+
+
+def statements(document: dict) -> list[dict]:
+    found = document["Statement"]
+    return found if isinstance(found, list) else [found]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+@functools.cache
+def iam_definitions() -> dict[str, dict[str, dict]]:
+    """parliament's copy of the IAM service authorization reference: {prefix: {action: privilege}}."""
+    path = Path(parliament.__file__).parent / "iam_definition.json"
+    return {
+        service["prefix"]: {privilege["privilege"].lower(): privilege for privilege in service["privileges"]}
+        for service in json.loads(path.read_text())
+    }
+
+
+# -- a small IAM evaluator: enough for the condition operators these policies use --------------
+
+
+def _substitute(text: str, context: dict) -> str | None:
+    missing = False
+
+    def value(match: re.Match) -> str:
+        nonlocal missing
+        if match.group(1) not in context:
+            missing = True
+            return ""
+        return str(context[match.group(1)])
+
+    result = re.sub(r"\$\{([^}]+)\}", value, text)
+    return None if missing else result
+
+
+def _like(pattern: str, value: str) -> bool:
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def _condition_holds(operator: str, block: dict, context: dict) -> bool:
+    for key, wanted in block.items():
+        wanted = [_substitute(str(item), context) for item in as_list(wanted)]
+        present = key in context
+        if operator == "Null":
+            if (wanted[0] == "true") == present:
+                return False
+            continue
+        if operator.startswith("ForAllValues:"):
+            compare = _comparer(operator.split(":", 1)[1])
+            if present and not all(any(compare(w, v) for w in wanted) for v in as_list(context[key])):
+                return False
+            continue
+        if not present:
+            return False
+        compare = _comparer(operator)
+        if not any(compare(w, str(context[key])) for w in wanted):
+            return False
+    return True
+
+
+def _comparer(operator: str):
+    comparers = {
+        "StringEquals": lambda wanted, value: wanted is not None and wanted == value,
+        "StringLike": lambda wanted, value: wanted is not None and _like(wanted, value),
+        "ArnEquals": lambda wanted, value: wanted is not None and wanted == value,
+        "ArnLike": lambda wanted, value: wanted is not None and _like(wanted, value),
+    }
+    if operator not in comparers:
+        raise AssertionError(f"the test evaluator does not know condition operator {operator!r}")
+    return comparers[operator]
+
+
+def allowed(document: dict, action: str, resource: str, context: dict | None = None) -> bool:
+    """Whether ``document`` allows ``action`` on ``resource`` (implicit deny otherwise)."""
+    context = {"aws:ARN": resource, **(context or {})}
+    verdict = False
+    for statement in statements(document):
+        if not any(_like(pattern.lower(), action.lower()) for pattern in as_list(statement["Action"])):
+            continue
+        resources = [_substitute(pattern, context) for pattern in as_list(statement["Resource"])]
+        if not any(pattern is not None and _like(pattern, resource) for pattern in resources):
+            continue
+        if all(_condition_holds(op, block, context) for op, block in statement.get("Condition", {}).items()):
+            if statement["Effect"] == "Deny":
+                return False
+            verdict = True
+    return verdict
+
+
+# -- what the code calls -------------------------------------------------------------------------
+
+
+@functools.cache
+def _operation_services() -> dict[str, dict[str, str]]:
+    """{service: {boto3 method name: IAM action}} from botocore's own service models."""
+    session = botocore.session.get_session()
+    result = {}
+    for service in SERVICES:
+        model = session.get_service_model(service)
+        result[service] = {
+            botocore.xform_name(operation): f"{service}:{operation}" for operation in model.operation_names
+        }
+    return result
+
+
+def actions_called(*folders: str, root: Path = REPO) -> dict[str, set[str]]:
+    """{IAM action: files that need it} for every boto3 call under ``folders`` (of ``root``)."""
+    operations = _operation_services()
+    needed: dict[str, set[str]] = {}
+    unknown = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            text = path.read_text()
+            where = path.relative_to(root).as_posix()
+            unknown += [f"{where}: hook.{name}()" for name in HOOK_METHOD.findall(text)]
+            methods = [m for m in CALL.findall(text) if m not in NOT_OPERATIONS] + PAGINATOR.findall(text)
+            for method in methods:
+                if method in CUSTOMIZATIONS:
+                    actions = CUSTOMIZATIONS[method][1]
+                else:
+                    owners = [service for service in SERVICES if method in operations[service]]
+                    if len(owners) != 1:
+                        unknown.append(f"{where}: {method}() is in {owners or 'no'} service model(s)")
+                        continue
+                    actions = [operations[owners[0]][method]]
+                for action in actions:
+                    needed.setdefault(action, set()).add(where)
+    # A call this scan cannot map must be added to the tables above by someone who read it.
+    assert not unknown, "boto3 calls the test cannot map to IAM actions:\n" + "\n".join(unknown)
+    return needed
+
+
+# Each action the code needs, as the request it really makes: (resource, request context).
+AIRFLOW_REQUESTS = {
+    "ec2:DescribeInstances": [("*", {})],
+    "ec2:DescribeInstanceStatus": [("*", {})],
+    "ec2:StartInstances": [(OTHER, TAGGED)],
+    "ec2:StopInstances": [(OTHER, TAGGED)],
+    "ssm:SendCommand": [(RUN_SHELL_SCRIPT, {}), (OTHER, TAGGED)],
+    "ssm:DescribeInstanceInformation": [("*", {})],
+    "ssm:ListCommands": [("*", {})],
+    "ssm:ListCommandInvocations": [("*", {})],
+    "ssm:GetCommandInvocation": [("*", {})],
+    "ssm:CancelCommand": [("*", {})],
+    "s3:GetObject": [(LOG_OBJECT, {})],
+}
+ON_ITSELF = {"ec2:SourceInstanceARN": SELF, **TAGGED}
+INSTANCE_REQUESTS = {
+    "ec2:CreateTags": [(SELF, {**ON_ITSELF, "aws:TagKeys": list(ALL_TAGS)})],
+    "ec2:DeleteTags": [(SELF, {**ON_ITSELF, "aws:TagKeys": ["fleet:notice"]})],
+    "ec2:StopInstances": [(SELF, ON_ITSELF)],
+    "s3:PutObject": [(LOG_OBJECT, {})],
+    "s3:AbortMultipartUpload": [(LOG_OBJECT, {})],
+}
+POLICIES = {
+    "airflow-policy.json": (("plugins", "dags"), AIRFLOW_REQUESTS),
+    "instance-policy.json": (("instance_agent",), INSTANCE_REQUESTS),
+}
+
+
+class TestPolicyLint:
+    @pytest.mark.parametrize("name", sorted(POLICIES))
+    def test_parliament_finds_nothing_but_the_accepted_findings(self, name):
+        text = render(name)
+        sid_lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if '"Sid"' in line]
+
+        def sid_at(line: int) -> str:
+            # A finding points at its statement's opening brace or at a line inside it.
+            _, sid_line = max((n, s) for n, s in sid_lines if n <= line + 1)
+            return json.loads("{" + sid_line.strip().rstrip(",") + "}")["Sid"]
+
+        findings = analyze_policy_string(text, filepath=name, include_community_auditors=True).findings
+        seen = {(name, sid_at(f.location["line"]), f.issue): f.detail for f in findings}
+        unexpected = {key: detail for key, detail in seen.items() if key not in ACCEPTED_FINDINGS}
+        assert not unexpected, f"parliament findings: {unexpected}"
+        stale = {key for key in ACCEPTED_FINDINGS if key[0] == name} - set(seen)
+        assert not stale, f"accepted findings parliament no longer reports (drop them): {stale}"
+
+    @pytest.mark.parametrize(
+        ("statement", "issue"),
+        [
+            ({"Action": "ec2:StartInstance", "Resource": "*"}, "UNKNOWN_ACTION"),
+            ({"Action": "ec2:StartInstances", "Resource": "*"}, "RESOURCE_STAR"),
+        ],
+    )
+    def test_parliament_is_live(self, statement, issue):
+        bad = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", **statement}]}
+        assert issue in {f.issue for f in analyze_policy_string(json.dumps(bad)).findings}
+
+    @pytest.mark.parametrize("name", sorted(POLICIES))
+    def test_every_action_exists_and_none_is_a_wildcard(self, name):
+        definitions = iam_definitions()
+        for statement in statements(policy(name)):
+            assert statement["Effect"] == "Allow", f"{name} {statement.get('Sid')}: only Allow statements"
+            assert "NotAction" not in statement and "NotResource" not in statement
+            for action in as_list(statement["Action"]):
+                assert "*" not in action and "?" not in action, f"{name}: wildcard action {action}"
+                prefix, _, verb = action.partition(":")
+                assert verb.lower() in definitions.get(prefix, {}), f"{name}: unknown action {action}"
+
+    @pytest.mark.parametrize("name", sorted(POLICIES))
+    def test_resource_star_only_where_iam_has_no_resource_type(self, name):
+        definitions = iam_definitions()
+        for statement in statements(policy(name)):
+            if "*" not in as_list(statement["Resource"]):
+                continue
+            for action in as_list(statement["Action"]):
+                prefix, _, verb = action.partition(":")
+                types = [t["resource_type"] for t in definitions[prefix][verb.lower()]["resource_types"]]
+                assert not any(types), f"{name} {statement['Sid']}: {action} can be scoped to {types}, not *"
+
+    @pytest.mark.parametrize("name", sorted(POLICIES))
+    def test_placeholders_are_the_documented_ones(self, name):
+        raw = (IAM_DIR / name).read_text()
+        arns = re.findall(r'"(arn:[^"]*)"', raw)
+        words = {word for arn in arns for word in re.findall(r"\b[A-Z][A-Z_]{2,}\b(?!-)", arn)}
+        assert words <= set(SAMPLE), f"{name}: unknown placeholders {words - set(SAMPLE)}"
+        readme = (REPO / "README.md").read_text()
+        for placeholder in sorted(words):
+            assert f"`{placeholder}`" in readme, f"README.md does not explain {placeholder}"
+        assert f"`{FLEET_TAG}`" in readme, "README.md does not name the fleet tag the policies require"
+
+
+class TestPolicyCoversTheCode:
+    @pytest.mark.parametrize("name", sorted(POLICIES))
+    def test_the_request_table_lists_exactly_what_the_code_calls(self, name):
+        folders, requests = POLICIES[name]
+        called = actions_called(*folders)
+        assert set(called) == set(requests), (
+            f"{name}: the code calls {sorted(set(called) - set(requests))} that the table lacks, "
+            f"the table has {sorted(set(requests) - set(called))} that no code calls"
+        )
+
+    def test_the_scan_finds_new_calls_and_refuses_what_it_cannot_map(self, tmp_path):
+        (tmp_path / "pkg").mkdir()
+        (tmp_path / "pkg" / "a.py").write_text(
+            "self.hook.conn.terminate_instances(InstanceIds=ids)\n"
+            "pages = client.get_paginator('list_documents')\n"
+            "s3.upload_file(path, bucket, key)\n"
+        )
+        assert actions_called("pkg", root=tmp_path) == {
+            "ec2:TerminateInstances": {"pkg/a.py"},
+            "ssm:ListDocuments": {"pkg/a.py"},
+            "s3:PutObject": {"pkg/a.py"},
+            "s3:AbortMultipartUpload": {"pkg/a.py"},
+        }
+        # A provider hook method hides its API calls: the scan must not guess them.
+        (tmp_path / "pkg" / "b.py").write_text("state = self.hook.get_instance_state(instance_id)\n")
+        with pytest.raises(AssertionError, match=r"pkg/b.py: hook.get_instance_state"):
+            actions_called("pkg", root=tmp_path)
+
+    @pytest.mark.parametrize("name", sorted(POLICIES))
+    def test_every_call_the_code_makes_is_allowed(self, name):
+        document = policy(name)
+        denied = [
+            f"{action} on {resource}"
+            for action, requests in POLICIES[name][1].items()
+            for resource, context in requests
+            if not allowed(document, action, resource, context)
+        ]
+        assert not denied, f"{name} denies what the code needs: {denied}"
+
+    @pytest.mark.parametrize("name", sorted(POLICIES))
+    def test_the_policy_grants_nothing_the_code_does_not_call(self, name):
+        granted = {action for s in statements(policy(name)) for action in as_list(s["Action"])}
+        assert granted == set(POLICIES[name][1])
+
+
+class TestAirflowPolicyLimits:
+    document = staticmethod(lambda: policy("airflow-policy.json"))
+
+    @pytest.mark.parametrize("action", ["ec2:StartInstances", "ec2:StopInstances", "ssm:SendCommand"])
+    def test_instances_without_the_fleet_tag_are_out_of_reach(self, action):
+        assert allowed(self.document(), action, OTHER, TAGGED)
+        assert not allowed(self.document(), action, OTHER, {})
+        assert not allowed(self.document(), action, OTHER, {k: "false" for k in TAGGED})
+
+    def test_only_the_run_shell_script_document_can_be_sent(self):
+        other_document = "arn:aws:ssm:us-east-1::document/AWS-RunPowerShellScript"
+        assert not allowed(self.document(), "ssm:SendCommand", other_document)
+        custom = "arn:aws:ssm:us-east-1:123456789012:document/MyScript"
+        assert not allowed(self.document(), "ssm:SendCommand", custom)
+
+    def test_logs_are_readable_under_the_prefix_only(self):
+        assert not allowed(self.document(), "s3:GetObject", "arn:aws:s3:::example-fleet-logs/other/x.log")
+        assert not allowed(self.document(), "s3:PutObject", LOG_OBJECT)
+
+    def test_nothing_beyond_the_fleet_workflow(self):
+        for action in ("ec2:TerminateInstances", "ec2:RunInstances", "ec2:CreateTags", "ssm:StartSession"):
+            assert not allowed(self.document(), action, OTHER, TAGGED), action
+
+
+class TestInstancePolicyLimits:
+    document = staticmethod(lambda: policy("instance-policy.json"))
+
+    @pytest.mark.parametrize("action", ["ec2:StopInstances", "ec2:CreateTags"])
+    def test_an_instance_acts_on_itself_only(self, action):
+        context = {**ON_ITSELF, "aws:TagKeys": ["fleet:state"]}
+        assert allowed(self.document(), action, SELF, context)
+        assert not allowed(self.document(), action, OTHER, context), f"{action} on another fleet instance"
+        assert not allowed(self.document(), action, SELF, {**context, "ec2:SourceInstanceARN": OTHER})
+
+    def test_requests_not_signed_by_an_instance_do_nothing(self):
+        # No ec2:SourceInstanceARN in the request context: not an instance profile's credentials.
+        context = {**TAGGED, "aws:TagKeys": ["fleet:state"]}
+        assert not allowed(self.document(), "ec2:StopInstances", SELF, context)
+        assert not allowed(self.document(), "ec2:CreateTags", SELF, context)
+
+    @pytest.mark.parametrize("action", ["ec2:CreateTags", "ec2:DeleteTags"])
+    def test_only_the_protocol_tags(self, action):
+        for key in ALL_TAGS:
+            assert allowed(self.document(), action, SELF, {**ON_ITSELF, "aws:TagKeys": [key]}), key
+        # The fleet tag gates what Airflow may start: an instance must not be able to drop or forge it.
+        for keys in ([FLEET_TAG], ["Name"], ["fleet:state", FLEET_TAG]):
+            assert not allowed(self.document(), action, SELF, {**ON_ITSELF, "aws:TagKeys": keys}), keys
+
+    def test_delete_tags_without_keys_is_denied(self):
+        # DeleteTags with no Tags removes every tag; the Null condition keeps ForAllValues honest.
+        assert not allowed(self.document(), "ec2:DeleteTags", SELF, ON_ITSELF)
+
+    def test_logs_are_writable_under_the_prefix_only(self):
+        assert allowed(self.document(), "s3:PutObject", LOG_OBJECT)
+        assert not allowed(self.document(), "s3:PutObject", "arn:aws:s3:::example-fleet-logs/x.log")
+        assert not allowed(self.document(), "s3:GetObject", LOG_OBJECT)
+
+    def test_the_agent_tags_are_the_protocol_tags(self):
+        condition = next(s for s in statements(self.document()) if s["Sid"] == "WriteOwnProtocolTags")
+        assert set(condition["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]) == set(ALL_TAGS)

@@ -1,0 +1,76 @@
+"""Helpers for the simulator's tests: quick timings, waiting, running commands on a host."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+# Short but real delays: every transition is still observable between two calls.
+FAST = {"transition_delay": 0.3, "registration_delay": 0.3, "delivery_delay": 0.05}
+IN_FLIGHT = ("Pending", "InProgress", "Delayed", "Cancelling")
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def ping_status(ssm: Any, instance_id: str) -> str | None:
+    listing = ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [instance_id]}])
+    found = [info["PingStatus"] for info in listing["InstanceInformationList"]]
+    return found[0] if found else None
+
+
+def boot(sim: Any, role: str = "tasks") -> str:
+    """Start the role's instance and wait until its SSM agent is online; returns its ID."""
+    instance_id = sim.instance_for(role)
+    sim.client("ec2").start_instances(InstanceIds=[instance_id])
+    wait_for(lambda: ping_status(sim.client("ssm"), instance_id) == "Online", what=f"{instance_id} online")
+    return instance_id
+
+
+def send(ssm: Any, instance_id: str, *commands: str, **parameters: str) -> str:
+    response = ssm.send_command(
+        InstanceIds=[instance_id],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": list(commands), **{key: [value] for key, value in parameters.items()}},
+    )
+    return response["Command"]["CommandId"]
+
+
+def invocation_status(ssm: Any, command_id: str, instance_id: str) -> str:
+    listing = ssm.list_command_invocations(CommandId=command_id, InstanceId=instance_id)
+    return listing["CommandInvocations"][0]["Status"]
+
+
+def wait_ended(ssm: Any, command_id: str, instance_id: str, timeout: float = 15.0) -> dict[str, Any]:
+    """Poll ListCommandInvocations until the pair ended; returns GetCommandInvocation's answer."""
+    seen: list[str] = []
+
+    def ended() -> bool:
+        status = invocation_status(ssm, command_id, instance_id)
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        return status not in IN_FLIGHT
+
+    wait_for(ended, timeout=timeout, what=f"command {command_id} on {instance_id}")
+    invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+    invocation["seen"] = seen
+    return invocation
+
+
+def events(sim: Any, instance_id: str, event: str, **match: Any) -> list[dict[str, Any]]:
+    return [
+        entry
+        for entry in sim.timeline(instance_id, event)
+        if all(entry.get(key) == value for key, value in match.items())
+    ]

@@ -1,0 +1,130 @@
+"""``python -m fleet_sim serve`` as a user runs it: one line when ready, clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from fleet_dag.config import parse_config
+from fleet_sim_testing import FAST, ping_status, send, wait_ended, wait_for
+
+from fleet_sim.processes import marked_pids
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def read_line(process: subprocess.Popen, timeout: float = 30.0) -> str:
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, "the simulator printed nothing"
+    return process.stdout.readline()
+
+
+def get_json(url: str, data: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(data).encode() if data is not None else None,
+        method="POST" if data is not None else "GET",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def served(tmp_path):
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(FAST))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleet_sim",
+            "serve",
+            "--fleet",
+            str(REPO / "dags" / "fleet.yaml"),
+            "--scenario",
+            str(scenario),
+            "--workdir",
+            str(tmp_path / "work"),
+            "--write-config",
+            str(tmp_path / "fleet.yaml"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        yield process, json.loads(read_line(process)), tmp_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+class TestServe:
+    def test_it_serves_the_fleet_and_stops_cleanly_on_sigterm(self, served):
+        process, ready, tmp_path = served
+        endpoint = ready["endpoint_url"]
+        clients = {
+            "region_name": ready["region"],
+            "endpoint_url": endpoint,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "aws_session_token": None,
+        }
+        ec2, ssm = boto3.client("ec2", **clients), boto3.client("ssm", **clients)
+
+        assert ready["status"] == "ready"
+        assert json.loads(ready["airflow_connection"])["extra"]["endpoint_url"] == endpoint
+        assert endpoint.startswith("http://127.0.0.1:")
+        assert sorted(ready["roles"]) == ["hyperliquid", "signer", "tasks", "uniswap"]
+        tasks = ready["roles"]["tasks"][0]
+        config = parse_config(yaml.safe_load((tmp_path / "fleet.yaml").read_text()))
+        assert config.role("tasks").instance == tasks
+        ec2.start_instances(InstanceIds=[tasks])
+        wait_for(lambda: ping_status(ssm, tasks) == "Online")
+        wait_ended(ssm, send(ssm, tasks, "setsid nohup sleep 300 >/dev/null 2>&1 &"), tasks)
+        marker = ready["hosts"][tasks]["marker"]
+        assert marked_pids(marker), "the detached sleep runs on the host"
+        timeline = get_json(f"{endpoint}/_fleet_sim/timeline?instance_id={tasks}")["events"]
+        assert [entry["to"] for entry in timeline if entry["event"] == "state"] == [
+            "stopped",
+            "pending",
+            "running",
+        ]
+        fault = get_json(
+            f"{endpoint}/_fleet_sim/faults", {"kind": "throttle", "operation": "DescribeInstances"}
+        )
+        assert fault["fault"]["remaining"] == 1
+
+        process.send_signal(signal.SIGTERM)
+
+        assert process.wait(timeout=15) == 0
+        assert not marked_pids(marker), "the host's processes were stopped with the simulator"
+
+    def test_a_bad_scenario_is_refused_before_anything_starts(self, tmp_path):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("faults: [{kind: capacity}]\n")
+
+        completed = subprocess.run(
+            [sys.executable, "-m", "fleet_sim", "serve", "--scenario", str(bad)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+        assert completed.returncode == 2
+        assert "faults[0]: give exactly one of 'role' or 'instance'" in completed.stderr
+        assert completed.stdout == ""
