@@ -7,8 +7,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from fleet_ec2_testing import Ec2Api, ec2_client, launch, set_tags
-from moto import mock_aws
+from fleet_operator_testing import ec2_client, launch, set_tags
 from operators.fleet_aws import (
     DEFAULT_RETRIES,
     FleetError,
@@ -25,13 +24,6 @@ from operators.fleet_aws import (
 )
 
 from instance_agent.protocol import TAG_PROGRESS, TAG_RUN_DATE, TAG_STATE
-
-
-@pytest.fixture
-def api(monkeypatch):
-    api = Ec2Api().install(monkeypatch)
-    with mock_aws():
-        yield api
 
 
 def _instance(instance_id: str, state: str = "running") -> dict:

@@ -3,44 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from unittest import mock
 
 import botocore.retries.standard
 import pytest
-import structlog
 from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import DagSerialization
-from fleet_ec2_testing import Ec2Api, ec2_client, launch, states
-from moto import mock_aws
+from fleet_operator_testing import launch, messages, states
 from operators.fleet_aws import FleetError
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
 from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_ec2_triggers import SETTLED, FleetInstanceStateTrigger
 from operators.fleet_wait import defer_timeout
-
-
-@pytest.fixture
-def api(monkeypatch):
-    api = Ec2Api().install(monkeypatch)
-    with mock_aws():
-        yield api
-
-
-@pytest.fixture
-def client(api):
-    return ec2_client()
-
-
-@pytest.fixture
-def logs():
-    with structlog.testing.capture_logs() as captured:
-        yield captured
-
-
-@pytest.fixture
-def context():
-    return {"ti": mock.MagicMock()}
 
 
 @pytest.fixture
@@ -54,10 +28,6 @@ def backoff(monkeypatch):
 
     monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", no_delay)
     return asked
-
-
-def _messages(logs: list[dict]) -> list[str]:
-    return [entry["event"] for entry in logs]
 
 
 def _xcom(context) -> dict:
@@ -96,7 +66,7 @@ class TestFleetStartInstancesOperator:
         assert op.hook.conn.meta.config.retries == {"mode": "standard", "total_max_attempts": 9}
         assert op.hook.conn.meta.config.read_timeout == 4
 
-    def test_starts_the_stopped_ones_in_one_call(self, api, client, context, logs):
+    def test_starts_the_stopped_ones_in_one_call(self, api, client, context, task_log):
         running = launch(client, 1)
         stopped = launch(client, 2, state="stopped")
         ids = [running[0], *stopped]
@@ -108,9 +78,9 @@ class TestFleetStartInstancesOperator:
         assert api.params("StartInstances") == [{"InstanceIds": stopped}]
         assert states(client, ids) == dict.fromkeys(ids, "running")
         assert _xcom(context) == {"started": stopped, "already_running": running}
-        assert f"StartInstances called for 2 instance(s): {stopped[0]}, {stopped[1]}" in _messages(logs)
-        assert f"Already running or starting, no call needed: {running[0]} (running)" in _messages(logs)
-        assert f"3 instance(s) running: {', '.join(ids)}" in _messages(logs)
+        assert f"StartInstances called for 2 instance(s): {stopped[0]}, {stopped[1]}" in messages(task_log)
+        assert f"Already running or starting, no call needed: {running[0]} (running)" in messages(task_log)
+        assert f"3 instance(s) running: {', '.join(ids)}" in messages(task_log)
 
     def test_reads_all_states_with_one_describe(self, api, client, context):
         ids = launch(client, 5, state="stopped")
@@ -140,14 +110,16 @@ class TestFleetStartInstancesOperator:
         assert api.count("StartInstances") == 0
         assert _xcom(context)["already_running"] == ids
 
-    def test_stopping_instance_is_waited_out_then_started(self, api, client, context, logs):
+    def test_stopping_instance_is_waited_out_then_started(self, api, client, context, task_log):
         ids = launch(client, 1, state="stopped")
         api.report_states(ids[0], "stopping", "stopping")
         api.reset()
 
         assert _start(instance_ids=ids).execute(context) == ids
 
-        assert f"Waiting for {ids[0]} (stopping) to finish their transition before start" in _messages(logs)
+        assert f"Waiting for {ids[0]} (stopping) to finish their transition before start" in messages(
+            task_log
+        )
         assert api.params("StartInstances") == [{"InstanceIds": ids}]
         # operator read, two settle polls (stopping, then stopped), second read, one poll for running
         assert api.count("DescribeInstances") == 5
@@ -173,7 +145,7 @@ class TestFleetStartInstancesOperator:
             _start(instance_ids=[*ids, "i-0000000000000dead"]).execute(context)
         assert api.count("StartInstances") == 0
 
-    def test_incorrect_state_race_is_read_again_and_retried(self, api, client, context, logs):
+    def test_incorrect_state_race_is_read_again_and_retried(self, api, client, context, task_log):
         ids = launch(client, 1, state="stopped")
         api.fail(
             "StartInstances",
@@ -188,7 +160,7 @@ class TestFleetStartInstancesOperator:
         assert states(client, ids) == {ids[0]: "running"}
         assert any(
             message.startswith("Start raced with another change (IncorrectInstanceState")
-            for message in _messages(logs)
+            for message in messages(task_log)
         )
 
     def test_a_race_that_never_ends_fails_naming_the_instance_and_state(self, api, client, context):
@@ -268,7 +240,7 @@ class TestFleetStartInstancesOperator:
 
 
 class TestFleetStartInstancesOperatorCandidates:
-    def test_a_running_candidate_is_used(self, api, client, context, logs):
+    def test_a_running_candidate_is_used(self, api, client, context, task_log):
         stopped = launch(client, 1, state="stopped")
         running = launch(client, 1)
         api.report_states(running[0], "pending")
@@ -276,7 +248,7 @@ class TestFleetStartInstancesOperatorCandidates:
         assert _start(candidates=[*stopped, *running]).execute(context) == running
         assert api.count("StartInstances") == 0
         assert _xcom(context) == {"started": [], "already_running": running}
-        assert f"Candidate {running[0]} is already pending: using it" in _messages(logs)
+        assert f"Candidate {running[0]} is already pending: using it" in messages(task_log)
         assert api.count("DescribeInstances") == 2  # the read, then one poll for running
 
     def test_the_first_stopped_candidate_is_started(self, api, client, context):
@@ -285,7 +257,7 @@ class TestFleetStartInstancesOperatorCandidates:
         assert api.params("StartInstances") == [{"InstanceIds": [ids[0]]}]
         assert states(client, ids) == {ids[0]: "running", ids[1]: "stopped"}
 
-    def test_capacity_error_moves_to_the_next_candidate(self, api, client, context, logs):
+    def test_capacity_error_moves_to_the_next_candidate(self, api, client, context, task_log):
         ids = launch(client, 2, state="stopped")
         api.fail("StartInstances", "InsufficientInstanceCapacity", "no capacity in us-east-1a")
         api.reset()
@@ -297,7 +269,7 @@ class TestFleetStartInstancesOperatorCandidates:
         assert states(client, ids) == {ids[0]: "stopped", ids[1]: "running"}
         assert (
             f"Candidate {ids[0]} has no capacity (InsufficientInstanceCapacity); trying the next"
-            in _messages(logs)
+            in messages(task_log)
         )
 
     def test_all_candidates_failing_lists_each_with_its_error(self, api, client, context):
@@ -370,10 +342,10 @@ class TestFleetStartInstancesOperatorDeferrable:
         assert deferred.value.trigger.instance_ids == [ids[0]]
         assert deferred.value.trigger.require_status_ok is True
 
-    def test_execute_complete(self, context, logs):
+    def test_execute_complete(self, context, task_log):
         op = _start(instance_ids=["i-1", "i-2"])
         assert op.execute_complete(context, SUCCESS_EVENT, instance_ids=["i-1", "i-2"]) == ["i-1", "i-2"]
-        assert "2 instance(s) running: i-1, i-2" in _messages(logs)
+        assert "2 instance(s) running: i-1, i-2" in messages(task_log)
         with pytest.raises(FleetError, match="Waiting for running timeout: i-2 still pending"):
             op.execute_complete(
                 context, {"status": "timeout", "message": "i-2 still pending"}, ["i-1", "i-2"]
@@ -418,7 +390,7 @@ class TestFleetStopInstancesOperator:
             "instance_ids",
         }
 
-    def test_stops_the_running_ones_in_one_call(self, api, client, context, logs):
+    def test_stops_the_running_ones_in_one_call(self, api, client, context, task_log):
         running = launch(client, 2)
         stopped = launch(client, 1, state="stopped")
         ids = [*running, *stopped]
@@ -429,8 +401,8 @@ class TestFleetStopInstancesOperator:
         assert api.params("StopInstances") == [{"InstanceIds": running, "Force": False}]
         assert states(client, ids) == dict.fromkeys(ids, "stopped")
         assert _xcom(context) == {"stopped": running, "already_stopped": stopped}
-        assert f"StopInstances called for 2 instance(s): {running[0]}, {running[1]}" in _messages(logs)
-        assert f"Already stopped or stopping, no call needed: {stopped[0]} (stopped)" in _messages(logs)
+        assert f"StopInstances called for 2 instance(s): {running[0]}, {running[1]}" in messages(task_log)
+        assert f"Already stopped or stopping, no call needed: {stopped[0]} (stopped)" in messages(task_log)
 
     def test_force_is_passed(self, api, client, context):
         ids = launch(client, 1)
@@ -454,12 +426,12 @@ class TestFleetStopInstancesOperator:
         # one read, then polls: stopping, stopped
         assert api.count("DescribeInstances") == 3
 
-    def test_pending_is_waited_out_then_stopped(self, api, client, context, logs):
+    def test_pending_is_waited_out_then_stopped(self, api, client, context, task_log):
         ids = launch(client, 1)
         api.report_states(ids[0], "pending")
         api.reset()
         assert _stop(instance_ids=ids).execute(context) == ids
-        assert f"Waiting for {ids[0]} (pending) to finish their transition before stop" in _messages(logs)
+        assert f"Waiting for {ids[0]} (pending) to finish their transition before stop" in messages(task_log)
         assert api.params("StopInstances") == [{"InstanceIds": ids, "Force": False}]
 
     def test_terminated_instance_fails_naming_it(self, api, client, context):

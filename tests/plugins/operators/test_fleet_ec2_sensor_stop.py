@@ -3,50 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from unittest import mock
 
 import pytest
-import structlog
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
 from airflow.sdk.exceptions import TaskDeferralError
-from fleet_ec2_testing import Ec2Api, ec2_client, launch, set_tags, states
-from moto import mock_aws
+from fleet_operator_testing import launch, set_tags, states, text_of
 from operators.fleet_aws import FleetError, FleetStateFailure
 from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 
 from instance_agent.protocol import AgentReport
 
 RUN_DATE = "2026-11-23"
-
-
-@pytest.fixture
-def api(monkeypatch):
-    api = Ec2Api().install(monkeypatch)
-    with mock_aws():
-        yield api
-
-
-@pytest.fixture
-def client(api):
-    return ec2_client()
-
-
-@pytest.fixture
-def task_log():
-    with structlog.testing.capture_logs(
-        processors=[structlog.stdlib.PositionalArgumentsFormatter()]
-    ) as events:
-        yield events
-
-
-def text_of(events) -> str:
-    return "\n".join(str(event["event"]) for event in events)
-
-
-@pytest.fixture
-def context():
-    return {"ti": mock.MagicMock()}
 
 
 def _sensor(**kwargs) -> FleetInstanceStateSensor:

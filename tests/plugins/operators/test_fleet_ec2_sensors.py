@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from unittest import mock
 
 import pytest
-import structlog
 from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
@@ -14,36 +12,12 @@ from airflow.providers.common.compat.sdk import (
     PokeReturnValue,
     TaskDeferred,
 )
-from fleet_ec2_testing import Ec2Api, ec2_client, launch, set_tags
-from moto import mock_aws
+from fleet_operator_testing import launch, set_tags
 from operators.fleet_aws import FleetError, FleetStateFailure
 from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 
 from instance_agent.protocol import AgentReport
-
-
-@pytest.fixture
-def api(monkeypatch):
-    api = Ec2Api().install(monkeypatch)
-    with mock_aws():
-        yield api
-
-
-@pytest.fixture
-def client(api):
-    return ec2_client()
-
-
-@pytest.fixture
-def logs():
-    with structlog.testing.capture_logs() as captured:
-        yield captured
-
-
-@pytest.fixture
-def context():
-    return {"ti": mock.MagicMock()}
 
 
 def _sensor(**kwargs) -> FleetInstanceStateSensor:
@@ -74,7 +48,7 @@ class TestFleetInstanceStateSensor:
         assert _sensor(instance_ids=ids, target_state="stopped").poke(context) is False
         assert api.count("DescribeInstances") == 1
 
-    def test_poke_done_returns_each_instances_state_and_tags(self, api, client, context, logs):
+    def test_poke_done_returns_each_instances_state_and_tags(self, api, client, context, task_log):
         ids = launch(client, 2, state="stopped", tags={"fleet:state": "succeeded"})
         result = _sensor(instance_ids=ids, target_state="stopped").poke(context)
         assert isinstance(result, PokeReturnValue)
@@ -82,7 +56,7 @@ class TestFleetInstanceStateSensor:
         assert result.xcom_value == {
             i: {"state": "stopped", "tags": {"fleet:state": "succeeded"}} for i in ids
         }
-        assert f"All 2 instance(s) stopped: {ids[0]}, {ids[1]}" in [e["event"] for e in logs]
+        assert f"All 2 instance(s) stopped: {ids[0]}, {ids[1]}" in [e["event"] for e in task_log]
 
     def test_pokes_share_one_trigger_and_one_client(self, api, client, context):
         ids = launch(client, 1)

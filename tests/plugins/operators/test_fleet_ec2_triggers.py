@@ -7,38 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-import structlog
 from botocore.stub import Stubber
-from fleet_ec2_testing import Ec2Api, ec2_client, launch, set_tags
-from moto import mock_aws
+from fleet_operator_testing import launch, messages, set_tags
 from operators.fleet_ec2_triggers import SETTLED, FleetInstanceStateTrigger, default_failure_states
 from operators.fleet_wait import ERROR, FAILED, SUCCESS, TIMEOUT
 
 from instance_agent.protocol import AgentReport
 
 NOW = datetime(2026, 11, 23, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def api(monkeypatch):
-    api = Ec2Api().install(monkeypatch)
-    with mock_aws():
-        yield api
-
-
-@pytest.fixture
-def client(api):
-    return ec2_client()
-
-
-@pytest.fixture
-def logs():
-    with structlog.testing.capture_logs() as captured:
-        yield captured
-
-
-def _messages(logs: list[dict]) -> list[str]:
-    return [entry["event"] for entry in logs]
 
 
 def _trigger(instance_ids, target_state, **kwargs) -> FleetInstanceStateTrigger:
@@ -135,15 +111,15 @@ class TestFleetInstanceStateTrigger:
         assert event["instances"] == {i: {"state": "running", "tags": {"Name": "worker"}} for i in ids}
         assert api.count("DescribeInstances") == 1
 
-    async def test_waits_while_instances_are_on_their_way(self, api, client, logs):
+    async def test_waits_while_instances_are_on_their_way(self, api, client, task_log):
         ids = launch(client, 2, state="stopped")
         api.report_states(ids[1], "stopping", "stopping")
         api.reset()
         event = await _run(_trigger(ids, "stopped", waiter_max_attempts=5))
         assert event["status"] == SUCCESS
         assert api.count("DescribeInstances") == 3
-        assert _messages(logs).count("Waiting for stopped: 1 of 2 outstanding") == 2
-        assert f"  {ids[1]}: stopping" in _messages(logs)
+        assert messages(task_log).count("Waiting for stopped: 1 of 2 outstanding") == 2
+        assert f"  {ids[1]}: stopping" in messages(task_log)
 
     async def test_failure_state_fails_at_once_naming_the_instance(self, api, client):
         stopped = launch(client, 1, state="stopped")
@@ -190,11 +166,13 @@ class TestFleetInstanceStateTrigger:
         event = await _run(_trigger(ids, "stopped", heartbeat_grace=300, run_date="2026-11-23"))
         assert event["status"] == TIMEOUT
 
-    async def test_logs_the_agents_progress_while_waiting(self, api, client, logs):
+    async def test_logs_the_agents_progress_while_waiting(self, api, client, task_log):
         ids = launch(client, 1)
         set_tags(client, ids[0], _agent_tags("running", heartbeat_age_s=42, progress="3/4"))
         await _run(_trigger(ids, "stopped", heartbeat_grace=300, waiter_max_attempts=1))
-        assert f"  {ids[0]}: running, agent running 3/4 for 2026-11-23, heartbeat 42 s ago" in _messages(logs)
+        assert f"  {ids[0]}: running, agent running 3/4 for 2026-11-23, heartbeat 42 s ago" in messages(
+            task_log
+        )
 
     async def test_status_checks_are_read_when_asked(self, api, client):
         ids = launch(client, 2)

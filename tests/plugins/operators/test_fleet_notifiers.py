@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-import structlog
 from airflow.sdk import DAG
 from operators.fleet_notifiers import FleetLogNotifier
-
-
-@pytest.fixture
-def task_log():
-    with structlog.testing.capture_logs(
-        processors=[structlog.stdlib.PositionalArgumentsFormatter()]
-    ) as events:
-        yield events
 
 
 def errors(events) -> list[str]:

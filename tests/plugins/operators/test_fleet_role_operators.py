@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import boto3
 import pytest
-import structlog
 from airflow.providers.common.compat.sdk import AirflowSkipException
-from fleet_ec2_testing import Ec2Api, ec2_client, launch
-from moto import mock_aws
+from fleet_operator_testing import launch, text_of
 from operators.fleet_aws import FleetError
 from operators.fleet_role_operators import FleetRoleReportOperator, FleetSkipIfDoneOperator
 
@@ -19,31 +17,6 @@ from instance_agent.protocol import AgentReport
 RUN_DATE = "2026-11-23"
 JOBS = ["backoffice", "uniswap2", "hyperliquid", "shield"]
 S3_PREFIX = "s3://fleet-logs/agent"
-
-
-@pytest.fixture
-def api(monkeypatch):
-    api = Ec2Api().install(monkeypatch)
-    with mock_aws():
-        yield api
-
-
-@pytest.fixture
-def client(api):
-    return ec2_client()
-
-
-@pytest.fixture
-def task_log():
-    """Rendered log lines with their level: Airflow 3 logs through structlog, which caplog misses."""
-    with structlog.testing.capture_logs(
-        processors=[structlog.stdlib.PositionalArgumentsFormatter()]
-    ) as events:
-        yield events
-
-
-def text_of(events, level: str | None = None) -> str:
-    return "\n".join(str(e["event"]) for e in events if level is None or e["log_level"] == level)
 
 
 def report_tags(run_date=RUN_DATE, state="succeeded", jobs=None, durations=None) -> dict[str, str]:

@@ -6,70 +6,18 @@ the fixture fails a test that leaves an expected call unmade.
 
 from __future__ import annotations
 
-import json
-
-import boto3
 import pytest
-import structlog
-from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from airflow.providers.common.compat.sdk import TaskDeferred
-from botocore.stub import Stubber
+from fleet_operator_testing import I1, I2, iid, text_of
 from operators.fleet_aws import DEFAULT_RETRIES, FleetError
 from operators.fleet_ssm_operators import FleetRunCommandOperator
 from operators.fleet_ssm_triggers import FleetRunCommandTrigger
 from operators.fleet_wait import defer_timeout
-from structlog.testing import capture_logs
 
 CMD_A = "aaaaaaaa-0000-4000-8000-000000000001"
 CMD_B = "bbbbbbbb-0000-4000-8000-000000000002"
 CMD_C = "cccccccc-0000-4000-8000-000000000003"
 COMMANDS = ["echo start", "/opt/fleet/agent run --date 2026-11-23"]
-
-
-def iid(n: int) -> str:
-    return f"i-{n:017x}"
-
-
-I1, I2 = iid(1), iid(2)
-
-
-@pytest.fixture
-def ssm_client():
-    return boto3.client("ssm", region_name="us-east-1")
-
-
-@pytest.fixture
-def stub(ssm_client, monkeypatch):
-    # Every SsmHook talks to this one stubbed client; hook construction itself stays real.
-    monkeypatch.setattr(SsmHook, "conn", property(lambda self: ssm_client))
-    with Stubber(ssm_client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def task_log():
-    """Log lines as rendered: Airflow 3 logs through structlog, which caplog does not see."""
-    with capture_logs(processors=[structlog.stdlib.PositionalArgumentsFormatter()]) as events:
-        yield events
-
-
-def text_of(events) -> str:
-    return "\n".join(str(event["event"]) for event in events)
-
-
-class FakeTaskInstance:
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        # What Airflow would store must be JSON.
-        self.xcom[key] = json.loads(json.dumps(value))
-
-
-@pytest.fixture
-def ti():
-    return FakeTaskInstance()
 
 
 class FakeClock:

@@ -7,16 +7,10 @@ The Stubber checks each call's arguments and order and refuses any call nobody e
 
 from __future__ import annotations
 
-import json
-
-import boto3
 import pytest
-import structlog
-from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from airflow.providers.common.compat.sdk import TaskDeferred
-from botocore.stub import Stubber
+from fleet_operator_testing import I1, I2, text_of
 from operators.fleet_ssm_operators import FleetRunCommandOperator
-from structlog.testing import capture_logs
 
 OLD = "0ld00000-0000-4000-8000-000000000001"
 NEW = "ne000000-0000-4000-8000-000000000002"
@@ -24,49 +18,6 @@ PRIOR = "a1100000-0000-4000-8000-000000000003"
 COMMANDS = ["python3 -m instance_agent run --role tasks --date 2026-11-23"]
 COMMENT = "fleet_daily tasks 2026-11-23"
 DOCUMENT = "AWS-RunShellScript"
-
-
-def iid(n: int) -> str:
-    return f"i-{n:017x}"
-
-
-I1, I2 = iid(1), iid(2)
-
-
-@pytest.fixture
-def ssm_client():
-    return boto3.client("ssm", region_name="us-east-1")
-
-
-@pytest.fixture
-def stub(ssm_client, monkeypatch):
-    monkeypatch.setattr(SsmHook, "conn", property(lambda self: ssm_client))
-    with Stubber(ssm_client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def task_log():
-    with capture_logs(processors=[structlog.stdlib.PositionalArgumentsFormatter()]) as events:
-        yield events
-
-
-def text_of(events) -> str:
-    return "\n".join(str(event["event"]) for event in events)
-
-
-class FakeTaskInstance:
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcom[key] = json.loads(json.dumps(value))
-
-
-@pytest.fixture
-def ti():
-    return FakeTaskInstance()
 
 
 def make_operator(instance_ids, **kwargs) -> FleetRunCommandOperator:

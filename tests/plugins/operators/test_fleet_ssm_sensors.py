@@ -2,49 +2,13 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
-import structlog
-from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
-from botocore.stub import Stubber
+from fleet_operator_testing import I1, I2, text_of
 from operators.fleet_aws import DEFAULT_RETRIES, FleetError
 from operators.fleet_ssm_sensors import FleetSsmAgentOnlineSensor
 from operators.fleet_ssm_triggers import FleetSsmAgentOnlineTrigger
 from operators.fleet_wait import defer_timeout
-from structlog.testing import capture_logs
-
-
-def iid(n: int) -> str:
-    return f"i-{n:017x}"
-
-
-I1, I2 = iid(1), iid(2)
-
-
-@pytest.fixture
-def ssm_client():
-    return boto3.client("ssm", region_name="us-east-1")
-
-
-@pytest.fixture
-def stub(ssm_client, monkeypatch):
-    # Every SsmHook talks to this one stubbed client; hook construction itself stays real.
-    monkeypatch.setattr(SsmHook, "conn", property(lambda self: ssm_client))
-    with Stubber(ssm_client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def task_log():
-    """Log lines as rendered: Airflow 3 logs through structlog, which caplog does not see."""
-    with capture_logs(processors=[structlog.stdlib.PositionalArgumentsFormatter()]) as events:
-        yield events
-
-
-def text_of(events) -> str:
-    return "\n".join(str(event["event"]) for event in events)
 
 
 def add_info(stub, batch, pings: dict[str, str]):

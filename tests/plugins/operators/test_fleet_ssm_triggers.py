@@ -10,11 +10,8 @@ from __future__ import annotations
 import importlib
 import json
 
-import boto3
 import pytest
-import structlog
-from airflow.providers.amazon.aws.hooks.ssm import SsmHook
-from botocore.stub import Stubber
+from fleet_operator_testing import I1, I2, I3, iid, text_of
 from operators.fleet_aws import DEFAULT_RETRIES
 from operators.fleet_ssm_triggers import (
     FAILED_STATUSES,
@@ -24,42 +21,9 @@ from operators.fleet_ssm_triggers import (
     invocation_outcome,
     tail,
 )
-from structlog.testing import capture_logs
 
 CMD_A = "aaaaaaaa-0000-4000-8000-000000000001"
 CMD_B = "bbbbbbbb-0000-4000-8000-000000000002"
-
-
-def iid(n: int) -> str:
-    return f"i-{n:017x}"
-
-
-I1, I2, I3 = iid(1), iid(2), iid(3)
-
-
-@pytest.fixture
-def ssm_client():
-    return boto3.client("ssm", region_name="us-east-1")
-
-
-@pytest.fixture
-def stub(ssm_client, monkeypatch):
-    # Every SsmHook talks to this one stubbed client; hook construction itself stays real.
-    monkeypatch.setattr(SsmHook, "conn", property(lambda self: ssm_client))
-    with Stubber(ssm_client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def task_log():
-    """Log lines as rendered: Airflow 3 logs through structlog, which caplog does not see."""
-    with capture_logs(processors=[structlog.stdlib.PositionalArgumentsFormatter()]) as events:
-        yield events
-
-
-def text_of(events) -> str:
-    return "\n".join(str(event["event"]) for event in events)
 
 
 async def run_to_end(trigger) -> dict:

@@ -1,13 +1,17 @@
-"""Test helpers for the EC2 operators, sensors and triggers: watch and bend moto's EC2.
+"""Test helpers for the operators, sensors and triggers: watch and bend moto's EC2, read task logs.
 
 Operators, sensors and triggers each build their own boto3 client (through the provider's hook),
 so :class:`Ec2Api` does not attach to one client: it adds botocore event handlers to
 ``botocore.handlers.BUILTIN_HANDLERS``, the list every new botocore session registers (moto
 hooks in the same way). Every EC2 client created while it is installed then reports to it.
+
+The pytest fixtures built on these helpers (``api``, ``client``, ``stub``, ``task_log``, ``ti``, ...)
+are in this folder's ``conftest.py``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -176,3 +180,32 @@ def states(client: Any, ids: list[str]) -> dict[str, str]:
 
 def set_tags(client: Any, instance_id: str, tags: dict[str, str]) -> None:
     client.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
+def iid(n: int) -> str:
+    """An EC2 instance ID of the real shape, numbered ``n``."""
+    return f"i-{n:017x}"
+
+
+I1, I2, I3 = iid(1), iid(2), iid(3)
+
+
+def messages(events: list[dict[str, Any]]) -> list[Any]:
+    """The messages of captured log events (``task_log``), in order."""
+    return [entry["event"] for entry in events]
+
+
+def text_of(events: list[dict[str, Any]], level: str | None = None) -> str:
+    """Captured log messages (``task_log``) as one text, a line each; only those of ``level`` if given."""
+    return "\n".join(str(e["event"]) for e in events if level is None or e["log_level"] == level)
+
+
+class FakeTaskInstance:
+    """A task instance that keeps what is pushed to XCom."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        # What Airflow would store must be JSON.
+        self.xcom[key] = json.loads(json.dumps(value))
