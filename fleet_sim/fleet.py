@@ -18,7 +18,7 @@ from fleet_sim.faults import FaultBook
 from fleet_sim.hosts import Host
 from fleet_sim.scenario import Scenario
 from fleet_sim.scheduler import Scheduler
-from fleet_sim.timeline import Timeline
+from fleet_sim.timeline import ApiCallLog, Timeline
 
 ROLE_TAG = "fleet-sim:role"
 IMDS_PREFIX = "/_fleet_sim/imds"
@@ -49,6 +49,7 @@ class Fleet:
         self.lock = threading.RLock()
         self.scheduler = Scheduler()
         self.timeline = Timeline()
+        self.api_calls = ApiCallLog()
         self.faults = FaultBook(scenario.faults)
         self.hosts: dict[str, Host] = {}
         self.endpoint_url = ""

@@ -10,8 +10,9 @@ the form field ``Action``, and the service comes from the SigV4 credential scope
 3. anything else goes to moto unchanged (EC2 query API, S3, STS, SSM parameters, ...).
 
 ``/_fleet_sim/...`` is the simulator's own: ``imds/<instance id>/latest/...`` (each host's
-IMDS), ``health``, ``instances``, ``timeline`` and ``faults`` (GET to list, POST a fault to
-inject it, DELETE ``faults/<id>``). S3 bucket names cannot start with ``_``, so nothing clashes.
+IMDS), ``health``, ``instances``, ``timeline``, ``api_calls[?since=<unix time>]`` (every AWS
+call answered, see :class:`~fleet_sim.timeline.ApiCallLog`) and ``faults`` (GET to list, POST a
+fault to inject it, DELETE ``faults/<id>``). S3 bucket names cannot start with ``_``, so nothing clashes.
 """
 
 from __future__ import annotations
@@ -94,6 +95,19 @@ class Front:
     def _api(self, request: Request, environ: dict[str, Any]) -> Response:
         body = request.get_data(cache=True)
         call = identify(request, body)
+        response = self._answer(call, environ, body)
+        if call.service:
+            ids = instance_ids(call.params) if call.service == "ec2" and call.params else []
+            self.fleet.api_calls.record(
+                call.service,
+                call.operation,
+                status=response.status_code,
+                user_agent=request.headers.get("User-Agent", ""),
+                instances=len(ids) or None,
+            )
+        return response
+
+    def _answer(self, call: ApiCall, environ: dict[str, Any], body: bytes) -> Response:
         try:
             with self.fleet.lock:
                 self._check_faults(call)
@@ -176,6 +190,9 @@ class Front:
                 return _json(self.sim.describe())
             if name == "timeline" and request.method == "GET":
                 return _json({"events": self.sim.timeline(request.args.get("instance_id"))})
+            if name == "api_calls" and request.method == "GET":
+                since = request.args.get("since", type=float)
+                return _json({"calls": self.sim.api_calls(since=since)})
             if name == "faults" and request.method == "GET":
                 return _json({"faults": self.sim.faults()})
             if name == "faults" and request.method == "POST":

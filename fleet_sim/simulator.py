@@ -8,6 +8,7 @@ with FleetSimulator(fleet_config="dags/fleet.yaml", scenario={"registration_dela
     sim.wait_for_state(sim.instance_for("tasks"), "running")
     sim.inject({"kind": "throttle", "operation": "StopInstances", "count": 2})
     sim.timeline()                     # state changes, SSM commands, faults, with times
+    sim.api_calls()                    # every AWS call answered, by operation and caller
     sim.host(instance_id).sandbox      # the host's disk: agent state and logs land here
 ```
 
@@ -365,6 +366,11 @@ class FleetSimulator:
 
     def timeline(self, instance_id: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
         return self.fleet.timeline.events(instance_id, event)
+
+    def api_calls(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        """Every AWS API call answered in ``[since, until)``: ``{t, service, operation, status,
+        instances, caller}`` (see :class:`~fleet_sim.timeline.ApiCallLog`)."""
+        return self.fleet.api_calls.calls(since, until)
 
     def agent_state(self, instance_id: str, state_dir: str = "state") -> dict[str, Any] | None:
         """The agent's latest state file on the host (``<sandbox>/<state_dir>/<date>.json``)."""

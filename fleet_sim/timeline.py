@@ -88,3 +88,60 @@ class Timeline:
             return []
         first = [changes[0]["from"]] if changes[0]["from"] is not None else []
         return [*first, *[change["to"] for change in changes]]
+
+
+class ApiCallLog:
+    """Every AWS API call the endpoint answered, with who made it: what benchmarks count.
+
+    Each entry has ``t``, ``service``, ``operation`` (``None`` for REST calls such as S3),
+    ``status`` (the HTTP status answered), ``instances`` (how many instance IDs an EC2 call
+    named, ``None`` when it named none) and ``caller``: the operator, sensor or trigger the
+    Amazon provider names in its user agent (``Caller/...``), ``"airflow"`` for another Airflow
+    client, or ``None`` for any other client (the agent on a host, a script).
+    """
+
+    def __init__(self, clock: Any = time.time):
+        self._clock = clock
+        self._calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        service: str,
+        operation: str | None,
+        *,
+        status: int,
+        user_agent: str = "",
+        instances: int | None = None,
+    ) -> dict[str, Any]:
+        entry = {
+            "t": self._clock(),
+            "service": service,
+            "operation": operation,
+            "status": status,
+            "instances": instances,
+            "caller": caller_of(user_agent),
+        }
+        with self._lock:
+            self._calls.append(entry)
+        return entry
+
+    def calls(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        """Copies of the calls made in ``[since, until)``, oldest first."""
+        with self._lock:
+            selected = list(self._calls)
+        return [
+            dict(entry)
+            for entry in selected
+            if (since is None or entry["t"] >= since) and (until is None or entry["t"] < until)
+        ]
+
+
+def caller_of(user_agent: str) -> str | None:
+    """``Caller/<name>`` of the Amazon provider's user agent, ``"airflow"``, or ``None``."""
+    airflow = False
+    for token in user_agent.split():
+        if token.startswith("Caller/"):
+            return token[len("Caller/") :] or "airflow"
+        airflow = airflow or token.startswith("Airflow/")
+    return "airflow" if airflow else None
