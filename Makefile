@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint constraints clean
+.PHONY: install test demo lint constraints clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): requirements.txt constraints.txt
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The daily DAG end to end on the simulated fleet, through a real Airflow; a summary per role.
+demo: install
+	$(BIN)/python -m fleet_demo $(DEMO_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,4 +33,4 @@ constraints:
 	  $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .demo

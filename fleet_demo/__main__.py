@@ -1,0 +1,220 @@
+"""``python -m fleet_demo`` (``make demo``): the daily DAG end to end on the simulated fleet.
+
+It starts the fleet simulator with the shipped fleet config (``dags/fleet.yaml``) mapped onto
+simulated instances, its jobs replaced by short demo jobs; starts a real Airflow (scheduler,
+triggerer, DAG processor, API server; SQLite) on it; runs ``fleet_daily`` for one date, then
+once more for the same date; prints what each run did per role, and draws the first run's
+timeline. Exit code 0 when the first run succeeded and the second ran no job and booted no
+worker; 1 otherwise; 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet_demo.harness import AirflowHarness, HarnessError, RunResult
+from fleet_demo.summary import RunSummary, render, summarize
+from fleet_demo.timeline_svg import render as render_svg
+from fleet_demo.timeline_svg import rows_from
+from fleet_sim.fleet_config import SIGNER_ROLE, demo_runs, load_fleet_config, sim_fleet_config
+from fleet_sim.timeline import parse_iso
+
+REPO = Path(__file__).resolve().parent.parent
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# Seconds, not the real fleet's minutes: a demo run takes about half a minute.
+SCENARIO = {"transition_delay": 1.0, "registration_delay": 2.0}
+POLL_INTERVAL = "2s"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m fleet_demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--date", type=_day, default=datetime.now(UTC).date(), help="the run date (default: today, UTC)"
+    )
+    parser.add_argument(
+        "--fleet", type=Path, default=REPO / "dags" / "fleet.yaml", help="the fleet config (%(default)s)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=REPO / ".demo", help="sandboxes, Airflow home, logs (%(default)s)"
+    )
+    parser.add_argument(
+        "--job-seconds", type=_positive, default=3.0, help="how long each demo job runs (%(default)s)"
+    )
+    parser.add_argument("--failing", nargs="*", default=[], metavar="JOB", help="demo jobs that exit 1")
+    parser.add_argument(
+        "--timeline", type=Path, help="where to draw the first run (default: WORKDIR/timeline.svg)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = load_fleet_config(args.fleet)
+    except Exception as error:  # the loader names the file and the problem
+        parser.error(f"--fleet {args.fleet}: {error}")
+    known = {job["name"] for role in config.get("roles") or [] for job in role.get("jobs") or []}
+    unknown = sorted(set(args.failing) - known)
+    if unknown:
+        parser.error(
+            f"--failing: no job named {', '.join(map(repr, unknown))} in {args.fleet} "
+            f"(jobs: {', '.join(sorted(known))})"
+        )
+    args.timeline = args.timeline or args.workdir / "timeline.svg"
+    return args
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fleet_sim import FleetSimulator  # after the arguments: loading moto takes a second
+
+    # A fresh start each time: the demo's "second run" is the one inside this invocation.
+    for part in ("sim", "airflow"):
+        shutil.rmtree(args.workdir / part, ignore_errors=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    say(f"Starting the fleet simulator with {args.fleet} ...")
+    with FleetSimulator(fleet_config=args.fleet, scenario=SCENARIO, workdir=args.workdir / "sim") as sim:
+        config = sim_fleet_config(
+            args.fleet, sim, job_seconds=args.job_seconds, failing=args.failing, heartbeat="2s"
+        )
+        config["poll_interval"] = POLL_INTERVAL
+        config_path = args.workdir / "fleet.sim.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        roles = {role: ids for role, ids in sim.roles().items() if role != SIGNER_ROLE}
+        signer = sim.instance_for(SIGNER_ROLE)
+        say("Starting Airflow (db migrate, scheduler, triggerer, dag-processor, api-server) ...")
+        airflow = AirflowHarness(
+            args.workdir / "airflow", fleet_config=config_path, aws_connection=sim.airflow_connection()
+        )
+        try:
+            with airflow:
+                say(f"Airflow is up at {airflow.api_url} (task logs under {airflow.home / 'logs'})")
+                airflow.wait_for_dag()
+                first, first_window = run_once(
+                    airflow, sim, args.date, roles, signer, "demo_first", midnight=True
+                )
+                print(render(first, "First run"), flush=True)
+                second, _ = run_once(airflow, sim, args.date, roles, signer, "demo_second", midnight=False)
+                print(render(second, "Second run, same date"), flush=True)
+        except HarnessError as error:
+            print(f"fleet_demo: Airflow failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        draw(sim, roles, signer, first_window, args.timeline, f"fleet_daily {args.date}: first run")
+    return verdict(first, second)
+
+
+def run_once(
+    airflow: AirflowHarness,
+    sim: Any,
+    day: date,
+    roles: dict[str, list[str]],
+    signer: str,
+    name: str,
+    *,
+    midnight: bool,
+) -> tuple[RunSummary, tuple[float, float]]:
+    """Trigger one run for ``day`` (at midnight, or at noon for a second run of the same date)."""
+    moment = datetime(day.year, day.month, day.day, 0 if midnight else 12, tzinfo=UTC)
+    say(f"Triggering fleet_daily for {day} (logical date {moment.isoformat()}) ...")
+    since = time.time()
+    run_id = airflow.trigger(moment, run_id=f"{name}_{day}")
+    result: RunResult = airflow.wait_for_run(run_id, timeout=600)
+    until = time.time()
+    instances = [*(iid for ids in roles.values() for iid in ids), signer]
+    starts = {
+        iid: sum(
+            1
+            for run in demo_runs(sim.host(iid).sandbox)
+            if run["event"] == "start" and run["date"] == str(day) and since <= run["t"] <= until
+        )
+        for iid in instances
+    }
+    summary = summarize(
+        run_id=run_id,
+        run_date=str(day),
+        run_state=result.state,
+        wall_seconds=result.wall_seconds,
+        task_states=result.states(),
+        roles=roles,
+        signer_id=signer,
+        state_events=sim.timeline(event="state"),
+        agent_states={iid: sim.agent_state(iid) for iid in instances},
+        job_starts=starts,
+        since=since,
+        until=until,
+        selected=result.conf.get("roles"),
+    )
+    return summary, (since, until)
+
+
+def draw(
+    sim: Any, roles: dict[str, list[str]], signer: str, window: tuple[float, float], path: Path, title: str
+) -> None:
+    since, until = window
+    labels = {signer: "signer", **{iid: role for role, ids in roles.items() for iid in ids}}
+    jobs = {}
+    for iid in labels:
+        state = sim.agent_state(iid) or {}
+        spans = []
+        for name, job in (state.get("jobs") or {}).items():
+            start, end = parse_iso(job.get("started_at")), parse_iso(job.get("ended_at"))
+            if start is not None and end is not None and since <= start <= until:
+                spans.append((name, start, end, job.get("status") == "succeeded"))
+        jobs[iid] = spans
+    events = [e for e in sim.timeline(event="state") if since <= e["t"] <= until]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_svg(rows_from(labels, events, jobs, until), title))
+    say(f"Timeline of the first run: {path}")
+
+
+def verdict(first: RunSummary, second: RunSummary) -> int:
+    problems = []
+    if not first.ok:
+        problems.append(
+            f"the first run {first.state}"
+            + (f" ({', '.join(first.failed_tasks)})" if first.failed_tasks else "")
+        )
+    if second.executions:
+        problems.append(f"the second run for {second.run_date} ran {second.executions} job(s) again")
+    if second.worker_boots:
+        problems.append(f"the second run for {second.run_date} booted {second.worker_boots} worker VM(s)")
+    if problems:
+        print("\nDEMO FAILED: " + "; ".join(problems), flush=True)
+        return EXIT_FAILED
+    print(
+        f"\nDEMO OK: every job ran once for {first.run_date}; "
+        "the second run ran no job and booted no worker VM.",
+        flush=True,
+    )
+    return EXIT_OK
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""A picture of a run: one row per instance, its running span, its jobs, and the idle tail.
+
+Plain SVG written by hand (no plotting library to install for one chart). Input is plain data,
+so the picture is tested like any function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+ROW_HEIGHT = 34
+LABEL_WIDTH = 230
+CHART_WIDTH = 760
+COLOURS = {
+    "booting": "#c7d7ee",  # pending
+    "running": "#7fa7d9",
+    "stopping": "#f2c48d",
+    "job": "#3c9d5d",
+    "job_failed": "#d9534f",
+    "idle": "#f0a030",  # running with no job left: what the old scripts wasted
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    spans: tuple[tuple[str, float, float], ...]  # (kind, start, end): kind is a COLOURS key
+    jobs: tuple[tuple[str, float, float, bool], ...] = ()  # (name, start, end, succeeded)
+
+
+def rows_from(
+    instances: Mapping[str, str],
+    state_events: Sequence[Mapping[str, Any]],
+    jobs: Mapping[str, Sequence[tuple[str, float, float, bool]]],
+    until: float,
+) -> list[Row]:
+    """Rows for ``{instance_id: label}`` from the simulator's ``state`` events and each one's jobs.
+
+    A running span after the instance's last job ended is drawn as idle.
+    """
+    rows = []
+    for instance_id, label in instances.items():
+        events = [e for e in state_events if e["instance_id"] == instance_id]
+        spans: list[tuple[str, float, float]] = []
+        for event, following in zip(events, [*events[1:], None], strict=True):
+            end = following["t"] if following else until
+            kind = {"pending": "booting", "running": "running", "stopping": "stopping"}.get(event["to"])
+            if kind and end > event["t"]:
+                spans.append((kind, event["t"], end))
+        own_jobs = tuple(jobs.get(instance_id, ()))
+        last_end = max((end for _, _, end, _ in own_jobs), default=None)
+        if last_end is not None:
+            spans = _split_idle(spans, last_end)
+        rows.append(Row(f"{label}  {instance_id}", tuple(spans), own_jobs))
+    return rows
+
+
+def _split_idle(spans: list[tuple[str, float, float]], last_end: float) -> list[tuple[str, float, float]]:
+    out = []
+    for kind, start, end in spans:
+        if kind == "running" and start < last_end < end:
+            out += [(kind, start, last_end), ("idle", last_end, end)]
+        elif kind == "running" and start >= last_end:
+            out.append(("idle", start, end))
+        else:
+            out.append((kind, start, end))
+    return out
+
+
+def render(rows: Sequence[Row], title: str) -> str:
+    """The SVG document (time runs left to right, from the first event to the last)."""
+    times = [t for row in rows for _, a, b in row.spans for t in (a, b)]
+    times += [t for row in rows for _, a, b, _ in row.jobs for t in (a, b)]
+    t0, t1 = (min(times), max(times)) if times else (0.0, 1.0)
+    scale = CHART_WIDTH / max(t1 - t0, 1e-6)
+    height = 60 + ROW_HEIGHT * len(rows) + 40
+    width = LABEL_WIDTH + CHART_WIDTH + 20
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title)}</text>',
+    ]
+    for i, row in enumerate(rows):
+        y = 40 + i * ROW_HEIGHT
+        out.append(f'<text x="10" y="{y + 18}">{escape(row.label)}</text>')
+        for kind, start, end in row.spans:
+            x = LABEL_WIDTH + (start - t0) * scale
+            out.append(
+                f'<rect x="{x:.1f}" y="{y + 4}" width="{max((end - start) * scale, 1):.1f}" '
+                f'height="{ROW_HEIGHT - 8}" fill="{COLOURS[kind]}">'
+                f"<title>{kind} {end - start:.1f} s</title></rect>"
+            )
+        for lane, (name, start, end, ok) in enumerate(row.jobs):
+            x = LABEL_WIDTH + (start - t0) * scale
+            lane_height = (ROW_HEIGHT - 14) / max(len(row.jobs), 1)
+            colour = COLOURS["job" if ok else "job_failed"]
+            out.append(
+                f'<rect x="{x:.1f}" y="{y + 7 + lane * lane_height:.1f}" '
+                f'width="{max((end - start) * scale, 1):.1f}" '
+                f'height="{max(lane_height - 1, 1):.1f}" fill="{colour}"><title>{escape(name)} '
+                f"{end - start:.1f} s</title></rect>"
+            )
+    axis_y = 40 + len(rows) * ROW_HEIGHT + 12
+    out.append(f'<text x="{LABEL_WIDTH}" y="{axis_y}">0 s</text>')
+    out.append(f'<text x="{LABEL_WIDTH + CHART_WIDTH - 40}" y="{axis_y}">{t1 - t0:.0f} s</text>')
+    legend_x = LABEL_WIDTH + 60
+    for kind, colour in COLOURS.items():
+        out.append(f'<rect x="{legend_x}" y="{axis_y - 10}" width="12" height="12" fill="{colour}"/>')
+        out.append(f'<text x="{legend_x + 16}" y="{axis_y}">{kind.replace("_", " ")}</text>')
+        legend_x += 95
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
