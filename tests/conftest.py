@@ -1,4 +1,4 @@
-"""Test-wide setup: an isolated Airflow home, no real AWS, and the project on sys.path.
+"""Test-wide setup: an isolated Airflow home, no real AWS, and the metadata database fixture.
 
 The environment must be set before anything imports airflow, which is why it happens at import
 time of this module (pytest imports conftest.py first).
@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="fleet-airflow-home-"))
@@ -32,3 +34,11 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The metadata database dag.test() needs: `airflow db migrate` once per session."""
+    from airflow.utils.db import initdb
+
+    initdb()

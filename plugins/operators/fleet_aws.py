@@ -15,7 +15,13 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    BaseHook,
+)
+from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
 from instance_agent.protocol import AgentReport
@@ -59,10 +65,40 @@ class FleetStateFailure(FleetError, AirflowFailException):
     """
 
 
-def with_default_retries(botocore_config: dict[str, Any] | None) -> dict[str, Any]:
-    """The user's botocore config, with bounded standard-mode retries unless they chose their own."""
-    config = copy.deepcopy(botocore_config) if botocore_config else {}
+def with_default_retries(
+    botocore_config: dict[str, Any] | None, aws_conn_id: str | None = None
+) -> dict[str, Any]:
+    """The botocore config of a fleet hook: the user's, with bounded standard-mode retries unless
+    they chose their own.
+
+    "The user's" follows the Amazon provider's precedence: the operator's ``botocore_config``
+    when it is given, else the ``config_kwargs`` of the connection's extra. The provider reads
+    those only when the hook gets no config at all, so a hook given just our default retries
+    would silently drop the connection's settings (its ``retries`` among them): read them here,
+    and let them win over the defaults.
+    """
+    if botocore_config:
+        config = copy.deepcopy(dict(botocore_config))
+    else:
+        config = connection_config_kwargs(aws_conn_id)
     config.setdefault("retries", dict(DEFAULT_RETRIES))
+    return config
+
+
+def connection_config_kwargs(aws_conn_id: str | None) -> dict[str, Any]:
+    """The ``config_kwargs`` of an AWS connection's extra (a copy), as the provider reads them."""
+    if not aws_conn_id:
+        return {}
+    try:
+        connection = BaseHook.get_connection(aws_conn_id)
+    except AirflowNotFoundException:
+        return {}  # the hook itself warns about it and falls back to boto3's defaults
+    config_kwargs = connection.extra_dejson.get("config_kwargs")
+    if not isinstance(config_kwargs, dict):
+        return {}
+    config = copy.deepcopy(config_kwargs)
+    if config.get("signature_version") == "unsigned":
+        config["signature_version"] = UNSIGNED
     return config
 
 
@@ -76,7 +112,7 @@ def make_ec2_hook(
         aws_conn_id=aws_conn_id,
         region_name=region_name,
         verify=verify,
-        config=with_default_retries(botocore_config),
+        config=with_default_retries(botocore_config, aws_conn_id),
         api_type="client_type",
     )
 
@@ -91,7 +127,7 @@ def make_ssm_hook(
         aws_conn_id=aws_conn_id,
         region_name=region_name,
         verify=verify,
-        config=with_default_retries(botocore_config),
+        config=with_default_retries(botocore_config, aws_conn_id),
     )
 
 

@@ -111,7 +111,7 @@ class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
     def _hook_parameters(self) -> dict[str, Any]:
         return {
             **super()._hook_parameters,
-            "config": with_default_retries(self.botocore_config),
+            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
             "api_type": "client_type",
         }
 

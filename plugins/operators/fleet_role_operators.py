@@ -61,7 +61,7 @@ class FleetSkipIfDoneOperator(AwsBaseOperator[EC2Hook]):
     def _hook_parameters(self) -> dict[str, Any]:
         return {
             **super()._hook_parameters,
-            "config": with_default_retries(self.botocore_config),
+            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
             "api_type": "client_type",
         }
 
@@ -139,7 +139,10 @@ class FleetRoleReportOperator(AwsBaseOperator[S3Hook]):
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
-        return {**super()._hook_parameters, "config": with_default_retries(self.botocore_config)}
+        return {
+            **super()._hook_parameters,
+            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
+        }
 
     def execute(self, context: Context) -> dict[str, Any]:
         if not isinstance(self.instances, Mapping) or not self.instances:

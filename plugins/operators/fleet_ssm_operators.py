@@ -152,7 +152,10 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
     @property
     def _hook_parameters(self) -> dict[str, Any]:
         # The fleet's bounded standard-mode retries, as make_ssm_hook gives every other fleet hook.
-        return {**super()._hook_parameters, "config": with_default_retries(self.botocore_config)}
+        return {
+            **super()._hook_parameters,
+            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
+        }
 
     @property
     def _what(self) -> str:
@@ -169,6 +172,11 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
                 self.execution_timeout_seconds,
             )
 
+        # What this try sends, in a dict of its own: the running task is a shallow copy of the DAG's
+        # operator (prepare_for_execution), so the dict made in __init__ is shared with every
+        # other execution of it in this process (dag.test() run twice), and a later run would
+        # take the earlier run's commands for its own and send nothing.
+        self._command_instances = {}
         if self.reuse_in_flight:
             # A retry of this task: never send the same work twice while it still runs.
             self._command_instances.update(self._in_flight(instance_ids))

@@ -68,7 +68,10 @@ class FleetSsmAgentOnlineSensor(AwsBaseSensor[SsmHook]):
     @property
     def _hook_parameters(self) -> dict[str, Any]:
         # The fleet's bounded standard-mode retries, as make_ssm_hook gives every other fleet hook.
-        return {**super()._hook_parameters, "config": with_default_retries(self.botocore_config)}
+        return {
+            **super()._hook_parameters,
+            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
+        }
 
     @cached_property
     def waiter(self) -> FleetSsmAgentOnlineTrigger:
