@@ -2,9 +2,10 @@
 
 The shape (DESIGN.md, "The daily flow")::
 
-    start_signer (setup) ─────────────────────────────────────────────► stop_signer (teardown)
-       └─► per role: skip_if_done → start → wait_running → wait_ssm_online
-                     → run_agent → wait_stopped → report
+    per role: skip_if_done → start → wait_running → wait_ssm_online → run_agent → wait_stopped → report
+                   │                                                  ▲                     │
+                   └──► start_signer (setup: when some role has work) ┘                     ▼
+                               └───────────────────────────────────────────────► stop_signer (teardown)
 
 Building makes no AWS call and reads no Variable: everything that needs AWS happens in tasks.
 """
@@ -47,12 +48,12 @@ AGENT_COMMAND_TIMEOUT = timedelta(minutes=5)
 DOC_MD = """
 ### fleet_daily
 
-Starts the API signer, then for each worker role: skip when the agent already completed the run
-date (param `force` overrides), start the instance, wait until it runs and its SSM agent is
-online, hand the role's jobs to `instance_agent`, wait (deferred, bounded by the role's
+For each worker role: skip when the agent already completed the run date (param `force`
+overrides), start the instance, wait until it runs and its SSM agent is online, hand the role's
+jobs to `instance_agent` once the API signer runs, wait (deferred, bounded by the role's
 `max_runtime`) until the agent stopped the instance, and report each job's exit code, duration
-and log tail. The signer is a setup/teardown pair: it is stopped when every role is done, even
-when one failed.
+and log tail. The signer boots alongside the workers, and only when some role has work; it is
+a setup/teardown pair: stopped when every role is done, even when one failed.
 
 **Run date**: the run's logical date in the fleet's timezone (a manual run without one uses
 `run_after`); a backfill of a past day runs that day's jobs with that day's `RUN_DATE`.
@@ -237,8 +238,9 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
             retries=0,
             **common,
         )
-        signer_started >> skip_if_done >> start >> wait_running >> wait_ssm >> run_agent
-        run_agent >> wait_stopped >> report
+        skip_if_done >> start >> wait_running >> wait_ssm >> run_agent >> wait_stopped >> report
+        # The workers boot while the signer does; only their agents wait for it.
+        signer_started >> run_agent
     return group
 
 
@@ -290,6 +292,10 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
             task_id="stop_signer", instance_ids=[config.signer.instance], **signer_wait, **common
         )
         groups = [build_role_group(config, role, start_signer) for role in config.roles]
+        # The signer boots only when some role has work: a second run for a date already done
+        # boots nothing at all.
+        [dag.get_task(f"{role.name}.skip_if_done") for role in config.roles] >> start_signer
+        start_signer.trigger_rule = TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
         groups >> stop_signer.as_teardown(setups=start_signer)
         # Even when start_signer itself failed (say its wait timed out after StartInstances went
         # through), stop the signer: stopping a stopped instance is a no-op, a forgotten one costs.

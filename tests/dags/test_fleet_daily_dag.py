@@ -155,11 +155,12 @@ class TestDagShape:
         upstream = {step: dag.get_task(t[step]).upstream_task_ids for step in CHAIN}
         # Later steps read the started instance from start's XCom, hence their extra edge to start.
         assert upstream == {
-            "skip_if_done": {"start_signer"},
+            "skip_if_done": set(),
             "start": {t["skip_if_done"]},
             "wait_running": {t["start"]},
             "wait_ssm_online": {t["wait_running"], t["start"]},
-            "run_agent": {t["wait_ssm_online"], t["start"]},
+            # The worker boots while the signer does; its agent waits for the signer.
+            "run_agent": {t["wait_ssm_online"], t["start"], "start_signer"},
             "wait_stopped": {t["run_agent"], t["start"]},
             "report": {t["wait_stopped"]},
         }
@@ -171,7 +172,10 @@ class TestDagShape:
         roles = [role.name for role in fleet.roles]
         assert start.is_setup and not start.is_teardown
         assert stop.is_teardown and not stop.is_setup
-        assert start.downstream_task_ids == {"stop_signer", *(f"{r}.skip_if_done" for r in roles)}
+        # The signer boots only when some role has work (its skip_if_done did not skip it).
+        assert start.upstream_task_ids == {f"{r}.skip_if_done" for r in roles}
+        assert start.trigger_rule == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+        assert start.downstream_task_ids == {"stop_signer", *(f"{r}.run_agent" for r in roles)}
         assert stop.upstream_task_ids == {"start_signer", *(f"{r}.report" for r in roles)}
         # Runs once every role is done, whether it succeeded, failed or was skipped, and even
         # when start_signer failed after its StartInstances call went through.

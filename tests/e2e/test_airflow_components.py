@@ -83,16 +83,18 @@ def test_a_backfill_of_two_past_dates_runs_each_dates_jobs_once_with_that_date(f
 def test_a_triggered_run_for_a_date_already_done_boots_nothing_and_runs_nothing(fleet: Any) -> None:
     sim, af = fleet
     first = af.wait_for_run(af.trigger("2026-11-23"), timeout=300)
-    booted = len(sim.timeline(sim.instance_for("alpha"), "state"))
+    booted = {role: len(sim.timeline(sim.instance_for(role), "state")) for role in ("alpha", "signer")}
 
     again = af.wait_for_run(af.trigger("2026-11-23T12:00:00+00:00"), timeout=300)
 
     assert (first.state, again.state) == ("success", "success")
     assert runs_by_date(sim, "alpha")["2026-11-23"] == ["a1"]
     assert runs_by_date(sim, "beta")["2026-11-23"] == ["b1"]
-    assert len(sim.timeline(sim.instance_for("alpha"), "state")) == booted
+    # Neither the done worker nor the signer changed state: nothing was booted.
+    assert {role: len(sim.timeline(sim.instance_for(role), "state")) for role in booted} == booted
     assert again.tasks["alpha.skip_if_done"].state == "skipped"
     assert again.tasks["alpha.start"].state == "skipped"
+    assert (again.tasks["start_signer"].state, again.tasks["stop_signer"].state) == ("skipped", "success")
 
 
 def test_make_demo_runs_the_shipped_fleet_twice_and_prints_a_summary(tmp_path) -> None:
@@ -127,6 +129,7 @@ def test_make_demo_runs_the_shipped_fleet_twice_and_prints_a_summary(tmp_path) -
         assert f"      {job:<24} succeeded   exit   0" in out
     second = out.split("== Second run, same date")[1]
     assert second.count("skipped (done for 2026-11-23); booted 0x, 0 job run(s)") == 3
+    assert "signer       i-" in second and "booted 0x" in second.split("signer", 1)[1]
     assert "DEMO OK" in out
     svg = (tmp_path / "timeline.svg").read_text()
     assert svg.startswith("<svg") and "backoffice" in svg and "signer" in svg

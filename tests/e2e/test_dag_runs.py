@@ -40,10 +40,12 @@ class TestDailyRun:
         tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
         expected = ["start_signer", "stop_signer"] + [f"{r}.{step}" for r in workers for step in fleet.chain]
         assert fleet.task_states(dag_run) == dict.fromkeys(sorted(expected), SUCCESS)
-        # The order of DESIGN.md: the signer first, each role's chain step after step, the signer last.
+        # The order of DESIGN.md: each role's chain step after step, the signer started once a
+        # role has work and before any agent is called, and stopped last.
         for role in workers:
-            chain = ["start_signer", *(f"{role}.{step}" for step in fleet.chain), "stop_signer"]
-            for earlier, later in itertools.pairwise(chain):
+            chain = [*(f"{role}.{step}" for step in fleet.chain), "stop_signer"]
+            signer = [(f"{role}.skip_if_done", "start_signer"), ("start_signer", f"{role}.run_agent")]
+            for earlier, later in [*itertools.pairwise(chain), *signer]:
                 assert tis[earlier].end_date <= tis[later].start_date, f"{later} began before {earlier} ended"
 
         # Each job ran once, with the run's logical date as RUN_DATE and its role as ROLE.
@@ -82,7 +84,7 @@ class TestDailyRun:
         assert {job: entry["outcome"] for job, entry in report.items()} == {"a1": 0, "a2": 0}
         assert {entry["instance_id"] for entry in report.values()} == {workers["alpha"]}
 
-    def test_a_second_run_for_the_same_date_skips_every_role_and_boots_no_worker(self, run_fleet, capsys):
+    def test_a_second_run_for_the_same_date_skips_every_role_and_boots_no_vm(self, run_fleet, capsys):
         fleet = run_fleet(two_roles())
         assert fleet.run().state == DagRunState.SUCCESS
         capsys.readouterr()
@@ -100,9 +102,11 @@ class TestDailyRun:
         assert "its VM is not booted" in log
         assert fleet.starts("alpha") == Counter({"a1": 1, "a2": 1})
         assert fleet.starts("beta") == Counter({"b1": 1})
-        # Only the signer was started (and stopped again); no command went to any instance.
-        assert fleet.states(fleet.signer, since=before) == ["pending", "running", "stopping", "stopped"]
-        assert [call["instances"] for call in api_calls(fleet, "StartInstances", before)] == [1]
+        # Nothing had work: not even the signer was booted, and no command went anywhere.
+        states = fleet.task_states(again)
+        assert (states["start_signer"], states["stop_signer"]) == (SKIPPED, SUCCESS)
+        assert fleet.states(fleet.signer, since=before) == []
+        assert api_calls(fleet, "StartInstances", before) == []
         assert api_calls(fleet, "SendCommand", before) == []
         assert fleet.final_states() == dict.fromkeys(fleet.final_states(), "stopped")
 
