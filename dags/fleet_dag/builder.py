@@ -269,17 +269,6 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
             "retry_exponential_backoff": True,
             "max_retry_delay": timedelta(minutes=10),
         },
-        params={
-            FORCE_PARAM: Param(False, type="boolean", description="Re-run jobs already done for the date"),
-            ROLES_PARAM: Param(
-                role_names,
-                type="array",
-                items={"type": "string", "enum": role_names},
-                minItems=1,
-                uniqueItems=True,
-                description="The worker roles to run",
-            ),
-        },
         user_defined_macros={"fleet_run_date": lambda dag_run: run_date_for(dag_run, config.timezone)},
         on_failure_callback=_notifier(config, f"{DAG_ID} failed"),
         deadline=_deadline(config),
@@ -300,4 +289,19 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         # Even when start_signer itself failed (say its wait timed out after StartInstances went
         # through), stop the signer: stopping a stopped instance is a no-op, a forgotten one costs.
         stop_signer.trigger_rule = TriggerRule.ALL_DONE
+    # Set once the tasks exist: every operator made while the DAG has params deep-copies them
+    # into its own (several times over), and the `roles` param lists every role, so parsing
+    # grew with the square of the fleet (1 s at 300 roles). At run time Airflow merges the
+    # DAG's params into each task's (process_params), so the tasks see them all the same.
+    dag.params = {
+        FORCE_PARAM: Param(False, type="boolean", description="Re-run jobs already done for the date"),
+        ROLES_PARAM: Param(
+            role_names,
+            type="array",
+            items={"type": "string", "enum": role_names},
+            minItems=1,
+            uniqueItems=True,
+            description="The worker roles to run",
+        ),
+    }
     return dag

@@ -275,7 +275,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> FleetConfig:
     """Read and validate the fleet config (``$FLEET_CONFIG`` or ``dags/fleet.yaml``)."""
     source = Path(path) if path is not None else config_path()
     try:
-        data = yaml.safe_load(source.read_text())
+        # libyaml's loader when PyYAML has it: the pure-Python one takes ~0.2 s for 300 roles.
+        data = yaml.load(source.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as error:
         raise FleetConfigError(f"{source}: cannot read the fleet config: {error.strerror}") from None
     except yaml.YAMLError as error:

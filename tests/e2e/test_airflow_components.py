@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet_demo.harness import AirflowHarness
+from fleet_demo.harness import AirflowHarness, HarnessError
 from fleet_sim import FleetSimulator, demo_job, demo_runs, sim_fleet_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,3 +133,20 @@ def test_make_demo_runs_the_shipped_fleet_twice_and_prints_a_summary(tmp_path) -
     assert "DEMO OK" in out
     svg = (tmp_path / "timeline.svg").read_text()
     assert svg.startswith("<svg") and "backoffice" in svg and "signer" in svg
+
+
+def test_run_params_are_validated_on_trigger_and_force_with_roles_reruns_only_those(fleet: Any) -> None:
+    sim, af = fleet
+    with pytest.raises(HarnessError, match=r"HTTP 400.*nope"):
+        af.trigger("2026-11-24", {"roles": ["nope"]})
+    first = af.wait_for_run(af.trigger("2026-11-24"), timeout=300)
+
+    forced = af.wait_for_run(
+        af.trigger("2026-11-24T12:00:00+00:00", {"force": True, "roles": ["beta"]}), timeout=300
+    )
+
+    assert (first.state, forced.state) == ("success", "success")
+    assert runs_by_date(sim, "beta")["2026-11-24"] == ["b1", "b1"]
+    assert runs_by_date(sim, "alpha")["2026-11-24"] == ["a1"]
+    assert forced.tasks["alpha.skip_if_done"].state == "skipped"
+    assert forced.tasks["beta.report"].state == "success"
