@@ -3,9 +3,9 @@
 The shape (DESIGN.md, "The daily flow")::
 
     per role: skip_if_done → start → wait_running → wait_ssm_online → run_agent → wait_stopped → report
-                   │                                                  ▲                     │
-                   └──► start_signer (setup: when some role has work) ┘                     ▼
-                               └───────────────────────────────────────────────► stop_signer (teardown)
+                │                                                         ▲            │
+                └──► start_signer (setup: when some role has work) ───────┘            ▼
+                      └───────────────────────────────────────────────────────────────► stop_signer (teardown)
 
 Building makes no AWS call and reads no Variable: everything that needs AWS happens in tasks.
 """
@@ -280,12 +280,16 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         stop_signer = FleetStopInstancesOperator(
             task_id="stop_signer", instance_ids=[config.signer.instance], **signer_wait, **common
         )
-        groups = [build_role_group(config, role, start_signer) for role in config.roles]
+        for role in config.roles:
+            build_role_group(config, role, start_signer)
         # The signer boots only when some role has work: a second run for a date already done
         # boots nothing at all.
         [dag.get_task(f"{role.name}.skip_if_done") for role in config.roles] >> start_signer
         start_signer.trigger_rule = TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
-        groups >> stop_signer.as_teardown(setups=start_signer)
+        # The signer is stopped as soon as every worker is down: the reports need no signer and
+        # run beside it (each report still decides its role's outcome and the run's).
+        waits = [dag.get_task(f"{role.name}.wait_stopped") for role in config.roles]
+        waits >> stop_signer.as_teardown(setups=start_signer)
         # Even when start_signer itself failed (say its wait timed out after StartInstances went
         # through), stop the signer: stopping a stopped instance is a no-op, a forgotten one costs.
         stop_signer.trigger_rule = TriggerRule.ALL_DONE

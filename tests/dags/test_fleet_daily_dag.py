@@ -164,7 +164,9 @@ class TestDagShape:
             "wait_stopped": {t["run_agent"], t["start"]},
             "report": {t["wait_stopped"]},
         }
-        assert dag.get_task(t["report"]).downstream_task_ids == {"stop_signer"}
+        # The signer stops once the workers are down; the reports run beside it.
+        assert dag.get_task(t["wait_stopped"]).downstream_task_ids == {t["report"], "stop_signer"}
+        assert dag.get_task(t["report"]).downstream_task_ids == set()
         assert all(dag.get_task(t[step]).trigger_rule == TriggerRule.ALL_SUCCESS for step in CHAIN)
 
     def test_signer_is_a_setup_and_teardown_pair_around_every_role(self, dag, fleet):
@@ -176,7 +178,7 @@ class TestDagShape:
         assert start.upstream_task_ids == {f"{r}.skip_if_done" for r in roles}
         assert start.trigger_rule == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
         assert start.downstream_task_ids == {"stop_signer", *(f"{r}.run_agent" for r in roles)}
-        assert stop.upstream_task_ids == {"start_signer", *(f"{r}.report" for r in roles)}
+        assert stop.upstream_task_ids == {"start_signer", *(f"{r}.wait_stopped" for r in roles)}
         # Runs once every role is done, whether it succeeded, failed or was skipped, and even
         # when start_signer failed after its StartInstances call went through.
         assert stop.trigger_rule == TriggerRule.ALL_DONE

@@ -110,12 +110,13 @@ class TestFleetDailyRun:
         assert {task_id: ti.state for task_id, ti in tis.items()} == dict.fromkeys(
             tis, TaskInstanceState.SUCCESS
         )
-        chain = [*(f"tasks.{step}" for step in CHAIN), "stop_signer"]
+        chain = [f"tasks.{step}" for step in CHAIN]
         # The signer boots once a role has work, and before any agent is called.
         for earlier, later in [
             *itertools.pairwise(chain),
             ("tasks.skip_if_done", "start_signer"),
             ("start_signer", "tasks.run_agent"),
+            ("tasks.wait_stopped", "stop_signer"),
         ]:
             assert tis[earlier].end_date <= tis[later].start_date, f"{later} started before {earlier} ended"
 

@@ -43,8 +43,12 @@ class TestDailyRun:
         # The order of DESIGN.md: each role's chain step after step, the signer started once a
         # role has work and before any agent is called, and stopped last.
         for role in workers:
-            chain = [*(f"{role}.{step}" for step in fleet.chain), "stop_signer"]
-            signer = [(f"{role}.skip_if_done", "start_signer"), ("start_signer", f"{role}.run_agent")]
+            chain = [f"{role}.{step}" for step in fleet.chain]
+            signer = [
+                (f"{role}.skip_if_done", "start_signer"),
+                ("start_signer", f"{role}.run_agent"),
+                (f"{role}.wait_stopped", "stop_signer"),
+            ]
             for earlier, later in [*itertools.pairwise(chain), *signer]:
                 assert tis[earlier].end_date <= tis[later].start_date, f"{later} began before {earlier} ended"
 
