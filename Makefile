@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo lint constraints clean
+.PHONY: install test demo bench lint constraints clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The benchmark on the fleet simulator (about 10-15 minutes); writes bench/RESULTS.md and prints it.
+bench: install
+	$(BIN)/python -m bench
 
 # Regenerate the lock after changing requirements.txt (then run `make test`).
 constraints:

@@ -1,0 +1,225 @@
+"""Full DAG runs through real Airflow (scheduler, triggerer, DAG processor, API server) on the simulator.
+
+One :class:`fleet_demo.harness.AirflowHarness` serves three DAGs built from the same generated
+fleet config: ``fleet_daily`` (the project's DAG file, unchanged), and the stock-operator flow
+of :mod:`bench.stock_dag` twice, with its polling intervals set to the fleet's ``poll_interval``
+and with the provider's defaults. They run one after the other, each for its own run date.
+
+While a run goes on, its task instances' states are sampled every half second (a task holds a
+worker slot while ``running``, none while ``deferred``) and the memory of every Airflow process
+is sampled from ``/proc`` (:mod:`bench.procs`).
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from bench import fleets, metrics
+from bench.measure import (
+    OURS_LABEL,
+    REPO,
+    RUN_DATES,
+    SCENARIO,
+    STOCK_LABEL,
+    ensure_stopped,
+    model_for,
+    probe_only,
+    side_from_logs,
+)
+from bench.procs import TreeSampler
+from bench.results import OURS, STOCK, STOCK_DEFAULTS, SideResult, SizeResult
+from bench.stock_dag import STOCK_DAG_ID, StockIntervals
+
+OURS_DAG_ID = "fleet_daily"
+SAMPLE_SECONDS = 0.5
+
+# The stock DAGs' file. Airflow's safe-mode discovery only parses files that say "airflow" and "dag".
+STOCK_DAG_FILE = '''"""Airflow DAG file of the benchmark: the fleet's flow from stock operators
+(bench/stock_dag.py).
+"""
+
+from fleet_dag.config import load_config
+
+from bench.stock_dag import StockIntervals, build_stock_dag
+
+config = load_config()
+stock_defaults = build_stock_dag(config)
+stock_shortened = build_stock_dag(config, dag_id={dag_id!r}, intervals=StockIntervals.every({poll!r}))
+'''
+
+
+def stock_dag_id(poll_interval: float) -> str:
+    return f"{STOCK_DAG_ID}_{poll_interval:g}s"
+
+
+def write_dag_folder(folder: Path, poll_interval: float) -> Path:
+    """The project's own ``dags/fleet_daily.py`` (copied unchanged) and the stock DAGs' file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fleet_daily.py").write_text((REPO / "dags" / "fleet_daily.py").read_text())
+    (folder / "fleet_daily_stock.py").write_text(
+        STOCK_DAG_FILE.format(dag_id=stock_dag_id(poll_interval), poll=float(poll_interval))
+    )
+    return folder
+
+
+def run_and_sample(af: Any, dag_id: str, run_date: str, timeout: float) -> dict[str, Any]:
+    """Trigger a run and follow it: task states and process memory, until it ends."""
+    roots = [process.pid for process in af.processes.values()]
+    sampler = TreeSampler(roots=lambda: roots).start()
+    triggered = time.time()
+    run_id = af.trigger(run_date, dag_id=dag_id)
+    quoted = urllib.parse.quote(run_id, safe="")
+    samples: list[tuple[float, dict[str, Any]]] = []
+    deadline = time.monotonic() + timeout
+    error = None
+    try:
+        while True:
+            af.check_processes()
+            tis = af.task_instances(run_id, dag_id)
+            samples.append((time.time(), {ti["task_id"]: ti.get("state") for ti in tis}))
+            if af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")["state"] in ("success", "failed"):
+                break
+            if time.monotonic() > deadline:
+                error = f"not measured: the run did not end in {timeout:.0f} s"
+                break
+            time.sleep(SAMPLE_SECONDS)
+    finally:
+        sampler.stop()
+    return {
+        "run": af.run_result(run_id, dag_id),
+        "triggered": triggered,
+        "samples": samples,
+        "sampler": sampler,
+        "error": error,
+    }
+
+
+def measure_airflow(
+    workers: int,
+    *,
+    workdir: Path,
+    job_seconds: float = 5.0,
+    poll_interval: float = 5.0,
+    timeout: float = 600.0,
+) -> SizeResult:
+    """``fleet_daily`` and the stock DAGs, full runs through Airflow, on a fleet of ``workers``."""
+    from fleet_dag.config import parse_config
+
+    from fleet_demo.harness import AirflowHarness
+    from fleet_sim import FleetSimulator
+
+    began = time.monotonic()
+    result = SizeResult(workers=workers, method="airflow", host_program="agent")
+    shortened = StockIntervals.every(poll_interval)
+    runs = (
+        (OURS, OURS_DAG_ID, OURS_LABEL, f"waits poll every {poll_interval:g} s (fleet config poll_interval)"),
+        (STOCK, stock_dag_id(poll_interval), STOCK_LABEL, shortened.describe()),
+        (STOCK_DEFAULTS, STOCK_DAG_ID, STOCK_LABEL, StockIntervals().describe()),
+    )
+    base = fleets.fleet_config(workers, job_seconds=job_seconds, poll_interval=poll_interval)
+    with FleetSimulator(fleet_config=base, scenario=SCENARIO, workdir=workdir / "sim") as sim:
+        sim_config = fleets.sim_config(base, sim)
+        config_path = fleets.write_yaml(workdir / "fleet.sim.yaml", sim_config)
+        config = parse_config(sim_config)
+        signer, worker_ids = config.signer.instance, [role.instance for role in config.roles]
+        dags = write_dag_folder(workdir / "dags", poll_interval)
+        harness = AirflowHarness(
+            workdir / "airflow",
+            fleet_config=config_path,
+            aws_connection=sim.airflow_connection(),
+            extra_env={
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                # fleet_dag lives in the project's dags/, bench in the repository's root.
+                "PYTHONPATH": f"{REPO}:{REPO / 'dags'}",
+            },
+        )
+        with harness as af:
+            for _, dag_id, _, _ in runs:
+                af.wait_for_dag(dag_id, timeout=180)
+            for (key, dag_id, label, intervals), run_date in zip(runs, RUN_DATES, strict=True):
+                raw = run_and_sample(af, dag_id, run_date, timeout)
+                side = SideResult(
+                    key=key,
+                    label=label,
+                    intervals=intervals,
+                    poll_interval=poll_interval if key != STOCK_DEFAULTS else 60.0,
+                )
+                _fill(side, raw, af, sim, signer, worker_ids, run_date, with_triggerer=key == OURS)
+                left = ensure_stopped(sim, [signer, *worker_ids])
+                if left:
+                    side.notes.append(f"{len(left)} instance(s) left up after the run; stopped by the bench")
+                result.sides[key] = side
+        result.probes = probe_only(sim, signer, worker_ids, workdir, shortened)
+    result.model = model_for(result.sides.get(OURS))
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def _fill(
+    side: SideResult,
+    raw: dict[str, Any],
+    af: Any,
+    sim: Any,
+    signer: str,
+    worker_ids: list[str],
+    run_date: str,
+    *,
+    with_triggerer: bool,
+) -> None:
+    run = raw["run"]
+    side.error = raw["error"]
+    if run.state != "success" and side.error is None:
+        failed = [task for task, state in run.states().items() if state not in ("success", "skipped")]
+        side.error = f"the run {run.state}; tasks not successful: {', '.join(failed) or 'none'}"
+    ended = run.end_date.timestamp() if run.end_date else time.time()
+    if run.start_date and run.end_date:
+        side.wall = (run.end_date - run.start_date).total_seconds()
+    side_from_logs(
+        side,
+        sim,
+        signer=signer,
+        workers=worker_ids,
+        host_program="agent",
+        run_date=run_date,
+        started=raw["triggered"],
+        ended=ended,
+    )
+    slots = metrics.integrate_states(raw["samples"])
+    side.deferred_steps = sorted(
+        {
+            metrics.step_of(task_id)
+            for _, states in raw["samples"]
+            for task_id, state in states.items()
+            if state == "deferred"
+        }
+    )
+    deferred_tasks = {
+        task_id for _, states in raw["samples"] for task_id, state in states.items() if state == "deferred"
+    }
+    durations = {
+        task_id: (task.end_date - task.start_date).total_seconds()
+        for task_id, task in run.tasks.items()
+        if task.start_date and task.end_date
+    }
+    by_task = metrics.slot_seconds_by_task(slots.running_by_task, durations, deferred_tasks)
+    side.slots_peak = slots.peak_running
+    side.slot_seconds = sum(by_task.values())
+    side.slot_by_step = {}
+    for task_id, seconds in sorted(by_task.items()):
+        step = metrics.step_of(task_id)
+        side.slot_by_step[step] = side.slot_by_step.get(step, 0.0) + seconds
+    side.deferred_seconds = slots.deferred_seconds
+    sampler: TreeSampler = raw["sampler"]
+    task_peaks = sampler.task_peaks()
+    side.memory["largest task process (VmHWM)"] = max(task_peaks) if task_peaks else None
+    at_once = "task processes alive at once, summed RSS (peak)"
+    side.memory[at_once] = sampler.peak_tasks_total_kb or None
+    side.memory_notes[at_once] = f"up to {sampler.peak_tasks_at_once} processes"
+    if with_triggerer:
+        triggerer = af.processes["triggerer"].pid
+        side.memory["triggerer's trigger process (VmHWM)"] = sampler.peak_of(
+            lambda process: process.parent == triggerer and "triggerer" in process.title
+        )

@@ -1,0 +1,151 @@
+"""The old system's timing, computed from its constants: a model, not a measurement.
+
+From ``reference/000_*.txt`` and DESIGN.md: the Lambda starts the instances and sends
+``fromLambda.sh`` through SSM; on each worker that script starts the jobs with ``nohup`` and
+``apagarServer*.sh``, which sleeps a first 300-900 s ("según la instancia": one value per
+instance), then runs ``ps | grep NAME`` every 300 s and ``shutdown -h now`` once the names are
+gone. The Lambda waits for the workers to stop, then stops the signer; a Lambda lives at most
+15 minutes.
+
+Applied to a measured job timeline (each worker's job start and end), worker ``i`` shuts down at
+``start_i + S_i + 300 k_i``, the first check at which its job is over. What the reference does
+not say is a parameter, named in the report: which first sleep each instance has (spread evenly
+over 300-900 s here), how often the Lambda polls for ``stopped`` (15 s: boto3's
+``instance_stopped`` waiter), and how long the OS shutdown takes (0 here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+FIRST_SLEEP_RANGE = (300.0, 900.0)
+PS_POLL_SECONDS = 300.0
+LAMBDA_LIMIT_SECONDS = 900.0
+LAMBDA_POLL_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class OldScriptsParameters:
+    first_sleep_range: tuple[float, float] = FIRST_SLEEP_RANGE
+    ps_poll: float = PS_POLL_SECONDS
+    lambda_limit: float = LAMBDA_LIMIT_SECONDS
+    lambda_poll: float = LAMBDA_POLL_SECONDS
+    shutdown_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        low, high = self.first_sleep_range
+        if not 0 <= low <= high:
+            raise ValueError(f"first_sleep_range must be 0 <= low <= high, got {self.first_sleep_range!r}")
+        for name in ("ps_poll", "lambda_limit", "lambda_poll"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.shutdown_seconds < 0:
+            raise ValueError(f"shutdown_seconds must not be negative, got {self.shutdown_seconds!r}")
+
+
+@dataclass(frozen=True)
+class JobSpan:
+    """One worker's job, in seconds from the run's start."""
+
+    start: float
+    end: float
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"a job cannot end ({self.end}) before it starts ({self.start})")
+
+
+@dataclass(frozen=True)
+class OldScriptsOutcome:
+    first_sleeps: list[float]
+    worker_stops: list[float]  # seconds from the run's start
+    idle: list[float]  # per worker: job end -> shutdown
+    last_worker_stop: float
+    # When the Lambda stops the signer; None when it has timed out before the last worker stopped.
+    signer_stop: float | None
+    signer_lag: float | None
+    wall: float | None
+    overhead: float | None
+    longest_job: float
+    notes: list[str] = field(default_factory=list)
+
+
+def spread_first_sleeps(
+    count: int, first_sleep_range: tuple[float, float] = FIRST_SLEEP_RANGE
+) -> list[float]:
+    """``count`` first sleeps spread evenly over the range (the midpoints of ``count`` equal slices)."""
+    if count < 1:
+        raise ValueError(f"need at least one worker, got {count!r}")
+    low, high = first_sleep_range
+    return [low + (high - low) * (index + 0.5) / count for index in range(count)]
+
+
+def shutdown_time(job: JobSpan, first_sleep: float, ps_poll: float = PS_POLL_SECONDS) -> float:
+    """When ``apagarServer*.sh`` shuts the worker down: the first check at or after the job's end.
+
+    It starts with the job, sleeps ``first_sleep``, then checks every ``ps_poll`` seconds.
+    """
+    first_check = job.start + first_sleep
+    if job.end <= first_check:
+        return first_check
+    return first_check + ps_poll * math.ceil((job.end - first_check) / ps_poll)
+
+
+def signer_stop_time(
+    last_worker_stop: float, wait_started: float, parameters: OldScriptsParameters
+) -> float | None:
+    """The Lambda's first poll at or after the last worker stopped, or ``None`` past its limit."""
+    if last_worker_stop <= wait_started:
+        polled = wait_started
+    else:
+        polls = math.ceil((last_worker_stop - wait_started) / parameters.lambda_poll)
+        polled = wait_started + polls * parameters.lambda_poll
+    return polled if polled <= parameters.lambda_limit else None
+
+
+def model(
+    jobs: Sequence[JobSpan],
+    parameters: OldScriptsParameters | None = None,
+    first_sleeps: Sequence[float] | None = None,
+) -> OldScriptsOutcome:
+    """The old scripts on this job timeline (one job per worker, times from the run's start)."""
+    parameters = parameters or OldScriptsParameters()
+    if not jobs:
+        raise ValueError("the model needs at least one worker's job")
+    sleeps = (
+        list(first_sleeps)
+        if first_sleeps is not None
+        else spread_first_sleeps(len(jobs), parameters.first_sleep_range)
+    )
+    if len(sleeps) != len(jobs):
+        raise ValueError(f"{len(sleeps)} first sleeps for {len(jobs)} workers")
+    stops = [
+        shutdown_time(job, sleep, parameters.ps_poll) + parameters.shutdown_seconds
+        for job, sleep in zip(jobs, sleeps, strict=True)
+    ]
+    idle = [stop - job.end for stop, job in zip(stops, jobs, strict=True)]
+    last_stop = max(stops)
+    # The Lambda waits for "stopped" once it has sent the last command (when the last job started).
+    wait_started = max(job.start for job in jobs)
+    signer_stop = signer_stop_time(last_stop, wait_started, parameters)
+    longest = max(job.end - job.start for job in jobs)
+    notes = []
+    if signer_stop is None:
+        notes.append(
+            f"the last worker stops {last_stop:.0f} s after the start, past the Lambda's "
+            f"{parameters.lambda_limit:.0f} s limit: nothing stops the signer"
+        )
+    return OldScriptsOutcome(
+        first_sleeps=sleeps,
+        worker_stops=stops,
+        idle=idle,
+        last_worker_stop=last_stop,
+        signer_stop=signer_stop,
+        signer_lag=None if signer_stop is None else signer_stop - last_stop,
+        wall=signer_stop,
+        overhead=None if signer_stop is None else signer_stop - longest,
+        longest_job=longest,
+        notes=notes,
+    )

@@ -1,0 +1,138 @@
+"""Peak memory of process trees, sampled from ``/proc`` (Linux).
+
+``VmHWM`` is a process's peak resident set size so far; sampled every ``interval`` seconds until
+the process exits, its last sample is its peak (a lower bound when it exits between samples).
+Airflow's processes set their titles (``setproctitle``), which is how their kind is told apart:
+``airflow worker -- <task instance id>`` is a task's own process (its supervisor is the
+``airflow worker -- LocalExecutor: ...`` process that forked it), and the triggerer runs its
+triggers in a child ``python -m airflow triggerer`` process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+_TASK_PROCESS = re.compile(r"^airflow worker -- (?!LocalExecutor)\S+")
+
+
+def read_status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return dict(line.split(":", 1) for line in handle.read().splitlines() if ":" in line)
+    except OSError:
+        return {}
+
+
+def kilobytes(status: dict[str, str], key: str) -> int | None:
+    value = status.get(key, "").strip()
+    return int(value.split()[0]) if value else None
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def parents() -> dict[int, int]:
+    """``{pid: parent pid}`` of every live process."""
+    found = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as handle:
+                found[int(name)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def descendants(roots: Iterable[int], tree: dict[int, int]) -> set[int]:
+    """The roots and every process below them in ``tree`` (``{pid: ppid}``)."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in tree.items():
+        children.setdefault(ppid, []).append(pid)
+    found = set()
+    stack = [root for root in roots if root in tree]
+    while stack:
+        pid = stack.pop()
+        if pid in found:
+            continue
+        found.add(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def is_task_process(title: str) -> bool:
+    return bool(_TASK_PROCESS.match(title))
+
+
+@dataclass
+class ProcessPeak:
+    pid: int
+    title: str
+    parent: int
+    peak_kb: int = 0
+
+
+@dataclass
+class TreeSampler:
+    """Samples a process tree's memory in a thread: per-process peaks, and the tasks' peak sum."""
+
+    roots: Callable[[], Iterable[int]]
+    interval: float = 0.25
+    processes: dict[int, ProcessPeak] = field(default_factory=dict)
+    # The largest sum of the task processes' resident sizes seen at one sample.
+    peak_tasks_total_kb: int = 0
+    peak_tasks_at_once: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> TreeSampler:
+        self._thread = threading.Thread(target=self._loop, name="bench-proc-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.sample()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        tree = parents()
+        total = tasks = 0
+        for pid in descendants(self.roots(), tree):
+            status = read_status(pid)
+            peak, rss = kilobytes(status, "VmHWM"), kilobytes(status, "VmRSS")
+            if peak is None:
+                continue
+            title = command_line(pid)
+            known = self.processes.get(pid)
+            if known is None or known.title != title:
+                # A new process, or a forked worker that took a task's title: a process of its own.
+                known = self.processes[pid] = ProcessPeak(pid, title, tree.get(pid, 0))
+            known.peak_kb = max(known.peak_kb, peak)
+            if is_task_process(title):
+                total += rss or 0
+                tasks += 1
+        self.peak_tasks_total_kb = max(self.peak_tasks_total_kb, total)
+        self.peak_tasks_at_once = max(self.peak_tasks_at_once, tasks)
+
+    def task_peaks(self) -> list[int]:
+        return [p.peak_kb for p in self.processes.values() if is_task_process(p.title)]
+
+    def peak_of(self, predicate: Callable[[ProcessPeak], bool]) -> int | None:
+        peaks = [p.peak_kb for p in self.processes.values() if predicate(p)]
+        return max(peaks) if peaks else None

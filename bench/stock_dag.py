@@ -1,0 +1,163 @@
+"""The daily flow built only from the Amazon provider's stock operators, as a user would write it.
+
+The baseline of the benchmark: the flow of the Lambda being replaced (start the signer; per
+worker: start it, run the agent through SSM, wait until it stopped; stop the signer), with
+
+- ``EC2StartInstanceOperator`` per instance (it waits for ``running`` itself, polling every
+  ``check_interval``: 15 s by default, in its worker slot),
+- ``SsmRunCommandOperator`` per instance (``AWS-RunShellScript``; by default it waits for the
+  command in its worker slot, polling every 120 s),
+- ``EC2InstanceStateSensor`` per instance for ``stopped`` (by default in ``poke`` mode: a worker
+  slot held for the whole wait, one DescribeInstances per poke every 60 s),
+- ``EC2StopInstanceOperator`` for the signer (waits for ``stopped`` every 15 s),
+
+each with its defaults. The provider has no sensor for the SSM agent: ``SendCommand`` is refused
+(``InvalidInstanceId``) until the instance's agent has registered, so this flow relies on the start
+operator's own wait (one ``check_interval``) outlasting the registration. On the simulator (1 s)
+it does at the default 15 s and at 3-5 s; on AWS, where registration takes longer, a user would
+have to add retries to ``run_agent``. The hosts run the same agent command as ``fleet_daily`` (so both DAGs
+get the same jobs and the same self-stopping instances); trigger rules are Airflow's defaults, so
+a failed role leaves the signer running, as a straightforward port of the Lambda would.
+
+:class:`StockIntervals` shortens the three polling intervals for runs at scale; the benchmark
+says where it did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+from airflow.providers.amazon.aws.operators.ec2 import EC2StartInstanceOperator, EC2StopInstanceOperator
+from airflow.providers.amazon.aws.operators.ssm import SsmRunCommandOperator
+from airflow.providers.amazon.aws.sensors.ec2 import EC2InstanceStateSensor
+from airflow.sdk import DAG, Param, TaskGroup
+from airflow.timetables.trigger import CronTriggerTimetable
+
+STOCK_DAG_ID = "fleet_daily_stock"
+DOCUMENT = "AWS-RunShellScript"
+# The provider's defaults, for the report (EC2 operators' check_interval, the sensor's
+# BaseSensorOperator poke_interval, SsmRunCommandOperator's waiter_delay).
+DEFAULT_CHECK_INTERVAL = 15.0
+DEFAULT_POKE_INTERVAL = 60.0
+DEFAULT_WAITER_DELAY = 120.0
+
+
+@dataclass(frozen=True)
+class StockIntervals:
+    """Polling intervals of the stock operators; ``None`` keeps the provider's default."""
+
+    check_interval: float | None = None  # EC2Start/StopInstanceOperator
+    poke_interval: float | None = None  # EC2InstanceStateSensor
+    waiter_delay: int | None = None  # SsmRunCommandOperator
+
+    @classmethod
+    def every(cls, seconds: float) -> StockIntervals:
+        """The same interval for all three (e.g. the fleet DAG's ``poll_interval``)."""
+        if seconds <= 0:
+            raise ValueError(f"a polling interval must be positive, got {seconds!r}")
+        return cls(check_interval=seconds, poke_interval=seconds, waiter_delay=max(1, int(seconds)))
+
+    @property
+    def is_default(self) -> bool:
+        return self.check_interval is None and self.poke_interval is None and self.waiter_delay is None
+
+    def effective(self) -> dict[str, float]:
+        """The intervals the operators will use, defaults filled in."""
+        return {
+            "check_interval": self.check_interval or DEFAULT_CHECK_INTERVAL,
+            "poke_interval": self.poke_interval or DEFAULT_POKE_INTERVAL,
+            "waiter_delay": float(self.waiter_delay or DEFAULT_WAITER_DELAY),
+        }
+
+    def describe(self) -> str:
+        values = self.effective()
+        label = "provider defaults" if self.is_default else "shortened"
+        return (
+            f"{label}: start/stop check_interval {values['check_interval']:g} s, sensor poke_interval "
+            f"{values['poke_interval']:g} s, SSM waiter_delay {values['waiter_delay']:g} s"
+        )
+
+
+def _only_set(**kwargs: Any) -> dict[str, Any]:
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def start_operator(task_id: str, instance_id: str, intervals: StockIntervals, **common: Any):
+    return EC2StartInstanceOperator(
+        task_id=task_id,
+        instance_id=instance_id,
+        **_only_set(check_interval=intervals.check_interval),
+        **common,
+    )
+
+
+def stop_operator(task_id: str, instance_id: str, intervals: StockIntervals, **common: Any):
+    return EC2StopInstanceOperator(
+        task_id=task_id,
+        instance_id=instance_id,
+        **_only_set(check_interval=intervals.check_interval),
+        **common,
+    )
+
+
+def run_command_operator(
+    task_id: str, instance_id: str, script: str, comment: str, intervals: StockIntervals, **common: Any
+):
+    return SsmRunCommandOperator(
+        task_id=task_id,
+        document_name=DOCUMENT,
+        run_command_kwargs={
+            "InstanceIds": [instance_id],
+            "Parameters": {"commands": [script]},
+            "Comment": comment[:100],
+        },
+        **_only_set(waiter_delay=intervals.waiter_delay),
+        **common,
+    )
+
+
+def stopped_sensor(task_id: str, instance_id: str, intervals: StockIntervals, **common: Any):
+    return EC2InstanceStateSensor(
+        task_id=task_id,
+        instance_id=instance_id,
+        target_state="stopped",
+        **_only_set(poke_interval=intervals.poke_interval),
+        **common,
+    )
+
+
+def build_stock_dag(config: Any, dag_id: str = STOCK_DAG_ID, intervals: StockIntervals | None = None) -> DAG:
+    """The stock-operator DAG for a validated ``FleetConfig`` (one task group per worker role)."""
+    from fleet_dag.builder import RUN_DATE, agent_command, run_date_for
+
+    intervals = intervals or StockIntervals()
+    common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
+    with DAG(
+        dag_id=dag_id,
+        description=f"The fleet's daily flow from stock Amazon provider operators ({intervals.describe()})",
+        schedule=CronTriggerTimetable(config.schedule, timezone=config.timezone),
+        start_date=pendulum.datetime(2026, 1, 1, tz=config.timezone),
+        catchup=False,
+        max_active_runs=1,
+        tags=["fleet", "bench", "stock"],
+        params={"force": Param(False, type="boolean")},
+        user_defined_macros={"fleet_run_date": lambda dag_run: run_date_for(dag_run, config.timezone)},
+    ) as dag:
+        start_signer = start_operator("start_signer", config.signer.instance, intervals, **common)
+        stop_signer = stop_operator("stop_signer", config.signer.instance, intervals, **common)
+        for role in config.roles:
+            with TaskGroup(group_id=role.name):
+                start = start_operator("start", role.instance, intervals, **common)
+                run = run_command_operator(
+                    "run_agent",
+                    role.instance,
+                    agent_command(config, role),
+                    f"{dag_id} {role.name} {RUN_DATE}",
+                    intervals,
+                    **common,
+                )
+                wait_stopped = stopped_sensor("wait_stopped", role.instance, intervals, **common)
+                start_signer >> start >> run >> wait_stopped >> stop_signer
+    return dag
