@@ -159,14 +159,22 @@ class TestVerdict:
         assert "DEMO OK" in capsys.readouterr().out
 
     def test_fails_naming_every_problem(self, capsys):
-        first = summary(run_state="failed", task_states={"a.report": "failed"})
-        second = summary()  # it booted workers and ran jobs again
+        first = summary(run_state="failed", task_states={"a.report": "failed", "b.report": "success"})
+        second = summary()  # it booted both roles' VMs and ran their jobs again
 
         assert verdict(first, second) == EXIT_FAILED
         out = capsys.readouterr().out
         assert "the first run failed (a.report)" in out
-        assert "ran 3 job(s) again" in out
-        assert "booted 3 worker VM(s)" in out
+        # b had finished: its re-run is the once-per-day breach; a's (it failed) is its retry.
+        assert "ran 1 finished job(s) again" in out
+        assert "booted 2 finished role's VM(s)" in out
+
+    def test_a_failed_role_run_again_by_the_second_run_is_its_retry(self, capsys):
+        first = summary(task_states={"a.report": "failed", "b.report": "success"})
+        second = summary(job_starts={"i-a": 2}, state_events=EVENTS[:4])  # only a booted and ran
+
+        # (the first run's state is left `success` to look at the once-per-day count alone)
+        assert verdict(first, second) == EXIT_OK
 
 
 def test_the_timeline_has_a_row_per_instance_with_jobs_and_the_idle_tail():
