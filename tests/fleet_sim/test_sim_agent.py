@@ -108,8 +108,16 @@ class TestRealAgent:
             agent_command("tasks", [demo_job("backoffice", hang=True)], "--imds-poll-seconds 0.2"),
         )
 
+        # The agent tags `interrupted` at once on the notice (the deadline is short), then the
+        # jobs' outcomes once it has stopped them: wait for the latter.
         final = wait_for(
-            lambda: (r := report(sim, instance_id)) is not None and r.state == "interrupted" and r, timeout=10
+            lambda: (
+                (r := report(sim, instance_id)) is not None
+                and r.state == "interrupted"
+                and "running" not in r.jobs.values()
+                and r
+            ),
+            timeout=10,
         )
         assert final.notice.startswith("spot-stop@")
         assert final.jobs == {"backoffice": "interrupted"}
