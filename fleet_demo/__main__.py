@@ -26,7 +26,6 @@ from fleet_demo.summary import RunSummary, render, summarize
 from fleet_demo.timeline_svg import render as render_svg
 from fleet_demo.timeline_svg import rows_from
 from fleet_sim.fleet_config import SIGNER_ROLE, demo_runs, load_fleet_config, sim_fleet_config
-from fleet_sim.timeline import parse_iso
 
 REPO = Path(__file__).resolve().parent.parent
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         except HarnessError as error:
             print(f"fleet_demo: Airflow failed: {error}", file=sys.stderr)
             return EXIT_FAILED
-        draw(sim, roles, signer, first_window, args.timeline, f"fleet_daily {args.date}: first run")
+        draw(sim, roles, first, signer, first_window, args.timeline, f"fleet_daily {args.date}: first run")
     return verdict(first, second)
 
 
@@ -170,19 +169,25 @@ def run_once(
 
 
 def draw(
-    sim: Any, roles: dict[str, list[str]], signer: str, window: tuple[float, float], path: Path, title: str
+    sim: Any,
+    roles: dict[str, list[str]],
+    summary: RunSummary,
+    signer: str,
+    window: tuple[float, float],
+    path: Path,
+    title: str,
 ) -> None:
+    """The run's timeline: the simulator's state changes in ``window`` and the summary's jobs."""
     since, until = window
     labels = {signer: "signer", **{iid: role for role, ids in roles.items() for iid in ids}}
-    jobs = {}
-    for iid in labels:
-        state = sim.agent_state(iid) or {}
-        spans = []
-        for name, job in (state.get("jobs") or {}).items():
-            start, end = parse_iso(job.get("started_at")), parse_iso(job.get("ended_at"))
-            if start is not None and end is not None and since <= start <= until:
-                spans.append((name, start, end, job.get("status") == "succeeded"))
-        jobs[iid] = spans
+    jobs = {
+        role.instance_id: [
+            (job.name, job.started, job.ended, job.status == "succeeded")
+            for job in role.jobs
+            if job.started is not None and job.ended is not None
+        ]
+        for role in summary.roles
+    }
     events = [e for e in sim.timeline(event="state") if since <= e["t"] <= until]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_svg(rows_from(labels, events, jobs, until), title))

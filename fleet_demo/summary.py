@@ -24,6 +24,7 @@ class JobOutcome:
     status: str  # the agent's: succeeded, failed, timed_out, interrupted, skipped, ...
     exit_code: int | None
     seconds: float | None
+    started: float | None = None  # Unix time
     ended: float | None = None  # Unix time
 
 
@@ -103,7 +104,7 @@ def summarize(
         ]
         worked = running[-1] if running else instance_ids[0]
         agent = agent_states.get(worked) or {}
-        jobs = _jobs(agent, run_date, since) if agent.get("date") == run_date else ()
+        jobs = _jobs(agent, since) if agent.get("date") == run_date else ()
         outcomes.append(
             RoleOutcome(
                 role=role,
@@ -157,7 +158,7 @@ def _role_state(
     return "failed"
 
 
-def _jobs(agent: Mapping[str, Any], run_date: str, since: float) -> tuple[JobOutcome, ...]:
+def _jobs(agent: Mapping[str, Any], since: float) -> tuple[JobOutcome, ...]:
     """The jobs of the agent's state file that ended during the run (older ones were not this run's)."""
     outcomes = []
     for name, job in (agent.get("jobs") or {}).items():
@@ -165,7 +166,9 @@ def _jobs(agent: Mapping[str, Any], run_date: str, since: float) -> tuple[JobOut
         if ended is not None and ended < since:
             continue
         seconds = round(ended - started, 2) if started is not None and ended is not None else None
-        outcomes.append(JobOutcome(name, str(job.get("status")), job.get("exit_code"), seconds, ended))
+        outcomes.append(
+            JobOutcome(name, str(job.get("status")), job.get("exit_code"), seconds, started, ended)
+        )
     return tuple(outcomes)
 
 
