@@ -3,7 +3,8 @@
 It starts the fleet simulator with the shipped fleet config (``dags/fleet.yaml``) mapped onto
 simulated instances, its jobs replaced by short demo jobs; starts a real Airflow (scheduler,
 triggerer, DAG processor, API server; SQLite) on it; runs ``fleet_daily`` for one date, then
-once more for the same date; prints what each run did per role, and draws the first run's
+once more for the same date (the way a person does with the UI's Trigger button, see
+``fleet_demo.trigger_plan``: right at any hour); prints what each run did per role, and draws the first run's
 timeline. Exit code 0 when the first run succeeded and the second ran no job and booted no
 worker; 1 otherwise; 2 for bad arguments.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from fleet_demo import trigger_plan
 from fleet_demo.harness import AirflowHarness, HarnessError, RunResult
 from fleet_demo.summary import RunSummary, render, summarize
 from fleet_demo.timeline_svg import render as render_svg
@@ -34,10 +36,11 @@ SCENARIO = {"transition_delay": 1.0, "registration_delay": 2.0}
 POLL_INTERVAL = "2s"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, now: datetime | None = None) -> argparse.Namespace:
+    """The demo's arguments; ``now`` (default: the clock) decides the default date and its bound."""
     parser = argparse.ArgumentParser(prog="python -m fleet_demo", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--date", type=_day, default=datetime.now(UTC).date(), help="the run date (default: today, UTC)"
+        "--date", type=_day, help="the run date, up to today (default: today in the fleet's timezone)"
     )
     parser.add_argument(
         "--fleet", type=Path, default=REPO / "dags" / "fleet.yaml", help="the fleet config (%(default)s)"
@@ -64,6 +67,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--failing: no job named {', '.join(map(repr, unknown))} in {args.fleet} "
             f"(jobs: {', '.join(sorted(known))})"
         )
+    timezone = str(config.get("timezone") or "UTC")
+    now = now or datetime.now(UTC)
+    args.date = args.date or trigger_plan.today(now, timezone)
+    try:
+        trigger_plan.refuse_future(args.date, now, timezone)
+    except ValueError as error:
+        parser.error(f"--date {args.date}: {error}")
+    args.timezone = timezone
     args.timeline = args.timeline or args.workdir / "timeline.svg"
     return args
 
@@ -111,11 +122,26 @@ def main(argv: list[str] | None = None) -> int:
             with airflow:
                 say(f"Airflow is up at {airflow.api_url} (task logs under {airflow.home / 'logs'})")
                 airflow.wait_for_dag()
+                # Each trigger is planned from the clock at the moment it is made (see trigger_plan).
                 first, first_window = run_once(
-                    airflow, sim, args.date, roles, signer, "demo_first", midnight=True
+                    airflow,
+                    sim,
+                    args.date,
+                    roles,
+                    signer,
+                    "demo_first",
+                    trigger_plan.first_trigger(args.date, datetime.now(UTC), args.timezone),
                 )
                 print(render(first, "First run"), flush=True)
-                second, _ = run_once(airflow, sim, args.date, roles, signer, "demo_second", midnight=False)
+                second, _ = run_once(
+                    airflow,
+                    sim,
+                    args.date,
+                    roles,
+                    signer,
+                    "demo_second",
+                    trigger_plan.second_trigger(args.date, datetime.now(UTC), args.timezone),
+                )
                 print(render(second, "Second run, same date"), flush=True)
         except HarnessError as error:
             print(f"fleet_demo: Airflow failed: {error}", file=sys.stderr)
@@ -131,14 +157,12 @@ def run_once(
     roles: dict[str, list[str]],
     signer: str,
     name: str,
-    *,
-    midnight: bool,
+    trigger: trigger_plan.Trigger,
 ) -> tuple[RunSummary, tuple[float, float]]:
-    """Trigger one run for ``day`` (at midnight, or at noon for a second run of the same date)."""
-    moment = datetime(day.year, day.month, day.day, 0 if midnight else 12, tzinfo=UTC)
-    say(f"Triggering fleet_daily for {day} (logical date {moment.isoformat()}) ...")
+    """Trigger one run for ``day`` as ``trigger`` says, wait for it, summarize what it did."""
+    say(f"Triggering fleet_daily for {day} {trigger.how} ...")
     since = time.time()
-    run_id = airflow.trigger(moment, run_id=f"{name}_{day}")
+    run_id = airflow.trigger(trigger.logical_date, run_id=f"{name}_{day}")
     result: RunResult = airflow.wait_for_run(run_id, timeout=600)
     until = time.time()
     instances = [*(iid for ids in roles.values() for iid in ids), signer]
@@ -153,6 +177,8 @@ def run_once(
     summary = summarize(
         run_id=run_id,
         run_date=str(day),
+        dag_run_date=result.rendered_run_date(),
+        triggered=_triggered(trigger, result),
         run_state=result.state,
         wall_seconds=result.wall_seconds,
         task_states=result.states(),
@@ -166,6 +192,12 @@ def run_once(
         selected=result.conf.get("roles"),
     )
     return summary, (since, until)
+
+
+def _triggered(trigger: trigger_plan.Trigger, result: RunResult) -> str:
+    """How the run was triggered, when Airflow made it (``run_after``), the run date the DAG used."""
+    made = f" at {result.run_after.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if result.run_after else ""
+    return f"{trigger.how}{made}; the DAG's run date: {result.rendered_run_date() or 'none rendered'}"
 
 
 def draw(
@@ -195,7 +227,11 @@ def draw(
 
 
 def verdict(first: RunSummary, second: RunSummary) -> int:
-    problems = []
+    problems = [
+        f"the {which} run for {run.run_date} ran {run.dag_run_date} instead"
+        for which, run in (("first", first), ("second", second))
+        if run.date_mismatch
+    ]
     if not first.ok:
         problems.append(
             f"the first run {first.state}"

@@ -39,73 +39,28 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from fleet_demo import run_status
+from fleet_demo.run_status import TERMINAL_RUN_STATES, RunResult, TaskResult, parse
+
+__all__ = ["AirflowHarness", "HarnessError", "RunResult", "TaskResult"]
+
 REPO = Path(__file__).resolve().parent.parent
 DAG_ID = "fleet_daily"
 COMPONENTS = ("dag-processor", "scheduler", "triggerer", "api-server")
-TERMINAL_RUN_STATES = ("success", "failed")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 LOG_TAIL_LINES = 40
+# A run still queued, or with no task started, this long after its wait began is stuck: the wait
+# ends with the reason instead of running out its whole timeout.
+STALL_AFTER = 60.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class HarnessError(RuntimeError):
     """Airflow did not do what was asked in time; the message carries the relevant log tails."""
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """One task instance of a finished run, and what was seen of it while the run went on."""
-
-    task_id: str
-    state: str | None
-    try_number: int
-    start_date: datetime | None
-    end_date: datetime | None
-    duration: float | None
-    # Every state polled while the run went on (``deferred`` proves the task gave up its slot).
-    seen_states: tuple[str, ...] = ()
-    # Classpaths of the triggers the task deferred to, and whether a triggerer picked them up.
-    trigger_classpaths: tuple[str, ...] = ()
-    picked_by_triggerer: bool = False
-
-    @property
-    def deferred(self) -> bool:
-        return "deferred" in self.seen_states
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """A finished DAG run: its state, times, and every task instance."""
-
-    dag_id: str
-    run_id: str
-    run_type: str
-    state: str
-    logical_date: datetime | None
-    start_date: datetime | None
-    end_date: datetime | None
-    conf: dict[str, Any]
-    tasks: dict[str, TaskResult] = field(default_factory=dict)
-
-    @property
-    def wall_seconds(self) -> float | None:
-        """The run's wall time, first task start to run end (``None`` if either is unknown)."""
-        if self.start_date is None or self.end_date is None:
-            return None
-        return (self.end_date - self.start_date).total_seconds()
-
-    @property
-    def run_date(self) -> str | None:
-        """The logical date's day (UTC, the shipped fleet's timezone)."""
-        return self.logical_date.date().isoformat() if self.logical_date else None
-
-    def states(self) -> dict[str, str | None]:
-        return {task_id: task.state for task_id, task in self.tasks.items()}
 
 
 class AirflowHarness:
@@ -333,6 +288,21 @@ class AirflowHarness:
     def log_tails(self, components: tuple[str, ...] = COMPONENTS, lines: int = 20) -> str:
         return "\n".join(self.log_tail(component, lines) for component in components)
 
+    def _log_size(self, component: str) -> int:
+        try:
+            return self.log_path(component).stat().st_size
+        except OSError:
+            return 0
+
+    def _log_since(self, component: str, offset: int) -> list[str]:
+        """A component's log lines written after byte ``offset``."""
+        try:
+            with open(self.log_path(component), "rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+
     # -- REST -------------------------------------------------------------------------------------
 
     def token(self) -> str:
@@ -439,13 +409,24 @@ class AirflowHarness:
             raise
 
     def wait_for_run(
-        self, run_id: str, timeout: float = 300.0, dag_id: str = DAG_ID, poll: float = 1.0
+        self,
+        run_id: str,
+        timeout: float = 300.0,
+        dag_id: str = DAG_ID,
+        poll: float = 1.0,
+        stall_after: float | None = STALL_AFTER,
     ) -> RunResult:
-        """Poll until the run succeeded or failed; record the states its tasks went through."""
+        """Poll until the run succeeded or failed; record the states its tasks went through.
+
+        :param stall_after: seconds after which a run still queued, or with no task started,
+            ends the wait with :class:`HarnessError` naming why (``None``: wait the whole timeout)
+        """
         seen: dict[str, list[str]] = {}
         classpaths: dict[str, set[str]] = {}
         picked: set[str] = set()
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
+        log_offset = self._log_size("scheduler")
         quoted = urllib.parse.quote(run_id, safe="")
         while True:
             self.check_processes()
@@ -461,53 +442,44 @@ class AirflowHarness:
                     if trigger.get("triggerer_id") is not None:
                         picked.add(ti["task_id"])
             if run["state"] in TERMINAL_RUN_STATES:
-                return self._result(run, tis, seen, classpaths, picked)
-            if time.monotonic() > deadline:
+                return run_status.run_result(run, tis, seen, classpaths, picked)
+            now = time.monotonic()
+            stalled = (
+                stall_after is not None and now - began > stall_after and not run_status.progressing(run, tis)
+            )
+            if stalled or now > deadline:
+                waited = now - began
                 states = ", ".join(f"{ti['task_id']}={ti.get('state')}" for ti in tis)
+                reasons = self._why_stuck(run, dag_id, log_offset)
                 raise HarnessError(
-                    f"run {run_id} still {run['state']} after {timeout:.0f} s; tasks: {states}\n"
+                    f"run {run_id} still {run['state']} after {waited:.0f} s"
+                    + (" with no task started" if stalled else "")
+                    + ": "
+                    + ("; ".join(reasons) if reasons else "no reason found in the scheduler's log")
+                    + f"\ntasks: {states}\n"
                     + self.log_tails(("scheduler", "triggerer"))
                 )
             time.sleep(poll)
 
+    def _why_stuck(self, run: dict[str, Any], dag_id: str, log_offset: int) -> list[str]:
+        """:func:`run_status.why_stuck` with what the API and the scheduler's log say now."""
+        try:
+            dag = self.api("GET", f"/api/v2/dags/{dag_id}")
+            others = [r for r in self.dag_runs(dag_id) if r["dag_run_id"] != run["dag_run_id"]]
+        except HarnessError:
+            dag, others = None, []
+        return run_status.why_stuck(
+            run,
+            now=datetime.now(UTC),
+            dag=dag,
+            other_runs=others,
+            scheduler_lines=self._log_since("scheduler", log_offset),
+        )
+
     def run_result(self, run_id: str, dag_id: str = DAG_ID) -> RunResult:
         """A run's current result, without waiting (and without the polled states)."""
         run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
-        return self._result(run, self.task_instances(run_id, dag_id), {}, {}, set())
-
-    @staticmethod
-    def _result(
-        run: dict[str, Any],
-        tis: list[dict[str, Any]],
-        seen: dict[str, list[str]],
-        classpaths: dict[str, set[str]],
-        picked: set[str],
-    ) -> RunResult:
-        tasks = {
-            ti["task_id"]: TaskResult(
-                task_id=ti["task_id"],
-                state=ti.get("state"),
-                try_number=ti.get("try_number") or 0,
-                start_date=_parse(ti.get("start_date")),
-                end_date=_parse(ti.get("end_date")),
-                duration=ti.get("duration"),
-                seen_states=tuple(seen.get(ti["task_id"], ())),
-                trigger_classpaths=tuple(sorted(classpaths.get(ti["task_id"], ()))),
-                picked_by_triggerer=ti["task_id"] in picked,
-            )
-            for ti in tis
-        }
-        return RunResult(
-            dag_id=run["dag_id"],
-            run_id=run["dag_run_id"],
-            run_type=run.get("run_type", ""),
-            state=run["state"],
-            logical_date=_parse(run.get("logical_date")),
-            start_date=_parse(run.get("start_date")),
-            end_date=_parse(run.get("end_date")),
-            conf=run.get("conf") or {},
-            tasks=tasks,
-        )
+        return run_status.run_result(run, self.task_instances(run_id, dag_id))
 
     # -- backfills --------------------------------------------------------------------------------
 
@@ -550,13 +522,13 @@ class AirflowHarness:
         logical dates lie in the backfill's range.
         """
         backfill = self.api("GET", f"/api/v2/backfills/{backfill_id}")
-        first, last = _parse(backfill["from_date"]), _parse(backfill["to_date"])
+        first, last = parse(backfill["from_date"]), parse(backfill["to_date"])
         runs = [
             run
             for run in self.dag_runs(dag_id)
             if run.get("run_type") == "backfill"
             and run.get("logical_date")
-            and first <= _parse(run["logical_date"]) <= last
+            and first <= parse(run["logical_date"]) <= last
         ]
         return sorted(runs, key=lambda run: run["logical_date"])
 
@@ -619,7 +591,3 @@ def _iso(moment: str | date | datetime | None) -> str | None:
     if moment.tzinfo is None:
         raise ValueError(f"a naive datetime is ambiguous, give a timezone: {moment!r}")
     return moment.isoformat()
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None

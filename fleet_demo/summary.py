@@ -54,10 +54,17 @@ class RunSummary:
     signer_boots: int
     signer_lag: float | None  # last worker stopped -> signer stopping
     failed_tasks: tuple[str, ...] = field(default_factory=tuple)
+    triggered: str = ""  # how the run was triggered (trigger_plan.Trigger.how, and run_after)
+    dag_run_date: str | None = None  # the run date the DAG rendered into its tasks
 
     @property
     def ok(self) -> bool:
         return self.state == "success"
+
+    @property
+    def date_mismatch(self) -> bool:
+        """The DAG ran another date than the one asked for (say, a trigger made past midnight)."""
+        return self.dag_run_date is not None and self.dag_run_date != self.run_date
 
     @property
     def executions(self) -> int:
@@ -83,6 +90,8 @@ def summarize(
     since: float,
     until: float,
     selected: Collection[str] | None = None,
+    triggered: str = "",
+    dag_run_date: str | None = None,
 ) -> RunSummary:
     """One run's summary.
 
@@ -92,6 +101,8 @@ def summarize(
     :param agent_states: each instance's latest agent state file (``None``: the agent never ran)
     :param job_starts: ``{instance_id: demo job starts during the run}``
     :param selected: the run's ``roles`` param (``None``: every role)
+    :param triggered: how the run was triggered, for the reader
+    :param dag_run_date: the run date the DAG rendered (``RunResult.rendered_run_date()``)
     """
     window = [e for e in state_events if since <= e["t"] <= until]
     outcomes = []
@@ -138,6 +149,8 @@ def summarize(
         signer_boots=_count(window, signer_id, "pending"),
         signer_lag=lag,
         failed_tasks=tuple(sorted(t for t, s in task_states.items() if s in FAILED_STATES)),
+        triggered=triggered,
+        dag_run_date=dag_run_date,
     )
 
 
@@ -191,10 +204,13 @@ def idle_seconds(
 
 def render(summary: RunSummary, title: str) -> str:
     """The text `make demo` prints for one run."""
+    mismatch = f" (but the DAG ran {summary.dag_run_date})" if summary.date_mismatch else ""
     lines = [
-        f"== {title}: run {summary.run_id}, run date {summary.run_date}: {summary.state.upper()}"
+        f"== {title}: run {summary.run_id}, run date {summary.run_date}{mismatch}: {summary.state.upper()}"
         + (f" in {summary.wall_seconds:.1f} s" if summary.wall_seconds is not None else ""),
     ]
+    if summary.triggered:
+        lines.append(f"  triggered {summary.triggered}")
     for role in summary.roles:
         idle = f", idle {role.idle_seconds:.2f} s" if role.idle_seconds is not None else ""
         lines.append(
