@@ -1,0 +1,185 @@
+"""Fakes of the supervisor's world: a clock, processes and their launcher, the reporter, IMDS,
+signals, and a harness wiring them to a real :class:`Supervisor` and a real state file.
+
+Shared by the supervisor's tests and the launch-failure tests; no real process, no real time.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from instance_agent.clock import format_time
+from instance_agent.imds import ImdsError
+from instance_agent.launcher import LaunchError, ProcessHandle
+from instance_agent.spec import spec_from_document
+from instance_agent.state import JobRecord, RunState, StateStore
+from instance_agent.supervisor import Supervisor, SupervisorSettings
+
+START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def now(self) -> datetime:
+        return START + timedelta(seconds=self.seconds)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.seconds += max(seconds, 0.0)
+
+
+class FakeProcess(ProcessHandle):
+    def __init__(self, pid: int, clock: FakeClock, exits_at: float | None, code: int, obeys_term: bool):
+        self.pid = pid
+        self.clock = clock
+        self.exits_at = exits_at
+        self.code = code
+        self.obeys_term = obeys_term
+        self.returncode: int | None = None
+        self.signals: list[tuple[float, str]] = []
+
+    def poll(self) -> object:
+        if self.returncode is None and self.exits_at is not None and self.clock.seconds >= self.exits_at:
+            self.returncode = self.code
+        return self.returncode
+
+    def signal(self, signum: int) -> None:
+        self.signals.append((self.clock.seconds, signal.Signals(signum).name))
+        if signum == signal.SIGKILL or (signum == signal.SIGTERM and self.obeys_term):
+            self.returncode = -signum
+
+
+class FakeLauncher:
+    def __init__(self, clock: FakeClock, store: StateStore, **behaviour: dict):
+        self.clock = clock
+        self.store = store
+        self.behaviour = behaviour
+        self.processes: dict[str, FakeProcess] = {}
+        self.envs: dict[str, dict] = {}
+        self.recorded_before_start: dict[str, dict] = {}
+
+    def start(self, job, *, log_path, env, header):
+        on_disk = json.loads(Path(self.store.path("2026-11-23")).read_text())
+        self.recorded_before_start[job.name] = on_disk["jobs"][job.name]
+        settings = {"exits_at": 10.0, "code": 0, "obeys_term": True, **self.behaviour.get(job.name, {})}
+        if settings.pop("cannot_start", False):
+            raise LaunchError(f"cannot start {job.argv[0]!r}", 127)
+        self.envs[job.name] = env
+        process = FakeProcess(4_000_000 + len(self.processes), self.clock, **settings)
+        self.processes[job.name] = process
+        return process
+
+
+class FakeReporter:
+    s3_bucket = None
+    s3_prefix = ""
+
+    def __init__(self) -> None:
+        self.reports: list = []
+        self.uploads: list = []
+
+    def publish(self, report) -> None:
+        self.reports.append(report)
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def upload(self, files) -> list:
+        self.uploads.extend(files)
+        return []
+
+
+class FakeImds:
+    def __init__(
+        self, clock: FakeClock, *, spot_at=None, deadline_after=120.0, rebalance_at=None, broken=False
+    ):
+        self.clock = clock
+        self.spot_at, self.deadline_after, self.rebalance_at, self.broken = (
+            spot_at,
+            deadline_after,
+            rebalance_at,
+            broken,
+        )
+        self.polls = 0
+
+    def spot_instance_action(self):
+        self.polls += 1
+        if self.broken:
+            raise ImdsError("http://169.254.169.254: timed out")
+        if self.spot_at is not None and self.clock.seconds >= self.spot_at:
+            deadline = START + timedelta(seconds=self.spot_at + self.deadline_after)
+            return {"action": "stop", "time": format_time(deadline).replace(".000", "")}
+        return None
+
+    def rebalance_recommendation(self):
+        if self.rebalance_at is not None and self.clock.seconds >= self.rebalance_at:
+            return {"noticeTime": "2026-11-23T00:00:01Z"}
+        return None
+
+
+class FakeSignals:
+    def __init__(self, clock: FakeClock, at: tuple = ()):
+        self.clock = clock
+        self.at = list(at)
+        self.waits = 0
+
+    def take(self) -> list:
+        due = [signum for moment, signum in self.at if moment <= self.clock.seconds]
+        self.at = [(moment, signum) for moment, signum in self.at if moment > self.clock.seconds]
+        return due
+
+    def wait(self, timeout: float) -> None:
+        self.waits += 1
+        self.clock.sleep(timeout)
+
+
+class Harness:
+    def __init__(self, tmp_path, jobs, *, settings=None, imds=None, signals_at=(), **behaviour):
+        self.clock = FakeClock()
+        self.spec = spec_from_document({"jobs": jobs})
+        self.store = StateStore(str(tmp_path))
+        self.state = RunState(date="2026-11-23", role="tasks")
+        for job in self.spec.jobs:
+            self.state.jobs[job.name] = JobRecord()
+        self.store.save(self.state)
+        self.launcher = FakeLauncher(self.clock, self.store, **behaviour)
+        self.reporter = FakeReporter()
+        self.imds = imds(self.clock) if imds else None
+        self.supervisor = Supervisor(
+            spec=self.spec,
+            role="tasks",
+            run_date="2026-11-23",
+            state=self.state,
+            store=self.store,
+            run=self.spec.job_names,
+            watch=[],
+            log_dir=str(tmp_path / "logs"),
+            launcher=self.launcher,
+            clock=self.clock,
+            reporter=self.reporter,
+            imds=self.imds,
+            signals=FakeSignals(self.clock, signals_at),
+            settings=settings
+            or SupervisorSettings(heartbeat_seconds=3, kill_grace_seconds=2, imds_poll_seconds=1),
+            base_env={"PATH": "/usr/bin"},
+        )
+
+    def run(self):
+        return self.supervisor.run()
+
+    def on_disk(self) -> dict:
+        return json.loads(Path(self.store.path("2026-11-23")).read_text())
+
+    def signals(self, name: str) -> list:
+        return self.launcher.processes[name].signals
+
+
+def job(name: str, **extra) -> dict:
+    return {"name": name, "argv": ["/bin/true"], **extra}
