@@ -1,15 +1,15 @@
 """The old system's timing, computed from its constants: a model, not a measurement.
 
-From ``reference/000_*.txt`` and DESIGN.md: the Lambda starts the instances and sends
-``fromLambda.sh`` through SSM; on each worker that script starts the jobs with ``nohup`` and
-``apagarServer*.sh``, which sleeps a first 300-900 s ("según la instancia": one value per
+From the old system (docs/architecture.md, "What it replaces"): the Lambda starts the instances
+and sends ``fromLambda.sh`` through SSM; on each worker that script starts the jobs with ``nohup``
+and ``apagarServer*.sh``, which sleeps a first 300-900 s ("según la instancia": one value per
 instance), then runs ``ps | grep NAME`` every 300 s and ``shutdown -h now`` once the names are
 gone. The Lambda waits for the workers to stop, then stops the signer; a Lambda lives at most
 15 minutes.
 
 Applied to a measured job timeline (each worker's job start and end), worker ``i`` shuts down at
-``start_i + S_i + 300 k_i``, the first check at which its job is over. What the reference does
-not say is a parameter, named in the report: which first sleep each instance has (spread evenly
+``start_i + S_i + 300 k_i``, the first check at which its job is over. What the old scripts do
+not fix is a parameter, named in the report: which first sleep each instance has (spread evenly
 over 300-900 s here), how often the Lambda polls for ``stopped`` (15 s: boto3's
 ``instance_stopped`` waiter), and how long the OS shutdown takes (0 here).
 """

@@ -1,6 +1,6 @@
 """Build the ``fleet_daily`` DAG from a validated :class:`~fleet_dag.config.FleetConfig`.
 
-The shape (DESIGN.md, "The daily flow")::
+The shape (docs/architecture.md, "The flow of fleet_daily")::
 
     per role: skip_if_done → start → wait_running → wait_ssm_online → run_agent → wait_stopped → report
                 │                                                         ▲            │
