@@ -1,4 +1,4 @@
-"""docker-compose.yaml, checked statically: no Docker engine runs here (DESIGN.md, "Testing without AWS").
+"""docker-compose.yaml, checked statically: no Docker engine runs here (docs/testing.md).
 
 What a user running ``docker compose up --build`` would otherwise find out the hard way: a file
 Compose rejects, a floating image tag, a bind mount of a path the repository lacks, a triggerer

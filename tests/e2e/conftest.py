@@ -32,7 +32,7 @@ from fleet_sim import FleetSimulator, demo_runs, sim_fleet_config
 FAST = {"transition_delay": 0.3, "registration_delay": 0.3, "delivery_delay": 0.05}
 LOGICAL_DATE = pendulum.datetime(2026, 11, 23, tz="UTC")
 RUN_DATE = "2026-11-23"
-# Each role's task group, in order (DESIGN.md, "The daily flow").
+# Each role's task group, in order (docs/architecture.md, "The flow of fleet_daily").
 CHAIN = ("skip_if_done", "start", "wait_running", "wait_ssm_online", "run_agent", "wait_stopped", "report")
 PLACEHOLDER = "i-{:017x}"  # sim_fleet_config replaces every instance ID with a simulated one
 
