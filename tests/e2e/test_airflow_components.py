@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +99,10 @@ def test_a_triggered_run_for_a_date_already_done_boots_nothing_and_runs_nothing(
     assert (again.tasks["start_signer"].state, again.tasks["stop_signer"].state) == ("skipped", "success")
 
 
-def test_make_demo_runs_the_shipped_fleet_twice_and_prints_a_summary(tmp_path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fleet_demo",
-            "--workdir",
-            str(tmp_path),
-            "--date",
-            "2026-11-23",
-            "--job-seconds",
-            "1",
-        ],
+def demo(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m fleet_demo`` (what ``make demo`` runs) with one-second jobs."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleet_demo", "--workdir", str(workdir), "--job-seconds", "1", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -117,8 +110,18 @@ def test_make_demo_runs_the_shipped_fleet_twice_and_prints_a_summary(tmp_path) -
         check=False,
     )
 
+
+def test_make_demo_runs_the_shipped_fleet_twice_and_prints_a_summary(tmp_path) -> None:
+    result = demo(tmp_path, "--date", "2026-11-23")
+
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
+    assert "triggered as the scheduler does, with logical date 2026-11-23T00:00:00+00:00" in out
+    assert (
+        "triggered with logical date 2026-11-23T12:00:00+00:00 (a past date: a run without one would be "
+        "for today)"
+    ) in out
+    assert out.count("the DAG's run date: 2026-11-23") == 2
     assert "== First run: run demo_first_2026-11-23, run date 2026-11-23: SUCCESS" in out
     for role, job in (
         ("tasks", "backoffice"),
@@ -133,6 +136,25 @@ def test_make_demo_runs_the_shipped_fleet_twice_and_prints_a_summary(tmp_path) -
     assert "DEMO OK" in out
     svg = (tmp_path / "timeline.svg").read_text()
     assert svg.startswith("<svg") and "backoffice" in svg and "signer" in svg
+
+
+def test_make_demo_without_a_date_runs_today_at_whatever_hour_it_is(tmp_path) -> None:
+    """What a new user types: the default date, today, and a second run like the UI's button."""
+    before = datetime.now(UTC).date().isoformat()
+    result = demo(tmp_path)
+    after = datetime.now(UTC).date().isoformat()
+
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    day = out.split("== First run: run demo_first_", 1)[1][:10]
+    assert day in (before, after)
+    assert f"triggered as the scheduler does, with logical date {day}T00:00:00+00:00" in out
+    second = out.split("== Second run, same date", 1)[1]
+    # In the day's last minute the second run names its date instead (trigger_plan.ROLLOVER_MARGIN).
+    assert "like the UI's Trigger button (no logical date)" in second or "ends within a minute" in second
+    assert out.count(f"the DAG's run date: {day}") == 2
+    assert second.count(f"skipped (done for {day}); booted 0x, 0 job run(s)") == 3
+    assert "DEMO OK" in out
 
 
 def test_run_params_are_validated_on_trigger_and_force_with_roles_reruns_only_those(fleet: Any) -> None:
@@ -150,3 +172,24 @@ def test_run_params_are_validated_on_trigger_and_force_with_roles_reruns_only_th
     assert runs_by_date(sim, "alpha")["2026-11-24"] == ["a1"]
     assert forced.tasks["alpha.skip_if_done"].state == "skipped"
     assert forced.tasks["beta.report"].state == "success"
+
+
+def test_a_run_that_cannot_start_ends_the_wait_early_with_the_schedulers_reason(fleet: Any) -> None:
+    """A logical date ahead of now: the scheduler never starts a task; the wait says so at once."""
+    _, af = fleet
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    run_id = af.trigger(ahead, run_id="ahead_of_now")
+    began = time.monotonic()
+    try:
+        with pytest.raises(HarnessError) as stuck:
+            af.wait_for_run(run_id, timeout=300, stall_after=15)
+        waited = time.monotonic() - began
+    finally:
+        # The stuck run holds the DAG's one active run: end it for the tests that come after.
+        af.api("PATCH", f"/api/v2/dags/fleet_daily/dagRuns/{run_id}", {"state": "failed"})
+
+    message = str(stuck.value)
+    assert waited < 60, message
+    assert "still running after" in message and "with no task started" in message
+    assert f"its logical date {ahead.isoformat()} is in the future" in message
+    assert "the scheduler logged: " in message and "Logical date is in future" in message
