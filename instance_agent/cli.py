@@ -12,9 +12,20 @@ from typing import Any
 from instance_agent import exit_codes, procinfo
 from instance_agent.agent import Prepared, RunOptions, configure_logging, execute, holder_text, prepare
 from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
+from instance_agent.display import one_line, shorten
 from instance_agent.lock import LockBusy, StateDirLock
 from instance_agent.shutdown import SHUTDOWN_MODES
-from instance_agent.spec import SpecError, parse_spec, validate_date, validate_role
+from instance_agent.spec import (
+    MAX_SPEC_BYTES,
+    MIN_HEARTBEAT_SECONDS,
+    RunSpec,
+    SpecError,
+    check_os_text,
+    check_seconds,
+    parse_spec,
+    validate_date,
+    validate_role,
+)
 from instance_agent.state import StateError, StateStore
 from instance_agent.supervisor import SignalRecorder, agent_log_path
 
@@ -50,8 +61,24 @@ argv is executed as is (no shell) unless "shell": true. Every job gets RUN_DATE 
 )
 
 
+class UsageError(SpecError):
+    """argparse's own refusal (a missing option, an unknown one), as a one-line bad-input error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that an error is one line (exit 2 from :func:`main`), not usage + error.
+
+    Its messages may quote arguments at full length and with newlines: :func:`one_line`
+    escapes and cuts them. Subparsers are built from this class too (argparse uses the
+    parent's class).
+    """
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{one_line(message)} (see {self.prog} --help)", None)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m instance_agent",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -73,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--shutdown",
         required=True,
-        choices=SHUTDOWN_MODES,
+        type=_shutdown_mode,  # not choices=: argparse would echo a bad value at full length
+        metavar="{" + ",".join(SHUTDOWN_MODES) + "}",
         help="once every job has ended: os = shutdown -h now (the instance's shutdown behaviour "
         "must be 'stop'), ec2 = StopInstances on this instance, none = just exit",
     )
@@ -87,13 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--foreground", action="store_true", help="do not detach (systemd, tests)")
     run.add_argument(
         "--heartbeat-seconds",
-        type=_positive,
+        type=_heartbeat_seconds,
         default=None,
         help="tag heartbeat interval; overrides the spec's heartbeat_seconds (default 60)",
     )
     run.add_argument(
         "--imds-poll-seconds",
-        type=_positive,
+        type=_positive_seconds,
         default=5.0,
         help="interruption notice polling interval (%(default)s)",
     )
@@ -115,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        _complain(f"bad input, nothing started: {error}")
+        return exit_codes.EXIT_BAD_INPUT
     if args.command == "run":
         return command_run(args)
     if args.command == "status":
@@ -130,6 +162,8 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         run_date = validate_date(args.date)
         role = validate_role(args.role)
+        state_dir = _directory(args.state_dir, "--state-dir")
+        log_dir = _directory(args.log_dir, "--log-dir")
         spec = _read_spec(args.spec)
     except SpecError as error:
         _complain(f"bad input, nothing started: {error}")
@@ -137,8 +171,8 @@ def command_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         role=role,
         run_date=run_date,
-        state_dir=os.path.abspath(args.state_dir),
-        log_dir=os.path.abspath(args.log_dir),
+        state_dir=state_dir,
+        log_dir=log_dir,
         shutdown=args.shutdown,
         force=args.force,
         heartbeat_seconds=args.heartbeat_seconds,
@@ -239,27 +273,61 @@ def command_status(args: argparse.Namespace) -> int:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _read_spec(source: str) -> Any:
+def _read_spec(source: str) -> RunSpec:
+    """The spec from ``source`` (``-``: stdin), read as bytes and decoded as strict UTF-8.
+
+    Never through a text stream: its decoding follows the locale (strict, or surrogateescape
+    under C.UTF-8, which would hand a raw byte to a job). At most ``MAX_SPEC_BYTES`` + 1 bytes
+    are read, so an endless input (``/dev/zero``) is refused, not read to the end.
+    """
     if source == "-":
-        return parse_spec(sys.stdin.read(), "--spec - (stdin)")
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise SpecError("no standard input to read the spec from", ("--spec",), source)
+        return parse_spec(stream.read(MAX_SPEC_BYTES + 1), "--spec - (stdin)")
     try:
-        with open(source, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(
-            f"--spec: cannot read {source!r}: {getattr(error, 'strerror', None) or error}"
-        ) from None
-    return parse_spec(text, source)
+        with open(source, "rb") as handle:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+    except (OSError, ValueError) as error:  # ValueError: a name the OS cannot take
+        reason = getattr(error, "strerror", None) or one_line(str(error), 100)
+        raise SpecError(f"cannot read {shorten(source)}: {reason}", ("--spec",), source) from None
+    return parse_spec(data, source)
 
 
-def _positive(text: str) -> float:
+def _directory(value: str, option: str) -> str:
+    """A directory argument: a non-empty path the OS and the UTF-8 state file can both hold."""
     try:
-        value = float(text)
+        check_os_text(value, "a directory")
+    except SpecError as error:
+        raise error.within(option) from None
+    if not value:
+        raise SpecError("empty: name a directory", (option,), value)
+    return os.path.abspath(value)
+
+
+def _shutdown_mode(text: str) -> str:
+    if text not in SHUTDOWN_MODES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SHUTDOWN_MODES)}, got {shorten(text)}")
+    return text
+
+
+def _seconds_argument(text: str, minimum: float | None) -> float:
+    try:
+        value = float(text)  # "inf", "nan" and "1e400" parse: check_seconds refuses them
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {shorten(text)}") from None
+    try:
+        return check_seconds(value, minimum=minimum)
+    except SpecError as error:
+        raise argparse.ArgumentTypeError(f"{error.problem} (from {shorten(text)})") from None
+
+
+def _heartbeat_seconds(text: str) -> float:
+    return _seconds_argument(text, MIN_HEARTBEAT_SECONDS)  # the spec's heartbeat_seconds rule
+
+
+def _positive_seconds(text: str) -> float:
+    return _seconds_argument(text, None)
 
 
 def _print_json(document: dict[str, Any]) -> None:
@@ -268,5 +336,13 @@ def _print_json(document: dict[str, Any]) -> None:
 
 
 def _complain(message: str) -> None:
-    sys.stderr.write(f"fleet-agent: {message}\n")
+    line = f"fleet-agent: {message}\n"
+    stream = getattr(sys.stderr, "buffer", None)
+    if stream is None:  # replaced by a text-only stream (tests)
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        return
+    # As bytes: whatever the locale's encoding, the message itself can never fail to print.
     sys.stderr.flush()
+    stream.write(line.encode("utf-8", "backslashreplace"))
+    stream.flush()

@@ -3,7 +3,7 @@
 The spec is JSON: either a list of jobs, or an object holding ``jobs`` and a few optional
 settings for the whole run. Every key is known; an unknown one is an error, so a typo
 (``rerun_on_interupt``) never silently falls back to a default. Errors name the field path and
-the bad value: ``jobs[1].name: duplicate job name 'x'``.
+the bad value, cut to a readable length: ``jobs[1].name: duplicate job name 'x'``.
 
 A job::
 
@@ -19,28 +19,74 @@ The run's settings (all optional): ``s3_log_prefix`` (``s3://bucket/prefix``),
 ``heartbeat_seconds`` (60), ``kill_grace_seconds`` (30), ``disk_warn_percent`` (80) and
 ``max_runtime`` (seconds for the whole run; past it every job still running is stopped and
 recorded ``timed_out``).
+
+The field rules live in :mod:`instance_agent.checks` (re-exported here); the DAG's fleet
+config calls the very same functions, so the two cannot disagree about a job.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Any
+from typing import Any, Callable
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_S3_PREFIX = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
+from instance_agent.checks import (
+    DEFAULT_DISK_WARN_PERCENT,
+    DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_KILL_GRACE_SECONDS,
+    MAX_JOBS,
+    MAX_SECONDS,
+    MAX_SPEC_BYTES,
+    MIN_HEARTBEAT_SECONDS,
+    NAME_PATTERN,
+    RESERVED_ENV,
+    SpecError,
+    check_argv,
+    check_bool,
+    check_cwd,
+    check_env,
+    check_job_name,
+    check_os_text,
+    check_percent,
+    check_s3_prefix,
+    check_seconds,
+    parse_s3_prefix,
+    validate_date,
+    validate_role,
+)
+from instance_agent.display import one_line, shorten
 
-# The agent sets these for every job; a spec may not override them.
-RESERVED_ENV = ("RUN_DATE", "ROLE")
-
-DEFAULT_HEARTBEAT_SECONDS = 60.0
-DEFAULT_KILL_GRACE_SECONDS = 30.0
-DEFAULT_DISK_WARN_PERCENT = 80.0
+__all__ = [
+    "DEFAULT_DISK_WARN_PERCENT",
+    "DEFAULT_HEARTBEAT_SECONDS",
+    "DEFAULT_KILL_GRACE_SECONDS",
+    "JOB_KEYS",
+    "MAX_JOBS",
+    "MAX_SECONDS",
+    "MAX_SPEC_BYTES",
+    "MIN_HEARTBEAT_SECONDS",
+    "NAME_PATTERN",
+    "RESERVED_ENV",
+    "RUN_KEYS",
+    "JobSpec",
+    "RunSpec",
+    "SpecError",
+    "check_argv",
+    "check_bool",
+    "check_cwd",
+    "check_env",
+    "check_job",
+    "check_job_name",
+    "check_os_text",
+    "check_percent",
+    "check_s3_prefix",
+    "check_seconds",
+    "parse_s3_prefix",
+    "parse_spec",
+    "spec_from_document",
+    "validate_date",
+    "validate_role",
+]
 
 JOB_KEYS = ("name", "argv", "shell", "cwd", "env", "timeout", "rerun_on_interrupt")
 RUN_KEYS = (
@@ -51,10 +97,6 @@ RUN_KEYS = (
     "disk_warn_percent",
     "max_runtime",
 )
-
-
-class SpecError(ValueError):
-    """Bad input: the message names the field and the bad value."""
 
 
 @dataclass(frozen=True)
@@ -113,176 +155,140 @@ class RunSpec:
         }
 
 
-def validate_date(text: str) -> str:
-    """``YYYY-MM-DD`` naming a real calendar day, or :class:`SpecError`."""
-    if not isinstance(text, str) or not _DATE_PATTERN.match(text):
-        raise SpecError(f"--date: expected YYYY-MM-DD, got {text!r}")
+class _DuplicateKey(ValueError):
+    pass
+
+
+def parse_spec(data: str | bytes, source: str = "spec") -> RunSpec:
+    """Parse and validate spec JSON; ``source`` (a file name, ``stdin``) prefixes errors.
+
+    Bytes are decoded as strict UTF-8 whatever the locale: a bad byte is refused at its
+    offset, never passed on to a job (surrogateescape) or raised as a traceback.
+    """
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"larger than {MAX_SPEC_BYTES // (1 << 20)} MiB, not a job spec", None, source=source)
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            byte = data[error.start]
+            problem = f"not valid UTF-8 at byte offset {error.start} (byte 0x{byte:02x}: {error.reason})"
+            raise SpecError(problem, None, source=source) from None
     try:
-        date.fromisoformat(text)
-    except ValueError as error:
-        raise SpecError(f"--date: {text!r} is not a calendar date ({error})") from None
-    return text
-
-
-def validate_role(text: str) -> str:
-    if not isinstance(text, str) or not NAME_PATTERN.match(text):
-        raise SpecError(f"--role: expected {NAME_PATTERN.pattern}, got {text!r}")
-    return text
-
-
-def parse_s3_prefix(prefix: str) -> tuple[str, str]:
-    """``s3://bucket/a/b/`` → ``("bucket", "a/b")``."""
-    match = _S3_PREFIX.match(prefix)
-    if not match:
-        raise SpecError(f"s3_log_prefix: expected s3://bucket[/prefix], got {prefix!r}")
-    return match.group("bucket"), (match.group("key") or "").strip("/")
-
-
-def parse_spec(text: str, source: str = "spec") -> RunSpec:
-    """Parse and validate spec JSON; ``source`` (a file name, ``stdin``) prefixes errors."""
-    try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise SpecError(f"{source}: not valid JSON: {error}") from None
+        document = json.loads(data, object_pairs_hook=_object_without_duplicates)
+    except RecursionError:
+        raise SpecError("not valid JSON: nested too deeply", None, source=source) from None
+    except _DuplicateKey as error:
+        raise SpecError(str(error), None, source=source) from None
+    except ValueError as error:  # JSONDecodeError, or an integer over Python's 4300 digits
+        raise SpecError(f"not valid JSON: {one_line(str(error), 200)}", None, source=source) from None
     try:
         return spec_from_document(document)
     except SpecError as error:
-        raise SpecError(f"{source}: {error}") from None
+        raise error.from_source(source) from None
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys: `"timeout": 5, "timeout": 50000` would
+    # silently mean 50000, so a repeated key is refused like an unknown one.
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKey(f"duplicate key {shorten(key)} in one JSON object: which value is meant?")
+        document[key] = value
+    return document
 
 
 def spec_from_document(document: Any) -> RunSpec:
     if isinstance(document, list):
         document = {"jobs": document}
     if not isinstance(document, dict):
-        raise SpecError(f"expected a list of jobs or an object with 'jobs', got {_kind(document)}")
-    _no_unknown_keys(document, RUN_KEYS, "(top level)")
+        raise SpecError(f"expected a list of jobs or an object with 'jobs', got {_kind(document)}", ())
+    _no_unknown_keys(document, RUN_KEYS)
     if "jobs" not in document:
-        raise SpecError("jobs: missing (a list of at least one job)")
+        raise SpecError("missing (a list of at least one job)", ("jobs",))
     raw_jobs = document["jobs"]
     if not isinstance(raw_jobs, list) or not raw_jobs:
-        raise SpecError(f"jobs: expected a non-empty list of jobs, got {_short(raw_jobs)}")
+        raise SpecError(f"expected a non-empty list of jobs, got {shorten(raw_jobs)}", ("jobs",), raw_jobs)
+    if len(raw_jobs) > MAX_JOBS:
+        # Each job is a process, a log file and a record: a runaway list is no day's work.
+        raise SpecError(f"{len(raw_jobs)} jobs, at most {MAX_JOBS} per run", ("jobs",), raw_jobs)
     jobs: list[JobSpec] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_jobs):
-        job = _job(raw, f"jobs[{index}]")
+        try:
+            job = check_job(raw)
+        except SpecError as error:
+            raise error.within("jobs", index) from None
         if job.name in seen:
             raise SpecError(
-                f"jobs[{index}].name: duplicate job name {job.name!r} (also jobs[{seen[job.name]}])"
+                f"duplicate job name {job.name!r} (also jobs[{seen[job.name]}])",
+                ("jobs", index, "name"),
+                job.name,
             )
         seen[job.name] = index
         jobs.append(job)
-    prefix = document.get("s3_log_prefix")
-    if prefix is not None:
-        if not isinstance(prefix, str):
-            raise SpecError(f"s3_log_prefix: expected a string, got {_short(prefix)}")
-        parse_s3_prefix(prefix)
     return RunSpec(
         jobs=tuple(jobs),
-        s3_log_prefix=prefix,
-        heartbeat_seconds=_seconds(document, "heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS, "", minimum=0.1),
-        kill_grace_seconds=_seconds(
-            document, "kill_grace_seconds", DEFAULT_KILL_GRACE_SECONDS, "", minimum=0
+        s3_log_prefix=_optional(document, "s3_log_prefix", check_s3_prefix, None),
+        heartbeat_seconds=_optional(
+            document,
+            "heartbeat_seconds",
+            lambda value: check_seconds(value, minimum=MIN_HEARTBEAT_SECONDS),
+            DEFAULT_HEARTBEAT_SECONDS,
         ),
-        disk_warn_percent=_percent(document, "disk_warn_percent", DEFAULT_DISK_WARN_PERCENT),
-        max_runtime=_seconds(document, "max_runtime", None, "", minimum=None),
+        kill_grace_seconds=_optional(
+            document,
+            "kill_grace_seconds",
+            lambda value: check_seconds(value, minimum=0),
+            DEFAULT_KILL_GRACE_SECONDS,
+        ),
+        disk_warn_percent=_optional(document, "disk_warn_percent", check_percent, DEFAULT_DISK_WARN_PERCENT),
+        max_runtime=_optional(document, "max_runtime", check_seconds, None),
     )
 
 
-def _job(raw: Any, where: str) -> JobSpec:
+def check_job(raw: Any) -> JobSpec:
+    """One job of the spec; errors are located relative to the job (``argv[1]``)."""
     if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected an object, got {_short(raw)}")
-    _no_unknown_keys(raw, JOB_KEYS, where)
+        raise SpecError(f"expected an object, got {shorten(raw)}", (), raw)
+    _no_unknown_keys(raw, JOB_KEYS)
     for key in ("name", "argv"):
         if key not in raw:
-            raise SpecError(f"{where}.{key}: missing")
-    name = raw["name"]
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise SpecError(f"{where}.name: expected {NAME_PATTERN.pattern}, got {_short(name)}")
-    shell = _bool(raw, "shell", where)
-    argv = raw["argv"]
-    if not isinstance(argv, list) or not argv:
-        raise SpecError(f"{where}.argv: expected a non-empty list of strings, got {_short(argv)}")
-    for position, item in enumerate(argv):
-        if not isinstance(item, str):
-            raise SpecError(f"{where}.argv[{position}]: expected a string, got {_short(item)}")
-        if "\x00" in item:
-            raise SpecError(f"{where}.argv[{position}]: NUL byte in {item!r}")
-    if not argv[0]:
-        raise SpecError(f"{where}.argv[0]: empty program name")
-    if shell and len(argv) != 1:
-        raise SpecError(
-            f"{where}.argv: a shell job takes exactly one string (the command line), got {len(argv)}"
-        )
-    cwd = raw.get("cwd")
-    if cwd is None:
-        cwd = "/"
-    elif not isinstance(cwd, str) or not cwd.startswith("/") or "\x00" in cwd:
-        raise SpecError(f"{where}.cwd: expected an absolute path, got {_short(cwd)}")
-    env = raw.get("env")
-    if env is None:
-        env = {}
-    if not isinstance(env, dict):
-        raise SpecError(f"{where}.env: expected an object of strings, got {_short(env)}")
-    for key, value in env.items():
-        if not _ENV_NAME.match(key):
-            raise SpecError(f"{where}.env: bad variable name {key!r}")
-        if key in RESERVED_ENV:
-            raise SpecError(f"{where}.env.{key}: set by the agent for every job, cannot be overridden")
-        if not isinstance(value, str) or "\x00" in value:
-            raise SpecError(f"{where}.env.{key}: expected a string, got {_short(value)}")
+            raise SpecError("missing", (key,))
+    name = _required(raw, "name", check_job_name)
+    shell = _optional(raw, "shell", check_bool, False)
     return JobSpec(
         name=name,
-        argv=tuple(argv),
+        argv=_required(raw, "argv", lambda value: check_argv(value, shell=shell)),
         shell=shell,
-        cwd=cwd,
-        env=dict(env),
-        timeout=_seconds(raw, "timeout", None, f"{where}.", minimum=None),
-        rerun_on_interrupt=_bool(raw, "rerun_on_interrupt", where),
+        cwd=_optional(raw, "cwd", check_cwd, "/"),
+        env=_optional(raw, "env", check_env, {}),
+        timeout=_optional(raw, "timeout", check_seconds, None),
+        rerun_on_interrupt=_optional(raw, "rerun_on_interrupt", check_bool, False),
     )
 
 
-def _no_unknown_keys(document: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+def _required(document: dict[str, Any], key: str, check: Callable[[Any], Any]) -> Any:
+    try:
+        return check(document[key])
+    except SpecError as error:
+        raise error.within(key) from None
+
+
+def _optional(document: dict[str, Any], key: str, check: Callable[[Any], Any], default: Any) -> Any:
+    """``default`` when the key is absent or null, else the checked value."""
+    if document.get(key) is None:
+        return default
+    return _required(document, key, check)
+
+
+def _no_unknown_keys(document: dict[Any, Any], allowed: tuple[str, ...]) -> None:
     unknown = [key for key in document if key not in allowed]
     if unknown:
-        raise SpecError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-
-
-def _bool(document: Mapping[str, Any], key: str, where: str) -> bool:
-    value = document.get(key, False)
-    if not isinstance(value, bool):
-        raise SpecError(f"{where}.{key}: expected true or false, got {_short(value)}")
-    return value
-
-
-def _seconds(
-    document: Mapping[str, Any], key: str, default: float | None, where: str, minimum: float | None
-) -> Any:
-    value = document.get(key)
-    if value is None:
-        return default
-    # bool is an int subclass: refuse `timeout: true`
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise SpecError(f"{where}{key}: expected a number of seconds, got {_short(value)}")
-    if minimum is None and value <= 0:
-        raise SpecError(f"{where}{key}: must be positive, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise SpecError(f"{where}{key}: must be at least {minimum}, got {value!r}")
-    return float(value)
-
-
-def _percent(document: Mapping[str, Any], key: str, default: float) -> float:
-    value = document.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
-        raise SpecError(f"{key}: expected a percentage between 0 and 100, got {_short(value)}")
-    return float(value)
+        raise SpecError(f"unknown key {shorten(unknown[0])} (allowed: {', '.join(sorted(allowed))})", ())
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value))
+    return f"{kind} {shorten(value)}" if kind else shorten(value)

@@ -1,0 +1,226 @@
+"""The rule for every value the agent takes: the one source of truth, for the agent and the DAG.
+
+Each ``check_*`` function takes a value and returns it (normalised), or raises
+:class:`SpecError` located *relative to that value* (``loc=(1,)``: the second element of an
+argv), which the caller places: ``jobs[0].argv[1]`` in a spec, ``roles[0].jobs[0].argv[1]``
+in the DAG's fleet config (``dags/fleet_dag/config.py`` calls these very functions, so the DAG
+refuses at parse time exactly what the agent would refuse on the VM).
+
+A string that reaches the OS (argv, env, cwd, the S3 prefix) must be encodable as UTF-8
+strictly and hold no NUL: execve takes NUL-terminated C strings, and a lone surrogate has no
+encoding at all (Python would raise while starting the job, or, for ``\\udc80``-``\\udcff``,
+pass a raw byte through surrogateescape). Every pattern is matched whole (``fullmatch``: a
+``$`` would let ``"tasks\\n"`` through). Numbers are finite, positive where zero means
+nothing, and at most ten years; booleans are never numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date
+from typing import Any
+
+from instance_agent.display import field_path, label, shorten
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The key part may not hold control characters: S3 answers in XML 1.0, which cannot carry them.
+_S3_PREFIX = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>[^\x00-\x1f\x7f]*))?")
+
+# The agent sets these for every job; a spec may not override them.
+RESERVED_ENV = ("RUN_DATE", "ROLE")
+
+DEFAULT_HEARTBEAT_SECONDS = 60.0
+DEFAULT_KILL_GRACE_SECONDS = 30.0
+DEFAULT_DISK_WARN_PERCENT = 80.0
+# A heartbeat is a CreateTags call: more often than this would only get the agent throttled.
+MIN_HEARTBEAT_SECONDS = 0.1
+# Ten years: no timeout of a daily run is longer, and every such number fits a float and a
+# timedelta with room to spare (10**400 does not fit a float; 1e300 does not fit a timedelta).
+MAX_SECONDS = 3650 * 86400
+# Each job is a process, a log file and a record: hundreds are a generated list gone wrong.
+MAX_JOBS = 100
+# The spec comes through an SSM command (a few kB); a bigger input is not a spec. The agent
+# reads at most this much, so `--spec /dev/zero` is refused instead of filling the memory.
+MAX_SPEC_BYTES = 1 << 20
+
+
+class SpecError(ValueError):
+    """Bad input: one line naming the field (``loc``) and the bad value, cut to be readable.
+
+    ``loc`` is the path of the bad value (``("jobs", 0, "argv", 1)``), or ``None`` when the
+    error is about the input as a whole (not JSON, not UTF-8); ``source`` names the input (a
+    file, ``stdin``); ``problem`` is the message without either.
+    """
+
+    def __init__(
+        self, problem: str, loc: tuple[Any, ...] | None = (), value: Any = None, *, source: str | None = None
+    ):
+        self.problem = problem
+        self.loc = None if loc is None else tuple(loc)
+        self.value = value
+        self.source = source
+        super().__init__(self._message())
+
+    @property
+    def field(self) -> str | None:
+        return None if self.loc is None else field_path(self.loc)
+
+    def _message(self) -> str:
+        parts = [] if self.source is None else [label(self.source)]
+        if self.loc is not None:
+            parts.append(field_path(self.loc))
+        return ": ".join([*parts, self.problem])
+
+    def within(self, *outer: Any) -> SpecError:
+        """The same error, located inside ``outer`` (``within("jobs", 0)``)."""
+        return SpecError(self.problem, (*outer, *(self.loc or ())), self.value, source=self.source)
+
+    def from_source(self, source: str) -> SpecError:
+        return SpecError(self.problem, self.loc, self.value, source=source)
+
+
+def _within(loc: Any, check: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return check(value, *args, **kwargs)
+    except SpecError as error:
+        raise error.within(loc) from None
+
+
+# -- strings ---------------------------------------------------------------------------------------
+
+
+def check_os_text(value: Any, what: str = "a string") -> str:
+    """A string the OS can take: no NUL, and encodable as UTF-8 strictly (no lone surrogate)."""
+    if not isinstance(value, str):
+        raise SpecError(f"expected {what}, got {shorten(value)}", (), value)
+    if "\x00" in value:
+        at = value.index("\x00")
+        raise SpecError(f"NUL byte at character {at}, which the OS cannot take: {shorten(value)}", (), value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        problem = (
+            f"not encodable as UTF-8 (lone surrogate {value[error.start]!r} at character {error.start}): "
+            f"{shorten(value)}"
+        )
+        raise SpecError(problem, (), value) from None
+    return value
+
+
+def check_job_name(value: Any) -> str:
+    """A job's name: also its log file's name, so no path separators, no leading dot or ``_``."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise SpecError(f"expected a name matching {NAME_PATTERN.pattern}, got {shorten(value)}", (), value)
+    return value
+
+
+def check_argv(value: Any, *, shell: bool = False) -> tuple[str, ...]:
+    """A non-empty list of strings; the program (or a shell job's one command line) not empty.
+
+    Later arguments may be empty: ``grep "" file`` is a real command line.
+    """
+    if not isinstance(value, (list, tuple)) or not value:
+        raise SpecError(f"expected a non-empty list of strings, got {shorten(value)}", (), value)
+    for position, item in enumerate(value):
+        _within(position, check_os_text, item)
+    if not value[0]:
+        raise SpecError("empty command line" if shell else "empty program name", (0,), value[0])
+    if shell and len(value) != 1:
+        raise SpecError(
+            f"a shell job takes exactly one string (the command line), got {len(value)}", (), value
+        )
+    return tuple(value)
+
+
+def check_cwd(value: Any) -> str:
+    check_os_text(value, "an absolute path")
+    if not value.startswith("/"):
+        raise SpecError(f"expected an absolute path, got {shorten(value)}", (), value)
+    return value
+
+
+def check_env(value: Any) -> dict[str, str]:
+    """Variables added to the job's environment: plain names, string values, none reserved."""
+    if not isinstance(value, dict):
+        raise SpecError(f"expected an object of strings, got {shorten(value)}", (), value)
+    for key, item in value.items():
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            raise SpecError(f"bad variable name {shorten(key)} (expected {_ENV_NAME.pattern})", (), key)
+        if key in RESERVED_ENV:
+            raise SpecError("set by the agent for every job, cannot be overridden", (key,), item)
+        _within(key, check_os_text, item)
+    return dict(value)
+
+
+def check_s3_prefix(value: Any) -> str:
+    check_os_text(value)
+    if not _S3_PREFIX.fullmatch(value):
+        raise SpecError(f"expected s3://bucket[/prefix], got {shorten(value)}", (), value)
+    return value
+
+
+def parse_s3_prefix(prefix: str) -> tuple[str, str]:
+    """``s3://bucket/a/b/`` → ``("bucket", "a/b")``."""
+    match = _S3_PREFIX.fullmatch(check_s3_prefix(prefix))
+    assert match is not None  # check_s3_prefix matched it
+    return match.group("bucket"), (match.group("key") or "").strip("/")
+
+
+# -- numbers ---------------------------------------------------------------------------------------
+
+
+def check_seconds(value: Any, *, minimum: float | None = None) -> float:
+    """A duration in seconds: finite, positive (or at least ``minimum``), at most ten years."""
+    # bool is an int subclass: refuse `timeout: true`
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"expected a number of seconds, got {shorten(value)}", (), value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"expected a finite number of seconds, got {shorten(value)}", (), value)
+    if minimum is None and value <= 0:
+        raise SpecError(f"must be positive, got {shorten(value)}", (), value)
+    if minimum is not None and value < minimum:
+        raise SpecError(f"must be at least {minimum:g}, got {shorten(value)}", (), value)
+    # Compared before float(): an int too large for a float is refused, not an OverflowError.
+    if value > MAX_SECONDS:
+        raise SpecError(
+            f"must be at most {MAX_SECONDS} s ({MAX_SECONDS // 86400} days), got {shorten(value)}", (), value
+        )
+    return float(value)
+
+
+def check_percent(value: Any) -> float:
+    # NaN fails both comparisons; an int of any size compares without conversion.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise SpecError(f"expected a percentage between 0 and 100, got {shorten(value)}", (), value)
+    return float(value)
+
+
+def check_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"expected true or false, got {shorten(value)}", (), value)
+    return value
+
+
+# -- the run's arguments ---------------------------------------------------------------------------
+
+
+def validate_date(text: Any) -> str:
+    """``YYYY-MM-DD`` naming a real calendar day, or :class:`SpecError`."""
+    if not isinstance(text, str) or not _DATE_PATTERN.fullmatch(text):
+        raise SpecError(f"expected YYYY-MM-DD, got {shorten(text)}", ("--date",), text)
+    try:
+        date.fromisoformat(text)
+    except ValueError as error:
+        raise SpecError(f"{text!r} is not a calendar date ({error})", ("--date",), text) from None
+    return text
+
+
+def validate_role(text: Any) -> str:
+    """The role: in tags, S3 keys and every job's ``ROLE``; the same rule as a job's name."""
+    try:
+        return check_job_name(text)
+    except SpecError as error:
+        raise error.within("--role") from None
