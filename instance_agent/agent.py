@@ -17,16 +17,17 @@ from typing import Any, Callable
 from instance_agent import exit_codes, procinfo
 from instance_agent.clock import SystemClock, format_time
 from instance_agent.disk import disk_warnings
-from instance_agent.imds import ImdsClient, ImdsError
+from instance_agent.imds import ImdsClient
 from instance_agent.launcher import PopenLauncher
 from instance_agent.lock import StateDirLock
 from instance_agent.planner import LOST_PROCESS_REASON, RUN, SKIP, WATCH, Decision, plan_jobs
 from instance_agent.protocol import STATE_RUNNING, STATE_SUCCEEDED
+from instance_agent.records import job_log_path
 from instance_agent.reporter import Reporter, boto3_client_factory
 from instance_agent.shutdown import shut_down
 from instance_agent.spec import RunSpec, parse_s3_prefix, spec_from_document
 from instance_agent.state import JOB_INTERRUPTED, JOB_SUCCEEDED, JobRecord, RunState, StateError, StateStore
-from instance_agent.supervisor import Supervisor, SupervisorSettings, job_log_path
+from instance_agent.supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("instance_agent")
 
@@ -216,7 +217,7 @@ def execute(
     prepared.state.agent["instance_id"] = instance_id
     try:
         store.save(prepared.state)
-    except OSError as error:
+    except Exception as error:  # the supervisor below still runs, records and ends the run
         log.error("cannot write the state file %s: %s", store.path(options.run_date), error)
     bucket, prefix = parse_s3_prefix(spec.s3_log_prefix) if spec.s3_log_prefix else (None, "")
     reporter = Reporter(
@@ -279,7 +280,7 @@ def _identity(imds: Any, env: Mapping[str, str]) -> tuple[str | None, str | None
     try:
         instance_id = imds.instance_id()
         region = region or imds.region()
-    except ImdsError as error:
+    except Exception as error:  # ImdsError, or anything else: no tags, but the jobs run
         log.warning("cannot read this instance's identity from IMDS: %s", error)
         return None, region
     log.info("instance %s in %s", instance_id, region)

@@ -14,7 +14,9 @@ from instance_agent.agent import Prepared, RunOptions, configure_logging, execut
 from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
 from instance_agent.display import one_line, shorten
 from instance_agent.lock import LockBusy, StateDirLock
+from instance_agent.records import agent_log_path
 from instance_agent.shutdown import SHUTDOWN_MODES
+from instance_agent.signals import SignalRecorder
 from instance_agent.spec import (
     MAX_SPEC_BYTES,
     MIN_HEARTBEAT_SECONDS,
@@ -27,7 +29,6 @@ from instance_agent.spec import (
     validate_role,
 )
 from instance_agent.state import StateError, StateStore
-from instance_agent.supervisor import SignalRecorder, agent_log_path
 
 log = logging.getLogger("instance_agent")
 

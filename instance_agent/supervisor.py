@@ -5,40 +5,36 @@ happens here, in one thread, in this order on every turn: signals, IMDS notices,
 timeouts, the heartbeat. A stop is always SIGTERM to the job's process group, then SIGKILL
 once the grace period (or the interruption deadline) has passed.
 
+A launch that raises is a ``failed`` job (it never ran), and the run goes on. Anything else
+that raises in the loop makes the supervisor stop the jobs still running (recorded
+``interrupted``: they did start) and end the run as ``failed``; jobs never started end
+``skipped``. Either way the final state and tags are written: a run is never left half-recorded.
+Records and reports are in :mod:`instance_agent.records`, the signal handlers in
+:mod:`instance_agent.signals`.
+
 The supervisor never shuts the machine down itself: it returns the final state, and the caller
 decides (an interrupted run never shuts down: AWS or systemd is already doing it).
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import select
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from instance_agent import procinfo
 from instance_agent.clock import format_time, parse_time
-from instance_agent.imds import ImdsError
 from instance_agent.launcher import EXIT_UNKNOWN, LaunchError, ProcessHandle, WatchedProcess
-from instance_agent.protocol import (
-    STATE_FAILED,
-    STATE_INTERRUPTED,
-    STATE_RUNNING,
-    STATE_SUCCEEDED,
-    AgentReport,
-)
+from instance_agent.protocol import STATE_INTERRUPTED
+from instance_agent.records import RunRecords, SupervisorResult, error_text, job_log_path
 from instance_agent.spec import JobSpec, RunSpec
 from instance_agent.state import (
     JOB_FAILED,
     JOB_INTERRUPTED,
-    JOB_PENDING,
     JOB_RUNNING,
-    JOB_SKIPPED,
     JOB_SUCCEEDED,
     JOB_TIMED_OUT,
     RunState,
@@ -47,65 +43,15 @@ from instance_agent.state import (
 
 log = logging.getLogger("instance_agent")
 
-AGENT_LOG_NAME = "_agent.log"  # job names cannot start with "_", so this never clashes
-
 STOP_TIMEOUT = "timeout"
 STOP_MAX_RUNTIME = "max_runtime"
 STOP_INTERRUPT = "interrupt"
+STOP_FAILURE = "failure"  # the agent itself failed: what runs is stopped, the run ends
 
 # After SIGKILL, a process that still has not been reaped this long later is given up on.
 _GIVE_UP_AFTER_KILL = 10.0
-
-
-def job_log_path(log_dir: str, run_date: str, job: str) -> str:
-    return os.path.join(log_dir, run_date, f"{job}.log")
-
-
-def agent_log_path(log_dir: str, run_date: str) -> str:
-    return os.path.join(log_dir, run_date, AGENT_LOG_NAME)
-
-
-class SignalRecorder:
-    """SIGTERM, SIGINT and SIGCHLD handlers that only append to a list and wake the loop."""
-
-    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-
-    def __init__(self) -> None:
-        self._received: list[int] = []
-        self._read_fd: int | None = None
-        self._write_fd: int | None = None
-
-    def install(self) -> None:
-        self._read_fd, self._write_fd = os.pipe()
-        for fd in (self._read_fd, self._write_fd):
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-            os.set_inheritable(fd, False)
-        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
-        for signum in self.HANDLED:
-            signal.signal(signum, self._record)
-
-    def _record(self, signum: int, frame: Any) -> None:
-        self._received.append(signum)
-
-    def take(self) -> list[int]:
-        taken = self._received[:]
-        del self._received[: len(taken)]  # a signal arriving meanwhile stays queued
-        return taken
-
-    def wait(self, timeout: float) -> None:
-        """Sleep up to ``timeout`` seconds, less when a signal arrives."""
-        if self._read_fd is None:
-            return
-        try:
-            ready, _, _ = select.select([self._read_fd], [], [], max(0.0, timeout))
-        except InterruptedError:
-            return
-        if ready:
-            try:
-                while os.read(self._read_fd, 512):
-                    pass
-            except BlockingIOError:
-                pass
+# How often a failed run polls the jobs it is stopping.
+_ABORT_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -131,14 +77,7 @@ class _Active:
     killed_at: float | None = None
 
 
-@dataclass
-class SupervisorResult:
-    state: str  # protocol.AGENT_STATES, never "running"
-    interrupted_by: str | None = None
-    uploaded: list[str] = field(default_factory=list)
-
-
-class Supervisor:
+class Supervisor(RunRecords):
     def __init__(
         self,
         *,
@@ -175,6 +114,7 @@ class Supervisor:
         self.base_env = dict(base_env)
         self.active: dict[str, _Active] = {}
         self.interrupted_by: str | None = None
+        self.failure: str | None = None  # what made the agent give up supervising, if anything
         self.notice: str | None = None
         self._run_deadline: float | None = None
         self._next_heartbeat = 0.0
@@ -184,6 +124,19 @@ class Supervisor:
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self) -> SupervisorResult:
+        """Start, supervise, record; whatever fails on the way, the run still ends recorded.
+
+        An exception from anywhere in the loop (a bug, a broken signal pipe, an odd OS error)
+        stops the jobs still running and records them; the final state and tags are written
+        and the caller shuts down as configured. Never a run left ``running`` half-recorded.
+        """
+        try:
+            self._supervise()
+        except Exception as error:
+            self._abort(error)
+        return self._finish_run()
+
+    def _supervise(self) -> None:
         started = self.clock.monotonic()
         if self.settings.max_runtime:
             self._run_deadline = started + self.settings.max_runtime
@@ -210,7 +163,6 @@ class Supervisor:
                 self._publish()
                 self._next_heartbeat = now + self.settings.heartbeat_seconds
             self.signals.wait(self._next_wake(now) - now)
-        return self._finish_run()
 
     def _next_wake(self, now: float) -> float:
         wake = min(now + self.settings.tick_seconds, self._next_heartbeat)
@@ -239,27 +191,38 @@ class Supervisor:
         record.exit_code, record.pid, record.process, record.log = None, None, None, log_path
         record.attempts += 1
         self._save()
-        env = dict(self.base_env)
-        env.update(job.env)
-        env.update({"RUN_DATE": self.run_date, "ROLE": self.role})
-        header = (
-            f"# fleet-agent: {format_time(now)} job {name} attempt {record.attempts} for {self.run_date}: "
-            f"{job.command()!r} in {job.cwd}\n"
-        )
         try:
+            env = dict(self.base_env)
+            env.update(job.env)
+            env.update({"RUN_DATE": self.run_date, "ROLE": self.role})
+            header = (
+                f"# fleet-agent: {format_time(now)} job {name} attempt {record.attempts} "
+                f"for {self.run_date}: {job.command()!r} in {job.cwd}\n"
+            )
             handle = self.launcher.start(job, log_path=log_path, env=env, header=header)
-        except LaunchError as error:
-            log.error("job %s: %s", name, error)
-            record.status, record.exit_code, record.reason = JOB_FAILED, error.exit_code, str(error)
-            record.ended_at = format_time(self.clock.now())
-            self._save()
+        except Exception as error:  # LaunchError, or anything else: no process was started
+            self._launch_failed(name, error)
             return
+        started = self.clock.monotonic()
+        # Supervised from here on, before anything else can fail: the process exists.
+        self.active[name] = _Active(name, handle, started, self._deadline(job, started))
         record.pid = handle.pid
         record.process = procinfo.identity(handle.pid)
         self._save()
-        started = self.clock.monotonic()
-        self.active[name] = _Active(name, handle, started, self._deadline(job, started))
         log.info("job %s started: pid %s, timeout %s, log %s", name, handle.pid, job.timeout, log_path)
+
+    def _launch_failed(self, name: str, error: Exception) -> None:
+        """The launcher raised: the job never ran, so it is ``failed`` (it runs again next time)."""
+        record = self.state.jobs[name]
+        if isinstance(error, LaunchError):
+            record.exit_code, record.reason = error.exit_code, str(error)
+            log.error("job %s: %s", name, error)
+        else:  # not the launcher's own refusal: a bug, worth its traceback in the agent's log
+            record.exit_code, record.reason = None, f"could not be started: {error_text(error)}"
+            log.error("job %s could not be started", name, exc_info=error)
+        record.status, record.pid, record.process = JOB_FAILED, None, None
+        record.ended_at = format_time(self.clock.now())
+        self._save()
 
     def _watch(self, name: str) -> None:
         record = self.state.jobs[name]
@@ -296,7 +259,8 @@ class Supervisor:
             record.reason = "it outlived an earlier agent: ended while watched, exit code unknown"
         elif active.stop_reason in (STOP_TIMEOUT, STOP_MAX_RUNTIME):
             record.status, record.reason = JOB_TIMED_OUT, active.stop_detail
-        elif active.stop_reason == STOP_INTERRUPT:
+        elif active.stop_reason in (STOP_INTERRUPT, STOP_FAILURE):
+            # It did start, and was cut short: maybe half done (re-run per rerun_on_interrupt).
             record.status, record.reason = JOB_INTERRUPTED, active.stop_detail
         elif code == 0:
             record.status, record.reason = JOB_SUCCEEDED, None
@@ -392,7 +356,7 @@ class Supervisor:
         try:
             action = self.imds.spot_instance_action()
             rebalance = None if action else self.imds.rebalance_recommendation()
-        except ImdsError as error:
+        except Exception as error:  # ImdsError, or anything else: notices are not worth the jobs
             if not self._imds_failures:
                 log.warning("cannot poll IMDS for interruption notices: %s", error)
             self._imds_failures += 1
@@ -420,93 +384,51 @@ class Supervisor:
             log.warning("EC2 rebalance recommendation (%s): an interruption may follow; the jobs go on", when)
             self._publish()
 
-    # -- records and reports --------------------------------------------------------------------
+    # -- when the agent itself fails --------------------------------------------------------------
 
-    def _finish_run(self) -> SupervisorResult:
+    def _abort(self, error: Exception) -> None:
+        """Supervision failed: stop what runs (SIGTERM, the grace, SIGKILL) and record it all.
+
+        Uses nothing but the handles and the clock, not the loop that just failed: no signal
+        pipe, no IMDS, no heartbeat. Jobs that never started stay pending (``skipped`` at the
+        end), never ``interrupted``.
+        """
+        self.failure = f"the agent failed: {error_text(error)}"
+        log.critical(
+            "%s; stopping %d job(s), then ending the run", self.failure, len(self.active), exc_info=error
+        )
+        self.state.agent["error"] = self.failure
         for name in self.to_run:
             record = self.state.jobs[name]
-            if record.status == JOB_PENDING:
-                record.status = JOB_SKIPPED
-                record.reason = f"not started: {self.interrupted_by or 'the agent stopped first'}"
-        final = self._final_state()
-        self.state.state = final
-        self.state.agent["ended_at"] = format_time(self.clock.now())
-        self._save()
-        log.info("run for %s finished: %s (%s)", self.run_date, final, self._progress())
-        self.reporter.publish(self._report(final))
-        if not self.reporter.flush(self._flush_budget()):
-            log.warning("final tags not confirmed in time")
-        uploads = [
-            (job_log_path(self.log_dir, self.run_date, name), f"{name}.log") for name in self.spec.job_names
-        ]
-        uploads.append((agent_log_path(self.log_dir, self.run_date), AGENT_LOG_NAME))
-        uploads.append((self.store.path(self.run_date), "state.json"))
-        uploaded = self.reporter.upload(uploads)
-        if uploaded:
-            log.info(
-                "uploaded %d file(s) to s3://%s/%s",
-                len(uploaded),
-                self.reporter.s3_bucket,
-                self.reporter.s3_prefix,
-            )
-        return SupervisorResult(final, self.interrupted_by, uploaded)
+            if record.status == JOB_RUNNING and name not in self.active:
+                # Recorded `running` but no process was handed back: its launch never finished.
+                self._launch_failed(name, error)
+        now = self.clock.monotonic()
+        for active in list(self.active.values()):
+            self._quietly(self._stop, active, STOP_FAILURE, f"stopped: {self.failure}", now)
+        turns = int((self.settings.kill_grace_seconds + _GIVE_UP_AFTER_KILL) / _ABORT_POLL_SECONDS) + 2
+        for _ in range(turns):  # bounded in turns, not only in time: the clock may be the trouble
+            now = self.clock.monotonic()
+            for active in list(self.active.values()):
+                code = self._quietly(active.handle.poll)
+                if code is not None:
+                    self._record_end(active, code)
+                elif active.killed_at is None and active.kill_at is not None and now >= active.kill_at:
+                    self._quietly(active.handle.signal, signal.SIGKILL)
+                    active.killed_at = now
+            if not self.active:
+                return
+            self._quietly(self.clock.sleep, _ABORT_POLL_SECONDS)
+        for active in list(self.active.values()):
+            log.error("job %s (pid %s) did not exit; giving up on it", active.name, active.handle.pid)
+            self._record_end(active, None, "did not exit after SIGKILL")
 
-    def _flush_budget(self) -> float:
-        return max(5.0, min(30.0, self.settings.flush_reserve_seconds))
-
-    def _final_state(self) -> str:
-        if self.interrupted_by:
-            return STATE_INTERRUPTED
-        records = [self.state.jobs.get(name) for name in self.spec.job_names]
-        if all(record is not None and record.status == JOB_SUCCEEDED for record in records):
-            return STATE_SUCCEEDED
-        return STATE_FAILED
-
-    def _progress(self) -> str:
-        records = [self.state.jobs.get(name) for name in self.spec.job_names]
-        done = sum(1 for record in records if record is not None and record.terminal)
-        return f"{done}/{len(records)}"
-
-    def _report(self, agent_state: str | None = None) -> AgentReport:
-        now = self.clock.now()
-        outcomes: dict[str, object] = {}
-        durations: dict[str, int] = {}
-        for name in self.spec.job_names:
-            record = self.state.jobs.get(name)
-            if record is None:
-                continue
-            outcomes[name] = _outcome(record.status, record.exit_code)
-            began, ended = parse_time(record.started_at), parse_time(record.ended_at)
-            if began is not None and (ended is not None or record.status == JOB_RUNNING):
-                durations[name] = max(0, int(((ended or now) - began).total_seconds()))
-        if agent_state is None:
-            agent_state = STATE_INTERRUPTED if self.interrupted_by else STATE_RUNNING
-        return AgentReport(
-            role=self.role,
-            run_date=self.run_date,
-            state=agent_state,
-            heartbeat=now,
-            progress=self._progress(),
-            jobs=outcomes,
-            durations=durations,
-            notice=self.notice,
-        )
-
-    def _publish(self) -> None:
-        self.reporter.publish(self._report())
-
-    def _save(self) -> None:
+    def _quietly(self, call: Any, *args: Any) -> Any:
         try:
-            self.store.save(self.state)
-        except OSError as error:
-            # Keep supervising: losing the jobs would be worse than a stale file.
-            log.error("cannot write the state file %s: %s", self.store.path(self.run_date), error)
-
-
-def _outcome(status: str, exit_code: int | None) -> object:
-    if status in (JOB_SUCCEEDED, JOB_FAILED) and exit_code is not None:
-        return exit_code
-    return status
+            return call(*args)
+        except Exception:
+            log.exception("while stopping the jobs after a failure")
+            return None
 
 
 def _signal_name(signum: int) -> str:

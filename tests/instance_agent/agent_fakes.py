@@ -36,16 +36,29 @@ class FakeClock:
 
 
 class FakeProcess(ProcessHandle):
-    def __init__(self, pid: int, clock: FakeClock, exits_at: float | None, code: int, obeys_term: bool):
+    def __init__(
+        self,
+        pid: int,
+        clock: FakeClock,
+        exits_at: float | None,
+        code: int,
+        obeys_term: bool,
+        poll_raises_at: float | None = None,
+    ):
         self.pid = pid
         self.clock = clock
         self.exits_at = exits_at
         self.code = code
         self.obeys_term = obeys_term
+        # The first poll at or after this time raises: a failure inside the supervisor's loop.
+        self.poll_raises_at = poll_raises_at
         self.returncode: int | None = None
         self.signals: list[tuple[float, str]] = []
 
     def poll(self) -> object:
+        if self.poll_raises_at is not None and self.clock.seconds >= self.poll_raises_at:
+            self.poll_raises_at = None
+            raise RuntimeError("waitpid went wrong")
         if self.returncode is None and self.exits_at is not None and self.clock.seconds >= self.exits_at:
             self.returncode = self.code
         return self.returncode
@@ -71,6 +84,9 @@ class FakeLauncher:
         settings = {"exits_at": 10.0, "code": 0, "obeys_term": True, **self.behaviour.get(job.name, {})}
         if settings.pop("cannot_start", False):
             raise LaunchError(f"cannot start {job.argv[0]!r}", 127)
+        raises = settings.pop("raises", None)
+        if raises is not None:  # any exception, not the launcher's own LaunchError
+            raise raises
         self.envs[job.name] = env
         process = FakeProcess(4_000_000 + len(self.processes), self.clock, **settings)
         self.processes[job.name] = process
@@ -125,12 +141,19 @@ class FakeImds:
 
 
 class FakeSignals:
-    def __init__(self, clock: FakeClock, at: tuple = ()):
+    def __init__(self, clock: FakeClock, at: tuple = (), broken_after: int | None = None):
         self.clock = clock
         self.at = list(at)
         self.waits = 0
+        # take() raises once it was called this many times: a failure between two job starts.
+        self.broken_after = broken_after
+        self.takes = 0
 
     def take(self) -> list:
+        self.takes += 1
+        if self.broken_after is not None and self.takes > self.broken_after:
+            self.broken_after = None
+            raise OSError("signal pipe went away")
         due = [signum for moment, signum in self.at if moment <= self.clock.seconds]
         self.at = [(moment, signum) for moment, signum in self.at if moment > self.clock.seconds]
         return due
@@ -141,7 +164,17 @@ class FakeSignals:
 
 
 class Harness:
-    def __init__(self, tmp_path, jobs, *, settings=None, imds=None, signals_at=(), **behaviour):
+    def __init__(
+        self,
+        tmp_path,
+        jobs,
+        *,
+        settings=None,
+        imds=None,
+        signals_at=(),
+        signals_broken_after=None,
+        **behaviour,
+    ):
         self.clock = FakeClock()
         self.spec = spec_from_document({"jobs": jobs})
         self.store = StateStore(str(tmp_path))
@@ -165,7 +198,7 @@ class Harness:
             clock=self.clock,
             reporter=self.reporter,
             imds=self.imds,
-            signals=FakeSignals(self.clock, signals_at),
+            signals=FakeSignals(self.clock, signals_at, signals_broken_after),
             settings=settings
             or SupervisorSettings(heartbeat_seconds=3, kill_grace_seconds=2, imds_poll_seconds=1),
             base_env={"PATH": "/usr/bin"},

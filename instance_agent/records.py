@@ -1,0 +1,177 @@
+"""How the supervisor records a run: the state file, the tags, the final upload.
+
+:class:`RunRecords` is a mixin of :class:`~instance_agent.supervisor.Supervisor`, split from
+its loop by concept: the loop decides what happens to the jobs, this writes it down. Every
+write here is best effort and never raises: a state file that cannot be written, a report that
+cannot be built or a tag that cannot be sent is logged, and supervision goes on (losing the
+jobs would be worse than a stale record). :meth:`RunRecords._finish_run` always ends the run:
+never-started jobs become ``skipped``, then the final state, the final tags and the upload.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from instance_agent.clock import format_time, parse_time
+from instance_agent.display import one_line
+from instance_agent.protocol import (
+    STATE_FAILED,
+    STATE_INTERRUPTED,
+    STATE_RUNNING,
+    STATE_SUCCEEDED,
+    AgentReport,
+)
+from instance_agent.spec import RunSpec
+from instance_agent.state import (
+    JOB_FAILED,
+    JOB_PENDING,
+    JOB_RUNNING,
+    JOB_SKIPPED,
+    JOB_SUCCEEDED,
+    RunState,
+    StateStore,
+)
+
+log = logging.getLogger("instance_agent")
+
+AGENT_LOG_NAME = "_agent.log"  # job names cannot start with "_", so this never clashes
+
+
+def job_log_path(log_dir: str, run_date: str, job: str) -> str:
+    return os.path.join(log_dir, run_date, f"{job}.log")
+
+
+def agent_log_path(log_dir: str, run_date: str) -> str:
+    return os.path.join(log_dir, run_date, AGENT_LOG_NAME)
+
+
+def error_text(error: BaseException) -> str:
+    """``UnicodeEncodeError: ...``, on one line and short enough for a record's reason."""
+    return one_line(f"{type(error).__name__}: {error}", 300)
+
+
+@dataclass
+class SupervisorResult:
+    state: str  # protocol.AGENT_STATES, never "running"
+    interrupted_by: str | None = None
+    uploaded: list[str] = field(default_factory=list)
+
+
+class RunRecords:
+    # Set by Supervisor.__init__.
+    spec: RunSpec
+    role: str
+    run_date: str
+    state: RunState
+    store: StateStore
+    to_run: list[str]
+    log_dir: str
+    clock: Any
+    reporter: Any
+    settings: Any
+    interrupted_by: str | None
+    notice: str | None
+    failure: str | None
+
+    def _finish_run(self) -> SupervisorResult:
+        for name in self.to_run:
+            record = self.state.jobs[name]
+            if record.status == JOB_PENDING:  # it never started: `skipped`, never `interrupted`
+                record.status = JOB_SKIPPED
+                why = self.interrupted_by or self.failure or "the agent stopped first"
+                record.reason = f"not started: {why}"
+        final = self._final_state()
+        self.state.state = final
+        self.state.agent["ended_at"] = format_time(self.clock.now())
+        self._save()
+        log.info("run for %s finished: %s (%s)", self.run_date, final, self._progress())
+        try:
+            self.reporter.publish(self._report(final))
+            if not self.reporter.flush(self._flush_budget()):
+                log.warning("final tags not confirmed in time")
+        except Exception:
+            log.exception("cannot write the final tags; the state file holds the outcome")
+        uploaded: list[str] = []
+        try:
+            uploaded = self.reporter.upload(self._uploads())
+        except Exception:
+            log.exception("cannot upload the logs")
+        if uploaded:
+            log.info(
+                "uploaded %d file(s) to s3://%s/%s",
+                len(uploaded),
+                self.reporter.s3_bucket,
+                self.reporter.s3_prefix,
+            )
+        return SupervisorResult(final, self.interrupted_by, uploaded)
+
+    def _uploads(self) -> list[tuple[str, str]]:
+        uploads = [
+            (job_log_path(self.log_dir, self.run_date, name), f"{name}.log") for name in self.spec.job_names
+        ]
+        uploads.append((agent_log_path(self.log_dir, self.run_date), AGENT_LOG_NAME))
+        uploads.append((self.store.path(self.run_date), "state.json"))
+        return uploads
+
+    def _flush_budget(self) -> float:
+        return max(5.0, min(30.0, self.settings.flush_reserve_seconds))
+
+    def _final_state(self) -> str:
+        if self.interrupted_by:
+            return STATE_INTERRUPTED
+        records = [self.state.jobs.get(name) for name in self.spec.job_names]
+        if all(record is not None and record.status == JOB_SUCCEEDED for record in records):
+            return STATE_SUCCEEDED
+        return STATE_FAILED
+
+    def _progress(self) -> str:
+        records = [self.state.jobs.get(name) for name in self.spec.job_names]
+        done = sum(1 for record in records if record is not None and record.terminal)
+        return f"{done}/{len(records)}"
+
+    def _report(self, agent_state: str | None = None) -> AgentReport:
+        now = self.clock.now()
+        outcomes: dict[str, object] = {}
+        durations: dict[str, int] = {}
+        for name in self.spec.job_names:
+            record = self.state.jobs.get(name)
+            if record is None:
+                continue
+            outcomes[name] = _outcome(record.status, record.exit_code)
+            began, ended = parse_time(record.started_at), parse_time(record.ended_at)
+            if began is not None and (ended is not None or record.status == JOB_RUNNING):
+                durations[name] = max(0, int(((ended or now) - began).total_seconds()))
+        if agent_state is None:
+            agent_state = STATE_INTERRUPTED if self.interrupted_by else STATE_RUNNING
+        return AgentReport(
+            role=self.role,
+            run_date=self.run_date,
+            state=agent_state,
+            heartbeat=now,
+            progress=self._progress(),
+            jobs=outcomes,
+            durations=durations,
+            notice=self.notice,
+        )
+
+    def _publish(self) -> None:
+        try:
+            self.reporter.publish(self._report())
+        except Exception:  # a heartbeat is not worth the jobs
+            log.exception("cannot publish the progress tags")
+
+    def _save(self) -> None:
+        try:
+            self.store.save(self.state)
+        except Exception as error:
+            # Keep supervising: losing the jobs would be worse than a stale file.
+            log.error("cannot write the state file %s: %s", self.store.path(self.run_date), error)
+
+
+def _outcome(status: str, exit_code: int | None) -> object:
+    if status in (JOB_SUCCEEDED, JOB_FAILED) and exit_code is not None:
+        return exit_code
+    return status

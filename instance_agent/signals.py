@@ -1,0 +1,57 @@
+"""The agent's signal handling: handlers that only record, and a pipe that wakes the loop.
+
+SIGTERM, SIGINT and SIGCHLD handlers append the signal to a list; ``signal.set_wakeup_fd``
+writes a byte to a pipe, so the supervisor's ``select`` returns at once. Everything else
+happens in the supervisor's main loop, never in a handler.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+from typing import Any
+
+
+class SignalRecorder:
+    """SIGTERM, SIGINT and SIGCHLD handlers that only append to a list and wake the loop."""
+
+    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+
+    def __init__(self) -> None:
+        self._received: list[int] = []
+        self._read_fd: int | None = None
+        self._write_fd: int | None = None
+
+    def install(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        for fd in (self._read_fd, self._write_fd):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+            os.set_inheritable(fd, False)
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        for signum in self.HANDLED:
+            signal.signal(signum, self._record)
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self._received.append(signum)
+
+    def take(self) -> list[int]:
+        taken = self._received[:]
+        del self._received[: len(taken)]  # a signal arriving meanwhile stays queued
+        return taken
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, less when a signal arrives."""
+        if self._read_fd is None:
+            return
+        try:
+            ready, _, _ = select.select([self._read_fd], [], [], max(0.0, timeout))
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(self._read_fd, 512):
+                    pass
+            except BlockingIOError:
+                pass
