@@ -1,0 +1,334 @@
+"""Airflow 3's four components (DAG processor, scheduler, triggerer, API server) as subprocesses.
+
+Every component runs as ``python -m airflow <component>`` in a session of its own, with an
+isolated ``AIRFLOW_HOME`` (SQLite, ``LocalExecutor``, ``SimpleAuthManager`` with everyone an
+admin) and its output in ``<home>/<component>.log``; :class:`AirflowComponents` starts them,
+stops them, reads their logs and makes REST calls with a token. Every wait is bounded; a failure
+raises :class:`HarnessError` with the tail of the log that explains it. What to do with them (the
+DAG, its runs, backfills) is :class:`fleet_demo.harness.AirflowHarness`.
+
+**Scheduled runs are off** (``[scheduler] use_job_schedule = False``). Airflow runs nothing of a
+paused DAG, not even a backfill or a manual run, so the harness unpauses ``fleet_daily``; and
+an unpaused DAG with ``catchup=False`` would at once get the run of the latest midnight
+(``CronTriggerTimetable`` always schedules the most recent past time). With the scheduler's cron
+switched off, the only runs are the ones the caller asks for, while the DAG keeps its cron
+timetable, which backfills need (a DAG with ``schedule=None`` cannot be backfilled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+REPO = Path(__file__).resolve().parent.parent
+COMPONENTS = ("dag-processor", "scheduler", "triggerer", "api-server")
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+LOG_TAIL_LINES = 40
+
+
+class HarnessError(RuntimeError):
+    """Airflow did not do what was asked in time; the message carries the relevant log tails."""
+
+
+class AirflowComponents:
+    """Airflow 3's four components against one fleet config and one AWS connection.
+
+    :param home: the ``AIRFLOW_HOME`` to use (created; holds the SQLite database, the
+        components' logs ``<component>.log`` and the task logs under ``logs/``)
+    :param fleet_config: the fleet config the DAG reads (``FLEET_CONFIG``), e.g. the simulator's
+        rewrite of ``dags/fleet.yaml``
+    :param aws_connection: ``AIRFLOW_CONN_AWS_DEFAULT`` (JSON), e.g. ``sim.airflow_connection()``
+    :param port: the API server's port (0: a free one)
+    :param extra_env: more environment for every component (``AIRFLOW__SECTION__KEY`` overrides)
+    :param startup_timeout: seconds for the database migration and for the components to be healthy
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        *,
+        fleet_config: str | os.PathLike[str],
+        aws_connection: str,
+        port: int = 0,
+        extra_env: Mapping[str, str] | None = None,
+        startup_timeout: float = 180.0,
+        repo: str | os.PathLike[str] = REPO,
+    ):
+        self.home = Path(home).resolve()
+        self.repo = Path(repo).resolve()
+        self.fleet_config = Path(fleet_config).resolve()
+        self.aws_connection = aws_connection
+        self.port = port or _free_port()
+        self.extra_env = dict(extra_env or {})
+        self.startup_timeout = startup_timeout
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._token: str | None = None
+        self._log_handles: list[Any] = []
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_path(self, component: str) -> Path:
+        """``<home>/<component>.log``: a component's output (``db-migrate`` too)."""
+        return self.home / f"{component}.log"
+
+    def environment(self) -> dict[str, str]:
+        """The environment of every component: this process's, without its Airflow or AWS settings."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AIRFLOW", "AWS_", "FLEET_")) and key not in ("PYTHONPATH", "_AIRFLOW")
+        }
+        bin_dir = str(Path(sys.executable).parent)
+        env.update(
+            {
+                "PATH": os.pathsep.join([bin_dir, env.get("PATH", "")]),
+                "PYTHONPATH": str(self.repo),  # the operators import instance_agent.protocol
+                "AIRFLOW_HOME": str(self.home),
+                "FLEET_CONFIG": str(self.fleet_config),
+                "AIRFLOW_CONN_AWS_DEFAULT": self.aws_connection,
+                # Nothing may reach real AWS: no instance-metadata credentials either.
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.repo / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "8",
+                "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+                # One secret for every component: the API server signs the tasks' tokens with it.
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                # Only the runs the caller asks for (see the module's docstring).
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                # Quick reactions: seconds, not Airflow's production minutes.
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+                # A task's supervisor notices its process exited (say, on deferral) within this
+                # many seconds; the scheduler gets the exit a little later. Airflow 3.3.2 fails a
+                # deferred task whose trigger fired and whose resumed attempt was queued before
+                # that stale exit arrived (apache/airflow#71580, #72716): keep the window short.
+                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> Self:
+        """Migrate the database, start the four components, wait until they are healthy."""
+        if self.processes:
+            raise HarnessError("the harness is already started")
+        self.home.mkdir(parents=True, exist_ok=True)
+        if not self.fleet_config.is_file():
+            raise HarnessError(f"no fleet config at {self.fleet_config}")
+        env = self.environment()
+        self._token = None
+        try:
+            self._migrate(env)
+            for component in COMPONENTS:
+                self._spawn(component, env)
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM every component's process group, SIGKILL what is left after ``timeout``; idempotent."""
+        # The scheduler first: it stops handing out tasks; the API server last: tasks call it.
+        order = [
+            name
+            for name in ("scheduler", "triggerer", "dag-processor", "api-server")
+            if name in self.processes
+        ]
+        for name in order:
+            _signal_group(self.processes[name], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in order:
+            process = self.processes[name]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.1, deadline - time.monotonic()))
+            # Task processes and executor workers live in the group too, even once the leader exited.
+            _signal_group(process, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+        self.processes.clear()
+        for handle in self._log_handles:
+            handle.close()
+        self._log_handles.clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def _migrate(self, env: dict[str, str]) -> None:
+        with open(self.log_path("db-migrate"), "wb") as log:
+            try:
+                result = subprocess.run(
+                    [sys.executable, "-m", "airflow", "db", "migrate"],
+                    env=env,
+                    cwd=self.home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=self.startup_timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise HarnessError(
+                    f"`airflow db migrate` did not finish in {self.startup_timeout:.0f} s\n"
+                    + self.log_tail("db-migrate")
+                ) from None
+        if result.returncode != 0:
+            raise HarnessError(
+                f"`airflow db migrate` exited {result.returncode}\n" + self.log_tail("db-migrate")
+            )
+
+    def _spawn(self, component: str, env: dict[str, str]) -> None:
+        log = open(self.log_path(component), "ab")  # ruff: ignore[open-file-with-context-handler] -- open as long as the process runs
+        self._log_handles.append(log)
+        self.processes[component] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", component],
+            env=env,
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stop() reaches executor workers and tasks too
+        )
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        health: Any = None
+        while time.monotonic() < deadline:
+            self.check_processes()
+            with contextlib.suppress(OSError, HarnessError):
+                health = self._request("GET", "/api/v2/monitor/health", auth=False)
+                statuses = [
+                    (health.get(part) or {}).get("status")
+                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                ]
+                if all(status == "healthy" for status in statuses):
+                    return
+            time.sleep(1)
+        raise HarnessError(
+            f"Airflow not healthy after {self.startup_timeout:.0f} s (last health: {health})\n"
+            + self.log_tails()
+        )
+
+    # -- diagnostics ------------------------------------------------------------------------------
+
+    def check_processes(self) -> None:
+        """Raise with its log tail if a component exited."""
+        for name, process in self.processes.items():
+            code = process.poll()
+            if code is not None:
+                raise HarnessError(f"the Airflow {name} exited with code {code}\n" + self.log_tail(name))
+
+    def log_tail(self, component: str, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines of a component's log, under a header naming the file."""
+        path = self.log_path(component)
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return f"--- {path}: no log ---"
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- last {lines} lines of {path} ---\n{tail}"
+
+    def log_tails(self, components: tuple[str, ...] = COMPONENTS, lines: int = 20) -> str:
+        return "\n".join(self.log_tail(component, lines) for component in components)
+
+    def _log_size(self, component: str) -> int:
+        try:
+            return self.log_path(component).stat().st_size
+        except OSError:
+            return 0
+
+    def _log_since(self, component: str, offset: int) -> list[str]:
+        """A component's log lines written after byte ``offset``."""
+        try:
+            with open(self.log_path(component), "rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    # -- REST -------------------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A JWT from ``POST /auth/token`` (with every user an admin, any credentials do)."""
+        if self._token is None:
+            answer = self._request(
+                "POST", "/auth/token", {"username": "admin", "password": "admin"}, auth=False
+            )
+            self._token = answer["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
+        """One REST call (``/api/v2/...``) with the token; JSON in and out."""
+        if query:
+            path = f"{path}?{urllib.parse.urlencode(query, doseq=True)}"
+        try:
+            return self._request(method, path, body)
+        except HarnessError as error:
+            if "HTTP 401" not in str(error):
+                raise
+            self._token = None  # expired: one new token, one more try
+            return self._request(method, path, body)
+
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.api_url}{path}", data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.token()}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:2000]
+            raise HarnessError(f"{method} {path}: HTTP {error.code}: {detail}") from None
+        return json.loads(payload) if payload else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
