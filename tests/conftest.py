@@ -42,3 +42,32 @@ def airflow_db() -> None:
     from airflow.utils.db import initdb
 
     initdb()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fake-now",
+        metavar="ISO",
+        help="run the tests in this process as if the clock read ISO (e.g. 2026-12-02T23:59:30Z) at the "
+        "start, ticking on: a test that depends on the hour of the day shows itself. Processes the "
+        "tests start keep the real clock, so leave out the tests whose agents run in subprocesses "
+        "(tests/e2e, tests/fleet_sim, tests/bench, tests/fleet_demo's e2e are in tests/e2e).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    moment = config.getoption("--fake-now")
+    if moment:
+        from datetime import datetime
+
+        import time_machine
+
+        try:
+            start = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            raise pytest.UsageError(f"--fake-now: not an ISO date and time: {moment!r}") from None
+        if start.tzinfo is None:
+            raise pytest.UsageError(f"--fake-now: give a timezone (Z or +HH:MM): {moment!r}")
+        # Started for the whole session: every test sees the clock run on from `start`.
+        config._fake_clock = time_machine.travel(start, tick=True)  # type: ignore[attr-defined]
+        config._fake_clock.start()  # type: ignore[attr-defined]
