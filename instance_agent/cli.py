@@ -159,26 +159,30 @@ def main(argv: list[str] | None = None) -> int:
 # -- run ------------------------------------------------------------------------------------------
 
 
-def command_run(args: argparse.Namespace) -> int:
-    try:
-        run_date = validate_date(args.date)
-        role = validate_role(args.role)
-        state_dir = _directory(args.state_dir, "--state-dir")
-        log_dir = _directory(args.log_dir, "--log-dir")
-        spec = _read_spec(args.spec)
-    except SpecError as error:
-        _complain(f"bad input, nothing started: {error}")
-        return exit_codes.EXIT_BAD_INPUT
+def validate_run(args: argparse.Namespace) -> tuple[RunOptions, RunSpec]:
+    """Every ``run`` input checked, before anything is created: :class:`SpecError` if bad."""
+    run_date = validate_date(args.date)
+    role = validate_role(args.role)
     options = RunOptions(
         role=role,
         run_date=run_date,
-        state_dir=state_dir,
-        log_dir=log_dir,
+        state_dir=_directory(args.state_dir, "--state-dir"),
+        log_dir=_directory(args.log_dir, "--log-dir"),
         shutdown=args.shutdown,
         force=args.force,
         heartbeat_seconds=args.heartbeat_seconds,
         imds_poll_seconds=args.imds_poll_seconds,
     )
+    return options, _read_spec(args.spec)
+
+
+def command_run(args: argparse.Namespace) -> int:
+    try:
+        options, spec = validate_run(args)
+    except SpecError as error:
+        _complain(f"bad input, nothing started: {error}")
+        return exit_codes.EXIT_BAD_INPUT
+    role, run_date = options.role, options.run_date
     configure_logging()
     signals = SignalRecorder()
     if args.foreground:
