@@ -142,6 +142,14 @@ def check_cwd(value: Any) -> str:
     return value
 
 
+def check_directory(value: Any) -> str:
+    """``--state-dir``, ``--log-dir``: a path the OS and the UTF-8 state file can both hold."""
+    check_os_text(value, "a directory")
+    if not value:
+        raise SpecError("empty: name a directory", (), value)
+    return value
+
+
 def check_env(value: Any) -> dict[str, str]:
     """Variables added to the job's environment: plain names, string values, none reserved."""
     if not isinstance(value, dict):

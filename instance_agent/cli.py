@@ -22,7 +22,7 @@ from instance_agent.spec import (
     MIN_HEARTBEAT_SECONDS,
     RunSpec,
     SpecError,
-    check_os_text,
+    check_directory,
     check_seconds,
     parse_spec,
     validate_date,
@@ -300,13 +300,10 @@ def _read_spec(source: str) -> RunSpec:
 
 
 def _directory(value: str, option: str) -> str:
-    """A directory argument: a non-empty path the OS and the UTF-8 state file can both hold."""
     try:
-        check_os_text(value, "a directory")
+        check_directory(value)
     except SpecError as error:
         raise error.within(option) from None
-    if not value:
-        raise SpecError("empty: name a directory", (option,), value)
     return os.path.abspath(value)
 
 
