@@ -86,7 +86,7 @@ def agent_spec(config: FleetConfig, role: RoleConfig) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "name": job.name,
             "argv": list(job.argv),
-            "timeout": int(job.timeout.total_seconds()),
+            "timeout": _seconds(job.timeout),
             "rerun_on_interrupt": job.rerun_on_interrupt,
         }
         if job.shell:
@@ -98,14 +98,20 @@ def agent_spec(config: FleetConfig, role: RoleConfig) -> dict[str, Any]:
         jobs.append(entry)
     spec: dict[str, Any] = {
         "jobs": jobs,
-        "heartbeat_seconds": int(config.agent.heartbeat.total_seconds()),
+        "heartbeat_seconds": _seconds(config.agent.heartbeat),
         # The agent stops its jobs a little before the DAG's own bound, so that it records them
         # timed_out and powers off cleanly before the DAG has to force-stop the instance.
-        "max_runtime": int(agent_max_runtime(role).total_seconds()),
+        "max_runtime": _seconds(agent_max_runtime(role)),
     }
     if config.s3_log_prefix:
         spec["s3_log_prefix"] = config.s3_log_prefix
     return spec
+
+
+def _seconds(duration: timedelta) -> int | float:
+    """Whole seconds as an int; anything finer as is (int() sent a 0.5 s timeout as 0)."""
+    seconds = duration.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds
 
 
 def agent_command(config: FleetConfig, role: RoleConfig) -> str:

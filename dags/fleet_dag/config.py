@@ -1,8 +1,14 @@
 """The fleet config: one pydantic model, validated when the DAG file is parsed.
 
 An invalid file raises :class:`FleetConfigError` naming the file, the field path
-(``roles[1].jobs[0].name``) and the bad value, which Airflow shows as the DAG's import error.
-Reading it makes no AWS call and reads no Variable.
+(``roles[1].jobs[0].name``) and the bad value (cut to a readable length), which Airflow shows
+as the DAG's import error. Reading it makes no AWS call and reads no Variable.
+
+Whatever reaches the agent (a job's name, argv, cwd, env and timeout, the role, the S3 prefix,
+the heartbeat, the agent's directories) is checked by the agent's own rules, the functions of
+``instance_agent/spec.py``: the DAG refuses at parse time exactly what the agent would refuse
+on the VM, and the two cannot drift apart. Only what the DAG adds on top is its own (a role is
+also an Airflow task group id, so no dots).
 """
 
 from __future__ import annotations
@@ -17,21 +23,38 @@ import pendulum
 import yaml
 from croniter import croniter
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from instance_agent.display import shorten
+from instance_agent.spec import (
+    MAX_JOBS,
+    MIN_HEARTBEAT_SECONDS,
+    SpecError,
+    check_argv,
+    check_cwd,
+    check_directory,
+    check_env,
+    check_job_name,
+    check_s3_prefix,
+    check_seconds,
+    validate_role,
+)
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "fleet.yaml"
 CONFIG_ENV_VAR = "FLEET_CONFIG"
 
-_DURATION = re.compile(r"^\s*(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m)?\s*(?:(?P<s>\d+)s)?\s*$")
+_DURATION = re.compile(r"\s*(?:(?P<h>[0-9]+)h)?\s*(?:(?P<m>[0-9]+)m)?\s*(?:(?P<s>[0-9]+)s)?\s*")
 
 
 class FleetConfigError(ValueError):
@@ -39,27 +62,71 @@ class FleetConfigError(ValueError):
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``90`` (seconds), ``"45s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` → a positive timedelta."""
+    """``90`` (seconds), ``"45s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` → a positive timedelta.
+
+    The number itself follows the agent's rule for seconds (finite, positive, at most ten
+    years): a duration the agent would refuse, or one no timedelta can hold (``10**400``,
+    ``.inf``), is a config error, never an OverflowError.
+    """
     if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool):  # bool is an int subclass: refuse `timeout: true`
-        raise ValueError(f"not a duration: {value!r}")
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)) and any(match.groupdict().values()):
+        seconds: Any = value.total_seconds()
+    elif isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if not match or not any(match.groupdict().values()):
+            raise ValueError(
+                f"not a duration (use seconds or e.g. '45s', '30m', '2h', '1h30m'): {shorten(value)}"
+            )
         parts = {key: int(number or 0) for key, number in match.groupdict().items()}
         seconds = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
     else:
-        raise ValueError(f"not a duration (use seconds or e.g. '45s', '30m', '2h', '1h30m'): {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive: {value!r}")
-    return timedelta(seconds=seconds)
+        seconds = value  # a number (a bool is refused by check_seconds), or anything else
+    try:
+        return timedelta(seconds=check_seconds(seconds))
+    except SpecError as error:
+        shown = "" if seconds is value else f" ({shorten(value)})"
+        raise ValueError(f"not a valid duration{shown}: {error.problem}") from None
+
+
+def agent_rule(check: Any, *args: Any, **kwargs: Any) -> Any:
+    """A validator that applies one of the agent's checks and keeps the value as given.
+
+    The agent's :class:`SpecError` becomes a pydantic error at the agent's own location inside
+    the field (``argv[1]``, ``env.MODE``), with its message, which shows the cut value.
+    """
+
+    def validate(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            check(value, *args, **kwargs)
+        except SpecError as error:
+            raise _agent_error(error) from None
+        return value
+
+    return validate
+
+
+def _agent_error(error: SpecError) -> ValidationError:
+    detail = InitErrorDetails(
+        type=PydanticCustomError("agent_rule", "{problem}", {"problem": error.problem}),
+        loc=error.loc or (),
+        input=error.value,
+    )
+    return ValidationError.from_exception_data("instance_agent", [detail])
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# pydantic matches these with Rust's regex, where `$` is the very end (no "tasks\n").
 InstanceId = Annotated[str, StringConstraints(pattern=r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")]
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
-S3Prefix = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")]
+# A role is also an Airflow task group id (no dots): the DAG's rule, on top of the agent's --role.
+RoleName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"),
+    AfterValidator(agent_rule(validate_role)),
+]
+JobName = Annotated[str, AfterValidator(agent_rule(check_job_name))]
+AgentPath = Annotated[str, AfterValidator(agent_rule(check_directory))]
+S3Prefix = Annotated[str, AfterValidator(agent_rule(check_s3_prefix))]
 
 
 class _Strict(BaseModel):
@@ -96,32 +163,32 @@ def _raise(model: type[BaseModel], errors: list[InitErrorDetails]) -> None:
 class JobConfig(_Strict):
     """One business job: what the agent runs, how long it may take, whether a re-run is safe."""
 
-    name: Name
-    argv: list[Annotated[str, StringConstraints(min_length=1)]] = Field(min_length=1)
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration
+    name: JobName
+    # Before argv: its rule depends on it (a shell job's argv is one command line).
     shell: bool = False
+    argv: list[str]
+    cwd: Annotated[str | None, AfterValidator(agent_rule(check_cwd))] = None
+    env: Annotated[dict[str, str], AfterValidator(agent_rule(check_env))] = Field(default_factory=dict)
+    timeout: Duration
     # At most once by default: these jobs move money.
     rerun_on_interrupt: bool = False
 
-    @field_validator("cwd")
+    @field_validator("argv")
     @classmethod
-    def _absolute_cwd(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"cwd must be an absolute path on the instance: {value!r}")
-        return value
+    def _agent_argv(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return agent_rule(check_argv, shell=info.data.get("shell", False))(value)
 
 
 class RoleConfig(_Strict):
     """A worker role: one instance (or ordered candidates for one slot) and its jobs."""
 
-    name: Name
+    name: RoleName
     instance: InstanceId | None = None
     candidates: list[InstanceId] | None = Field(default=None, min_length=1)
     max_runtime: Duration
     heartbeat_grace: Duration = timedelta(minutes=5)
-    jobs: list[JobConfig] = Field(min_length=1)
+    # At most what one agent takes in one spec (instance_agent/spec.py).
+    jobs: list[JobConfig] = Field(min_length=1, max_length=MAX_JOBS)
 
     @model_validator(mode="after")
     def _one_slot(self) -> RoleConfig:
@@ -130,7 +197,7 @@ class RoleConfig(_Strict):
         if self.instance is not None and self.candidates is not None:
             raise ValueError(
                 f"give exactly one of 'instance' or 'candidates', got both: instance {self.instance!r}"
-                f" and candidates {self.candidates!r}"
+                f" and candidates {shorten(self.candidates)}"
             )
         return self
 
@@ -148,18 +215,24 @@ class SignerConfig(_Strict):
     instance: InstanceId
 
 
+def _heartbeat_seconds(value: timedelta) -> float:
+    return check_seconds(value.total_seconds(), minimum=MIN_HEARTBEAT_SECONDS)
+
+
 class AgentConfig(_Strict):
     """How the DAG invokes the agent on a worker (``python -m instance_agent run ...``)."""
 
-    command: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
-        default_factory=lambda: ["python3", "-m", "instance_agent"], min_length=1
-    )
-    state_dir: str = "/var/lib/fleet-agent"
-    log_dir: str = "/var/log/fleet-agent"
+    # An argv like a job's (no NUL, strict UTF-8), with no empty word: it is the DAG's own.
+    command: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1)]], AfterValidator(agent_rule(check_argv))
+    ] = Field(default_factory=lambda: ["python3", "-m", "instance_agent"], min_length=1)
+    state_dir: AgentPath = "/var/lib/fleet-agent"
+    log_dir: AgentPath = "/var/log/fleet-agent"
     # os: the OS powers off (the instance's shutdown behaviour must be "stop");
     # ec2: the agent calls StopInstances on itself.
     shutdown: Literal["os", "ec2", "none"] = "os"
-    heartbeat: Duration = timedelta(seconds=60)
+    # The agent's heartbeat_seconds: a CreateTags call each time, so at least 0.1 s apart.
+    heartbeat: Annotated[Duration, AfterValidator(agent_rule(_heartbeat_seconds))] = timedelta(seconds=60)
 
 
 class NotifierConfig(_Strict):
@@ -193,14 +266,14 @@ class FleetConfig(_Strict):
         try:
             pendulum.timezone(value)
         except Exception as error:
-            raise ValueError(f"unknown timezone {value!r}") from error
+            raise ValueError(f"unknown timezone {shorten(value)}") from error
         return value
 
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         if not croniter.is_valid(value):
-            raise ValueError(f"not a valid cron expression: {value!r}")
+            raise ValueError(f"not a valid cron expression: {shorten(value)}")
         return value
 
     @model_validator(mode="after")
@@ -242,7 +315,13 @@ class FleetConfig(_Strict):
 def _field_path(location: tuple[Any, ...]) -> str:
     path = ""
     for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        text = str(part)
+        if len(text) > 64 or not text.isprintable():  # a key from the file: cut and escaped
+            text = shorten(text, 40)
+        path += f".{text}" if path else text
     return path or "(top level)"
 
 
@@ -253,10 +332,10 @@ def _describe(error: ValidationError, source: str) -> str:
         if item["type"] == "string_pattern_mismatch" and "pattern" in item.get("ctx", {}):
             message = f"does not match {item['ctx']['pattern']}"
         value = item.get("input")
+        shown = shorten(value)  # never a 100 kB line: every value is cut the agent's way
         # Name the bad value unless the message already does (or it is a whole section).
-        hidden = (isinstance(value, dict | list) and bool(value)) or repr(value) in message
-        shown = "" if hidden else f" (got {value!r})"
-        lines.append(f"  {_field_path(item['loc'])}: {message}{shown}")
+        hidden = (isinstance(value, dict | list) and bool(value)) or shown in message
+        lines.append(f"  {_field_path(item['loc'])}: {message}{'' if hidden else f' (got {shown})'}")
     return "\n".join(lines)
 
 
