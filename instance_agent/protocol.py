@@ -46,7 +46,8 @@ TAG_VALUE_MAX = 256
 
 # Per-job outcome in fleet:jobs: an exit code (integer) or one of these words.
 JOB_WORDS = ("pending", "running", "skipped", "interrupted", "timed_out")
-_JOB_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<outcome>-?\d+|[a-z_]+)(?:@(?P<seconds>\d+))?$")
+# Matched whole, ASCII digits only (\d would take an Arabic-Indic one for 1): anyone may write tags.
+_JOB_ENTRY = re.compile(r"(?P<name>[A-Za-z0-9_.-]+)=(?P<outcome>-?[0-9]+|[a-z_]+)(?:@(?P<seconds>[0-9]+))?")
 _TRUNCATED = "+"
 
 
@@ -77,7 +78,7 @@ def encode_jobs(outcomes: Mapping[str, object], durations: Mapping[str, float] |
 
 def _job_entries(text: str):
     for entry in filter(None, (part.strip() for part in (text or "").split(","))):
-        match = _JOB_ENTRY.match(entry)
+        match = _JOB_ENTRY.fullmatch(entry)
         if match:  # malformed entries (and the "+N" marker) are ignored
             yield match
 

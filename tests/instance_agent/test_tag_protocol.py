@@ -43,6 +43,10 @@ class TestJobSummary:
     def test_malformed_entries_are_ignored(self):
         assert decode_jobs("a=0,=3,b c=1,d=") == {"a": 0}
 
+    def test_only_ascii_digits_are_exit_codes_and_durations(self):
+        # Tags are anyone's to write; int() would read an Arabic-Indic "\u0661" as 1.
+        assert decode_jobs("a=\u0661,b=0@\u0662,c=3") == {"c": 3}
+
 
 class TestAgentReport:
     def test_no_agent_tags_means_no_report(self):
