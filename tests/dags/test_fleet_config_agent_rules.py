@@ -110,6 +110,19 @@ class TestTheAgentsRules:
 
         _line_for(_error_lines(data), "roles[0].name")
 
+    @pytest.mark.parametrize(
+        ("data", "field"),
+        [
+            (fleet_dict(signer={"instance": "i-0000000000000000a\n"}), "signer.instance"),
+            (fleet_dict(notifier={"class_path": "operators.Notifier\n"}), "notifier.class_path"),
+        ],
+        ids=["instance-id", "notifier"],
+    )
+    def test_the_dags_own_patterns_are_matched_whole(self, data, field):
+        # pydantic matches with Rust's regex, where `$` is the very end; Python's re.match
+        # would let the newline through. This holds if the engine ever changes.
+        _line_for(_error_lines(data), field)
+
     def test_from_a_file_the_error_names_the_file(self, tmp_path):
         path = tmp_path / "fleet.yaml"
         path.write_text(
