@@ -41,7 +41,15 @@ SIMULATOR = "fleet-sim"
 # creates them (Docker would too, owned by root).
 CREATED_BY_DOCUMENTED_STEP = {"logs", "config"}
 # Test-only tools in requirements.txt: not needed in the image.
-TEST_ONLY_REQUIREMENTS = {"pytest", "pytest-asyncio", "ruff", "parliament", "check-jsonschema"}
+TEST_ONLY_REQUIREMENTS = {
+    "pytest",
+    "pytest-asyncio",
+    "hypothesis",
+    "time-machine",
+    "ruff",
+    "parliament",
+    "check-jsonschema",
+}
 
 
 def _load_compose() -> dict:

@@ -111,7 +111,9 @@ class TestTimezones:
 
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(
-    now=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)),
+    now=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
     days_back=st.integers(min_value=0, max_value=400),
     timezone=st.sampled_from(["UTC", "Asia/Tokyo", "America/New_York", "Pacific/Kiritimati", "Etc/GMT+12"]),
     took=st.floats(min_value=0, max_value=3600),
@@ -135,4 +137,6 @@ class TestDemoArguments:
             parse_args(["--date", "2026-12-03"], now=at(4))
 
         assert exited.value.code == EXIT_BAD_INPUT
-        assert "--date 2026-12-03: 2026-12-03 is in the future (today is 2026-12-02" in capsys.readouterr().err
+        assert (
+            "--date 2026-12-03: 2026-12-03 is in the future (today is 2026-12-02" in capsys.readouterr().err
+        )
