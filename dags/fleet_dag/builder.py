@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shlex
 from datetime import timedelta
 from typing import Any
@@ -138,10 +139,19 @@ def agent_command(config: FleetConfig, role: RoleConfig) -> str:
     ]
     # The run's `force` param adds --force when Airflow renders the command.
     force = "{% if params." + FORCE_PARAM + " %} --force{% endif %}"
-    spec = json.dumps(agent_spec(config, role), separators=(",", ":"), sort_keys=True)
+    spec = _jinja_inert(json.dumps(agent_spec(config, role), separators=(",", ":"), sort_keys=True))
     # {% raw %}: Airflow renders this command for the run date; the spec must reach the agent
-    # byte for byte, whatever braces a job's argv holds.
+    # byte for byte, whatever braces a job's argv holds (_jinja_inert: even "{% endraw %}").
     return f"{shlex.join(argv)}{force} <<'FLEET_SPEC'\n{{% raw %}}{spec}{{% endraw %}}\nFLEET_SPEC"
+
+
+def _jinja_inert(spec_json: str) -> str:
+    """The spec's JSON with no Jinja opener (``{%``, ``{{``, ``{#``) left in it.
+
+    Such a ``{`` can only sit inside a JSON string (a structural brace is followed by a quote or
+    ``}``), where ``\\u007b`` is the same character to any JSON parser, the agent's included.
+    """
+    return re.sub(r"\{(?=[%{#])", r"\\u007b", spec_json)
 
 
 def import_string(path: str) -> Any:

@@ -431,7 +431,11 @@ class TestRenderedAgentCommand:
         # Braces and quotes in a job's argv must survive both Jinja and the shell.
         data = fleet_dict(s3_log_prefix="s3://fleet-logs/agent")
         data["roles"][0]["jobs"][0]["argv"] = ["python", "-c", "print('{{ ds }}', \"$HOME\", `id`)"]
-        data["roles"][0]["jobs"][0]["env"] = {"JINJA": "{% if x %}y{% endif %}"}
+        # Even the end of the raw block the spec sits in, and a comment opener, stay text.
+        data["roles"][0]["jobs"][0]["env"] = {
+            "JINJA": "{% if x %}y{% endif %}",
+            "ESCAPE": "{% endraw %}{{ 7*7 }}{%- endraw -%}{# #}{{",
+        }
         config = parse_config(data)
         built = build_dag(config)
         task = _render(
@@ -441,6 +445,7 @@ class TestRenderedAgentCommand:
         invocation = parse_agent_command(task.parameters["commands"][0])
         assert invocation["spec"] == agent_spec(config, config.role("tasks"))
         assert invocation["spec"]["jobs"][0]["argv"][2] == "print('{{ ds }}', \"$HOME\", `id`)"
+        assert invocation["spec"]["jobs"][0]["env"]["ESCAPE"] == "{% endraw %}{{ 7*7 }}{%- endraw -%}{# #}{{"
         assert invocation["spec"]["s3_log_prefix"] == "s3://fleet-logs/agent"
 
 
