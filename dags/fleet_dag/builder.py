@@ -30,9 +30,9 @@ from operators.fleet_role_operators import (
     FORCE_PARAM,
     ROLES_PARAM,
     FleetRoleReportOperator,
+    FleetRunAgentOperator,
     FleetSkipIfDoneOperator,
 )
-from operators.fleet_ssm_operators import FleetRunCommandOperator
 from operators.fleet_ssm_sensors import FleetSsmAgentOnlineSensor
 
 from fleet_dag.config import FleetConfig, RoleConfig
@@ -199,12 +199,16 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
             instance_ids=[role.instance] if role.instance else None,
             candidates=role.candidates,
             wait_for_completion=False,
+            # Every step below skip_if_done checks the agent's tags again before it acts: a task
+            # cleared on a day already done (the UI's Clear) boots, waits for and sends nothing.
+            skip_when_done_for=RUN_DATE,
             **common,
         )
         wait_running = FleetInstanceStateSensor(
             task_id="wait_running",
             instance_ids=start.output,
             target_state="running",
+            skip_when_done_for=RUN_DATE,
             deferrable=True,
             poke_interval=poll,
             timeout=int(config.boot_timeout.total_seconds()),
@@ -213,14 +217,17 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
         wait_ssm = FleetSsmAgentOnlineSensor(
             task_id="wait_ssm_online",
             instance_ids=start.output,
+            skip_when_done_for=RUN_DATE,
             deferrable=True,
             waiter_delay=poll,
             waiter_max_attempts=max(1, int(config.boot_timeout.total_seconds()) // max(poll, 1)),
             **common,
         )
-        run_agent = FleetRunCommandOperator(
+        run_agent = FleetRunAgentOperator(
             task_id="run_agent",
             instance_ids=start.output,
+            run_date=RUN_DATE,
+            heartbeat_grace=role.heartbeat_grace.total_seconds(),
             parameters={"commands": [agent_command(config, role)]},
             comment=f"{DAG_ID} {role.name} {RUN_DATE}",
             execution_timeout_seconds=int(AGENT_COMMAND_TIMEOUT.total_seconds()),
@@ -291,7 +298,13 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
     ) as dag:
         # Waits for `running`: no agent is sent its command before the signer is up.
         start_signer = FleetStartInstancesOperator(
-            task_id="start_signer", instance_ids=[config.signer.instance], **signer_wait, **common
+            task_id="start_signer",
+            instance_ids=[config.signer.instance],
+            # Booted only while some role of the run has work for the date, also when cleared.
+            skip_when_done_for=RUN_DATE,
+            needed_by={role.name: role.instance_ids for role in config.roles},
+            **signer_wait,
+            **common,
         )
         stop_signer = FleetStopInstancesOperator(
             task_id="stop_signer", instance_ids=[config.signer.instance], **signer_wait, **common

@@ -8,7 +8,7 @@ Throttling is retried by botocore itself (standard retry mode, see :mod:`operato
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from operators.fleet_aws import (
     normalize_instance_ids,
     with_default_retries,
 )
+from operators.fleet_done_checks import skip_if_done, skip_unless_work
 from operators.fleet_ec2_triggers import SETTLED, FleetInstanceStateTrigger
 from operators.fleet_wait import defer_timeout, raise_for_event
 
@@ -127,6 +128,9 @@ class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
     def _watched_ids(self) -> list[str]:
         return normalize_instance_ids(self.instance_ids, "instance_ids")
 
+    def _check_needed(self, context: Context, views: dict[str, InstanceView]) -> None:
+        """Before acting: raise ``AirflowSkipException`` when the action is not needed."""
+
     # -- the flow ---------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> list[str]:
@@ -154,6 +158,7 @@ class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
         for round_no in range(first_round, self.max_state_rounds + 1):
             # One DescribeInstances for every instance, whatever their number (batched by 1000).
             views = describe_instances(self.hook.conn, ids)
+            self._check_needed(context, views)
             outcome = self._act(views)
             if outcome.done:
                 return self._complete(context, outcome)
@@ -292,8 +297,15 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
     Returns the started slot's instance IDs (one ID with ``candidates``) and pushes the XCom
     keys ``started`` and ``already_running``.
 
+    With ``skip_when_done_for``, a start that is not needed is skipped (a cleared task of a day
+    already done boots nothing, see :mod:`operators.fleet_done_checks`): when an instance's
+    agent completed that date, or, with ``needed_by``, when every one of those roles did.
+
     :param instance_ids: the instances to start: a list, or a comma-separated string (templated)
     :param candidates: ordered alternatives for one slot, instead of ``instance_ids`` (templated)
+    :param skip_when_done_for: the run date whose completion makes the start unneeded (templated)
+    :param needed_by: ``{role: instance ids}``: start only while one of these roles has work for
+        that date (the signer); without it the started instances' own agent tags decide
     :param wait_for_completion: wait until the instances are ``running``
     :param require_status_ok: also wait for the EC2 status checks to pass
     :param waiter_delay: seconds between two polls of a wait
@@ -306,7 +318,7 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
         added unless it sets ``retries``
     """
 
-    template_fields: Sequence[str] = aws_template_fields("instance_ids", "candidates")
+    template_fields: Sequence[str] = aws_template_fields("instance_ids", "candidates", "skip_when_done_for")
 
     action = "start"
     target_state = "running"
@@ -325,11 +337,15 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
         instance_ids: Sequence[str] | str | None = None,
         candidates: Sequence[str] | str | None = None,
         require_status_ok: bool = False,
+        skip_when_done_for: str | None = None,
+        needed_by: Mapping[str, Sequence[str]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(instance_ids=instance_ids, **kwargs)
         self.candidates = candidates
         self.require_status_ok = require_status_ok
+        self.skip_when_done_for = skip_when_done_for
+        self.needed_by = dict(needed_by) if needed_by else None
 
     def execute(self, context: Context) -> list[str]:
         # Checked here, not in __init__: both fields are templates until the task runs.
@@ -344,6 +360,12 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
 
     def _final_wait_args(self) -> dict[str, Any]:
         return {"require_status_ok": self.require_status_ok}
+
+    def _check_needed(self, context: Context, views: dict[str, InstanceView]) -> None:
+        if self.needed_by is not None:
+            skip_unless_work(context, self.hook.conn, self.needed_by, self.skip_when_done_for, "starting it")
+        else:
+            skip_if_done(context, views, self.skip_when_done_for, "boot")
 
     def _call(self, instance_ids: list[str]) -> None:
         self.hook.conn.start_instances(InstanceIds=instance_ids)

@@ -23,6 +23,7 @@ from operators.fleet_aws import (
     normalize_instance_ids,
     with_default_retries,
 )
+from operators.fleet_done_checks import skip_if_done
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 from operators.fleet_wait import ERROR, FAILED, SUCCESS, TIMEOUT
 
@@ -54,6 +55,9 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
     :param require_status_ok: with ``running``, also wait for the EC2 status checks to pass
     :param heartbeat_grace: seconds of agent heartbeat silence tolerated; ``None``: no check
     :param run_date: only agent tags of this run date count for the heartbeat check (templated)
+    :param skip_when_done_for: a run date (templated): when an instance's agent already completed
+        it, skip at once instead of waiting (a cleared step of a day already done, see
+        :mod:`operators.fleet_done_checks`)
     :param stop_on_failure: when the wait fails or times out (an overrun, a silent agent),
         force-stop the instances that are still up before failing, so that no VM is left
         running unwatched
@@ -66,7 +70,9 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
     """
 
     aws_hook_class = EC2Hook
-    template_fields: Sequence[str] = aws_template_fields("instance_ids", "target_state", "run_date")
+    template_fields: Sequence[str] = aws_template_fields(
+        "instance_ids", "target_state", "run_date", "skip_when_done_for"
+    )
     ui_color = "#cc8811"
     ui_fgcolor = "#ffffff"
 
@@ -79,6 +85,7 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
         require_status_ok: bool = False,
         heartbeat_grace: float | None = None,
         run_date: str | None = None,
+        skip_when_done_for: str | None = None,
         stop_on_failure: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -91,6 +98,7 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
         self.require_status_ok = require_status_ok
         self.heartbeat_grace = heartbeat_grace
         self.run_date = run_date
+        self.skip_when_done_for = skip_when_done_for
         self.deferrable = deferrable
 
     @property
@@ -126,6 +134,11 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
         return self.build_trigger()
 
     def execute(self, context: Context) -> Any:
+        if self.skip_when_done_for:
+            ids = normalize_instance_ids(self.instance_ids, "instance_ids")
+            skip_if_done(
+                context, describe_instances(self.hook.conn, ids), self.skip_when_done_for, "wait for"
+            )
         if not self.deferrable:
             with self._stopping_on_failure():
                 return super().execute(context)

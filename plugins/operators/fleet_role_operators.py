@@ -1,7 +1,9 @@
-"""The two role-level steps of the daily DAG that read the agent's report from instance tags.
+"""The role-level steps of the daily DAG that read the agent's report from instance tags.
 
 - :class:`FleetSkipIfDoneOperator`: before a role's VM is booted, skip the role when its agent
   already reported the run date complete (layer 2 of the once-per-day guarantee).
+- :class:`FleetRunAgentOperator`: hand the role's jobs to the agent, unless its tags say there is
+  nothing to hand over (done, already at work) or nobody to hand it to (a stopped instance).
 - :class:`FleetRoleReportOperator`: after the VM stopped, print each job's exit code, duration
   and log tail in the task log, and fail when a job did not succeed.
 """
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
@@ -18,20 +21,30 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSkipException
 from botocore.exceptions import BotoCoreError, ClientError
 
-from instance_agent.protocol import STATE_SUCCEEDED, AgentReport
+from instance_agent import exit_codes
+from instance_agent.protocol import STATE_RUNNING, STATE_SUCCEEDED, AgentReport
 from operators.fleet_aws import (
     FleetError,
+    FleetStateFailure,
+    InstanceView,
     describe_instances,
+    make_ec2_hook,
     normalize_instance_ids,
     with_default_retries,
 )
+from operators.fleet_done_checks import FORCE_PARAM, ROLES_PARAM, completed, force_requested, outcomes
+from operators.fleet_ssm_operators import FleetRunCommandOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-# Parameters of the DAG run these operators read (the DAG's Params define and validate them).
-FORCE_PARAM = "force"
-ROLES_PARAM = "roles"
+__all__ = [
+    "FORCE_PARAM",
+    "ROLES_PARAM",
+    "FleetRoleReportOperator",
+    "FleetRunAgentOperator",
+    "FleetSkipIfDoneOperator",
+]
 
 
 class FleetSkipIfDoneOperator(AwsBaseOperator[EC2Hook]):
@@ -70,19 +83,15 @@ class FleetSkipIfDoneOperator(AwsBaseOperator[EC2Hook]):
         selected = params.get(ROLES_PARAM)
         if selected and self.role not in selected:
             raise AirflowSkipException(f"Role {self.role} is not among this run's roles {selected}")
-        force = bool(params.get(FORCE_PARAM, False))
+        force = force_requested(context)
         ids = normalize_instance_ids(self.instance_ids)
         views = describe_instances(self.hook.conn, ids)
-        done = {
-            view.instance_id: view.report
-            for view in views.values()
-            if view.report is not None and view.report.is_complete_for(self.run_date)
-        }
+        done = completed(views, self.run_date)
         if done and not force:
             instance_id, report = next(iter(done.items()))
             raise AirflowSkipException(
                 f"Role {self.role} already completed {self.run_date} on {instance_id} "
-                f"(agent jobs: {_outcomes(report)}); its VM is not booted. "
+                f"(agent jobs: {outcomes(report)}); its VM is not booted. "
                 f"Trigger the run with {FORCE_PARAM}=true to run its jobs again."
             )
         if done:
@@ -202,13 +211,124 @@ def _failure(outcome: object) -> str:
     return f"ended {outcome}"
 
 
-def _outcomes(report: AgentReport | None) -> str:
-    if report is None or not report.jobs:
-        return "none reported"
-    return ", ".join(f"{job}={outcome}" for job, outcome in report.jobs.items())
-
-
 def _summary(report: AgentReport | None) -> str:
     if report is None:
         return "no agent report"
     return f"agent {report.state} for {report.run_date}"
+
+
+# The agent's refusals that a retry would only repeat: bad input, an unusable state file.
+FINAL_AGENT_EXITS = (exit_codes.EXIT_BAD_INPUT, exit_codes.EXIT_STATE_UNUSABLE)
+SEND, WATCH, SKIP, FAIL = "send", "watch", "skip", "fail"
+
+
+def agent_hand_over(
+    view: InstanceView, run_date: str, *, force: bool, now: datetime, heartbeat_grace: float | None
+) -> tuple[str, str]:
+    """What ``run_agent`` does for one instance, and why: ``(send|watch|skip|fail, reason)``.
+
+    First match wins:
+
+    ============================================  ========  ==========================================
+    the instance and its agent's tags              action    why
+    ============================================  ========  ==========================================
+    agent completed ``run_date``, no ``force``     skip      the day is done: nothing is sent
+    instance not ``pending``/``running``           fail      nothing can receive a command; a retry
+                                                             would find it the same (no retries)
+    agent ``running`` ``run_date``, fresh          watch     the agent is at work (a cleared or
+    heartbeat (within ``heartbeat_grace``)                   retried task): nothing is sent again
+    anything else                                  send      the agent is handed the role's jobs
+    ============================================  ========  ==========================================
+    """
+    report = view.report
+    if report is not None and report.is_complete_for(run_date) and not force:
+        return SKIP, f"{view.instance_id} already completed {run_date} (agent jobs: {outcomes(report)})"
+    if view.state not in ("pending", "running"):
+        agent = f"its agent's last report: {report.state} for {report.run_date}" if report else "no report"
+        return FAIL, (
+            f"{view.instance_id} is {view.state} and has not completed {run_date} ({agent}): no agent "
+            "can be handed the jobs. Clear the role's task group (from skip_if_done) to boot it again"
+        )
+    age = report.heartbeat_age(now) if report is not None else None
+    if (
+        report is not None
+        and report.run_date == run_date
+        and report.state == STATE_RUNNING
+        and age is not None
+        and (heartbeat_grace is None or age <= heartbeat_grace)
+    ):
+        return WATCH, f"the agent on {view.instance_id} is running {run_date} (heartbeat {age:.0f} s ago)"
+    return SEND, f"{view.instance_id} is {view.state}: handing its agent the jobs of {run_date}"
+
+
+class FleetRunAgentOperator(FleetRunCommandOperator):
+    """Hand a role's jobs to ``instance_agent`` through SSM Run Command, when there is someone to.
+
+    Before sending, one DescribeInstances reads each instance's state and agent tags and
+    :func:`agent_hand_over` decides: a cleared or retried ``run_agent`` of a day already done
+    skips, one whose instance is stopped fails at once (no 120 s of ``InvalidInstanceId``
+    retries, three tries over), and one whose agent is already at work sends nothing again.
+    After the command, an agent exit code that a retry would only repeat (bad input, an
+    unusable state file) fails without retries, naming what the code means.
+
+    :param run_date: the run date handed to the agent (templated)
+    :param heartbeat_grace: seconds since the agent's last heartbeat within which a ``running``
+        agent counts as at work
+    """
+
+    template_fields: Sequence[str] = (*FleetRunCommandOperator.template_fields, "run_date")
+
+    def __init__(self, *, run_date: str, heartbeat_grace: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_date = run_date
+        self.heartbeat_grace = heartbeat_grace
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ids = normalize_instance_ids(self.instance_ids)
+        ec2 = make_ec2_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
+        views = describe_instances(ec2.conn, ids)
+        force, now = force_requested(context), datetime.now(UTC)
+        decisions = {
+            iid: agent_hand_over(
+                views[iid], self.run_date, force=force, now=now, heartbeat_grace=self.heartbeat_grace
+            )
+            for iid in ids
+        }
+        for action, reason in decisions.values():
+            self.log.info("%s: %s", action, reason)
+        failed = [reason for action, reason in decisions.values() if action == FAIL]
+        if failed:
+            raise FleetStateFailure("; ".join(failed))
+        if all(action == SKIP for action, _ in decisions.values()):
+            raise AirflowSkipException(
+                "; ".join(reason for _, reason in decisions.values()) + ": nothing sent"
+            )
+        to_send = [iid for iid, (action, _) in decisions.items() if action == SEND]
+        if not to_send:
+            # Every agent is at work already (or done): the role's wait_stopped watches them.
+            return {iid: {"status": action, "reason": reason} for iid, (action, reason) in decisions.items()}
+        self.instance_ids = to_send
+        return super().execute(context)
+
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        command_instances: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            return super().execute_complete(context, event, command_instances)
+        except FleetError as error:
+            results = (event or {}).get("results") or {}
+            final = {
+                iid: result.get("exit_code")
+                for iid, result in results.items()
+                if result.get("exit_code") in FINAL_AGENT_EXITS
+            }
+            if not final:
+                raise
+            meaning = "; ".join(
+                f"the agent on {iid} exited {code}: {exit_codes.DESCRIPTIONS[code]}"
+                for iid, code in final.items()
+            )
+            raise FleetStateFailure(f"{meaning} (a retry would be refused the same way). {error}") from error

@@ -11,7 +11,13 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf
 
-from operators.fleet_aws import normalize_instance_ids, with_default_retries
+from operators.fleet_aws import (
+    describe_instances,
+    make_ec2_hook,
+    normalize_instance_ids,
+    with_default_retries,
+)
+from operators.fleet_done_checks import skip_if_done
 from operators.fleet_ssm_triggers import FleetSsmAgentOnlineTrigger
 from operators.fleet_wait import defer_timeout, raise_for_event
 
@@ -34,6 +40,9 @@ class FleetSsmAgentOnlineSensor(AwsBaseSensor[SsmHook]):
     :param waiter_max_attempts: polls before the wait fails (default: 40); the default ``timeout``
         is ``waiter_delay * waiter_max_attempts``
     :param deferrable: wait in the triggerer rather than in a worker slot
+    :param skip_when_done_for: a run date (templated): when an instance's agent already completed
+        it, skip at once instead of waiting (one DescribeInstances; a cleared step of a day
+        already done, see :mod:`operators.fleet_done_checks`)
     :param aws_conn_id: The Airflow connection used for AWS credentials.
         If this is ``None`` or empty then the default boto3 behaviour is used.
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
@@ -45,7 +54,7 @@ class FleetSsmAgentOnlineSensor(AwsBaseSensor[SsmHook]):
     """
 
     aws_hook_class = SsmHook
-    template_fields: Sequence[str] = aws_template_fields("instance_ids")
+    template_fields: Sequence[str] = aws_template_fields("instance_ids", "skip_when_done_for")
 
     def __init__(
         self,
@@ -54,6 +63,7 @@ class FleetSsmAgentOnlineSensor(AwsBaseSensor[SsmHook]):
         waiter_delay: int = 15,
         waiter_max_attempts: int = 40,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        skip_when_done_for: str | None = None,
         **kwargs: Any,
     ) -> None:
         # BaseSensorOperator's own default timeout is a week: bound poking like the trigger.
@@ -64,6 +74,7 @@ class FleetSsmAgentOnlineSensor(AwsBaseSensor[SsmHook]):
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
         self.deferrable = deferrable
+        self.skip_when_done_for = skip_when_done_for
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
@@ -97,6 +108,10 @@ class FleetSsmAgentOnlineSensor(AwsBaseSensor[SsmHook]):
         return PokeReturnValue(is_done=True, xcom_value=event.get("instances"))
 
     def execute(self, context: Context) -> Any:
+        if self.skip_when_done_for:
+            ec2 = make_ec2_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
+            views = describe_instances(ec2.conn, normalize_instance_ids(self.instance_ids))
+            skip_if_done(context, views, self.skip_when_done_for, "wait for")
         if not self.deferrable:
             try:
                 return super().execute(context)

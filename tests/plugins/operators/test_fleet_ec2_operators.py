@@ -59,6 +59,7 @@ class TestFleetStartInstancesOperator:
             "verify",
             "instance_ids",
             "candidates",
+            "skip_when_done_for",
         }
 
     def test_hook_is_a_client_with_standard_retries(self):

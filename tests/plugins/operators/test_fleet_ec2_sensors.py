@@ -36,6 +36,7 @@ class TestFleetInstanceStateSensor:
             "instance_ids",
             "target_state",
             "run_date",
+            "skip_when_done_for",
         }
 
     def test_hook_is_a_client_with_standard_retries(self):
