@@ -182,6 +182,32 @@ class AirflowHarness(AirflowComponents):
         run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
         return run_status.run_result(run, self.task_instances(run_id, dag_id))
 
+    def clear(
+        self,
+        run_id: str,
+        task_ids: list[str],
+        *,
+        include_downstream: bool = False,
+        include_upstream: bool = False,
+        only_failed: bool = False,
+        dag_id: str = DAG_ID,
+    ) -> list[dict[str, Any]]:
+        """Clear task instances of a run as the UI's Clear button does; the cleared instances.
+
+        (``POST .../clearTaskInstances`` with ``dry_run`` off and ``reset_dag_runs`` on: the run
+        goes back to ``queued`` and the scheduler runs the cleared tasks again.)
+        """
+        body = {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": task_ids,
+            "include_downstream": include_downstream,
+            "include_upstream": include_upstream,
+            "only_failed": only_failed,
+            "reset_dag_runs": True,
+        }
+        return self.api("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body)["task_instances"]
+
     # -- backfills --------------------------------------------------------------------------------
 
     def backfill(
