@@ -71,7 +71,7 @@ class TestFailingJobs:
         assert [context["reason"] for context in notified] == ["task_failure"]
 
     def test_a_job_hanging_past_max_runtime_gets_its_vm_force_stopped(self, run_fleet, capsys):
-        # The agent gives up on its jobs at 90 % of max_runtime (SIGTERM, SIGKILL 30 s later);
+        # The agent gives up on its jobs at 90 % of max_runtime (5.4 s of 6 s: SIGTERM, SIGKILL 30 s later);
         # a job that ignores SIGTERM keeps the VM up past max_runtime, so the DAG must act.
         fleet = run_fleet(
             {"alpha": [ignoring_sigterm(demo_job("stuck", hang=True, timeout="5m"))]}, max_runtime="6s"
@@ -93,7 +93,7 @@ class TestFailingJobs:
         assert not [run for run in fleet.runs("alpha") if run["event"].startswith("exit")]
         # The agent tried first, at its own bound (90 % of 6 s), and SIGTERM was not enough.
         agent_log = (fleet.sim.host(alpha).sandbox / "logs" / RUN_DATE / "_agent.log").read_text()
-        assert "job stuck: stopped: the run's max_runtime of 5 s was reached: SIGTERM" in agent_log
+        assert "job stuck: stopped: the run's max_runtime of 5.4 s was reached: SIGTERM" in agent_log
         assert fleet.task_states(dag_run)["stop_signer"] == SUCCESS
         assert fleet.sim.state(fleet.signer) == "stopped"
 
