@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from operators.fleet_aws import (
     CAPACITY_ERRORS,
     FleetError,
+    FleetStateFailure,
     InstanceView,
     describe_instances,
     error_code,
@@ -59,9 +60,7 @@ class _Round:
 
 
 def _states(views: dict[str, InstanceView], ids: Sequence[str]) -> str:
-    return ", ".join(
-        f"{instance_id} ({views[instance_id].state})" for instance_id in ids if instance_id in views
-    )
+    return ", ".join(f"{iid} ({views[iid].state})" for iid in ids if iid in views)
 
 
 class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
@@ -69,7 +68,17 @@ class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
 
     A subclass names its action, the EC2 call and the states: ``done_states`` need no call,
     ``settle_states`` are waited out before the call, ``act_states`` go into the one batched
-    call; anything else (``shutting-down``, ``terminated``) fails naming the instance.
+    call; anything else (``shutting-down``, ``terminated``) fails naming the instance, without
+    retries: a retry would find it the same.
+
+    :param waiter_delay: seconds between two polls of a wait
+    :param waiter_max_attempts: polls before a wait gives up
+    :param deferrable: wait in the triggerer instead of a worker slot
+    :param aws_conn_id: the Airflow connection used for AWS credentials
+    :param region_name: AWS region; the connection's when not given
+    :param verify: whether to verify SSL certificates
+    :param botocore_config: botocore client configuration; bounded standard-mode retries are
+        added unless it sets ``retries``
     """
 
     aws_hook_class = EC2Hook
@@ -201,7 +210,7 @@ class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
             i for i in ids if views[i].state not in self.done_states | self.settle_states | self.act_states
         ]
         if gone:
-            raise FleetError(
+            raise FleetStateFailure(
                 f"Cannot {self.action} "
                 + "; ".join(
                     f"{i}: it is {views[i].state}"
@@ -297,25 +306,16 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
     Returns the started slot's instance IDs (one ID with ``candidates``) and pushes the XCom
     keys ``started`` and ``already_running``.
 
-    With ``skip_when_done_for``, a start that is not needed is skipped (a cleared task of a day
-    already done boots nothing, see :mod:`operators.fleet_done_checks`): when an instance's
-    agent completed that date, or, with ``needed_by``, when every one of those roles did.
-
     :param instance_ids: the instances to start: a list, or a comma-separated string (templated)
     :param candidates: ordered alternatives for one slot, instead of ``instance_ids`` (templated)
-    :param skip_when_done_for: the run date whose completion makes the start unneeded (templated)
-    :param needed_by: ``{role: instance ids}``: start only while one of these roles has work for
-        that date (the signer); without it the started instances' own agent tags decide
+    :param skip_when_done_for: a run date (templated): skip when an instance's agent completed it
+        (a cleared task of a day already done boots nothing: :mod:`operators.fleet_done_checks`)
+    :param needed_by: ``{role: instance ids}``: with ``skip_when_done_for``, skip unless one of
+        these roles has work for that date (the signer)
     :param wait_for_completion: wait until the instances are ``running``
     :param require_status_ok: also wait for the EC2 status checks to pass
-    :param waiter_delay: seconds between two polls of a wait
-    :param waiter_max_attempts: polls before a wait gives up
-    :param deferrable: wait in the triggerer instead of a worker slot
-    :param aws_conn_id: the Airflow connection used for AWS credentials
-    :param region_name: AWS region; the connection's when not given
-    :param verify: whether to verify SSL certificates
-    :param botocore_config: botocore client configuration; bounded standard-mode retries are
-        added unless it sets ``retries``
+    :param waiter_delay, waiter_max_attempts, deferrable, aws_conn_id, region_name, verify,
+        botocore_config: as for every fleet operator (see ``_FleetInstanceActionOperator``)
     """
 
     template_fields: Sequence[str] = aws_template_fields("instance_ids", "candidates", "skip_when_done_for")
@@ -426,14 +426,8 @@ class FleetStopInstancesOperator(_FleetInstanceActionOperator):
     :param force: force the stop (no clean OS shutdown), e.g. past a role's ``max_runtime``;
         not templated, since a rendered ``"False"`` would read as true
     :param wait_for_completion: wait until the instances are ``stopped``
-    :param waiter_delay: seconds between two polls of a wait
-    :param waiter_max_attempts: polls before a wait gives up
-    :param deferrable: wait in the triggerer instead of a worker slot
-    :param aws_conn_id: the Airflow connection used for AWS credentials
-    :param region_name: AWS region; the connection's when not given
-    :param verify: whether to verify SSL certificates
-    :param botocore_config: botocore client configuration; bounded standard-mode retries are
-        added unless it sets ``retries``
+    :param waiter_delay, waiter_max_attempts, deferrable, aws_conn_id, region_name, verify,
+        botocore_config: as for every fleet operator (see ``_FleetInstanceActionOperator``)
     """
 
     template_fields: Sequence[str] = aws_template_fields("instance_ids")

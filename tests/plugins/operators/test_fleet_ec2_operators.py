@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import botocore.retries.standard
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import DagSerialization
 from fleet_operator_testing import launch, messages, states
@@ -126,11 +126,13 @@ class TestFleetStartInstancesOperator:
         assert api.count("DescribeInstances") == 5
         assert _xcom(context)["started"] == ids
 
-    def test_terminated_instance_fails_naming_it(self, api, client, context):
+    def test_terminated_instance_fails_naming_it_without_retries(self, api, client, context):
         stopped = launch(client, 1, state="stopped")
         terminated = launch(client, 1, state="terminated")
-        with pytest.raises(FleetError, match=f"Cannot start {terminated[0]}: it is terminated"):
+        with pytest.raises(FleetError, match=f"Cannot start {terminated[0]}: it is terminated") as failed:
             _start(instance_ids=[*stopped, *terminated]).execute(context)
+        # A retry would find it terminated all the same.
+        assert isinstance(failed.value, AirflowFailException)
         assert api.count("StartInstances") == 0
         context["ti"].xcom_push.assert_not_called()
 
