@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from conftest import RUN_DATE
+from agent_testing import RUN_DATE
 
 
 def _nothing_happened(agent) -> None:

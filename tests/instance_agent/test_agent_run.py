@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import RUN_DATE, kill_group, wait_for
+from agent_testing import RUN_DATE, kill_group, wait_for
 
 
 def _summary(completed: subprocess.CompletedProcess) -> dict:

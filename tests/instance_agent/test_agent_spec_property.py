@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import Agent
+from agent_testing import Agent
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

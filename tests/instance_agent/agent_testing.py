@@ -1,0 +1,333 @@
+"""Helpers for the agent's tests: run the real agent as a subprocess, a fake IMDS, a moto server.
+
+The agent under test runs on ``FLEET_AGENT_PYTHON`` when set (e.g. a Python 3.9 with boto3, the
+interpreter of Amazon Linux 2023), else on the interpreter running the tests. The fixtures built
+on these are in this folder's ``conftest.py``; tests import the helpers from here, never from
+``conftest`` (every test folder has one, and which one ``import conftest`` finds depends on the
+order pytest collected them in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT_PYTHON = os.environ.get("FLEET_AGENT_PYTHON", sys.executable)
+RUN_DATE = "2026-11-23"
+ROLE = "tasks"
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Agent:
+    """The agent as a user runs it: ``python -m instance_agent ...`` in a sandbox directory."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.state_dir = root / "state"
+        self.log_dir = root / "logs"
+        self.work = root / "work"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AWS_ENDPOINT_URL", "AWS_EC2_METADATA", "PYTEST_"))
+        }
+        self.env.update({"PYTHONPATH": str(REPO), "AWS_EC2_METADATA_DISABLED": "true"})
+
+    def use_imds(self, url: str) -> None:
+        self.env.pop("AWS_EC2_METADATA_DISABLED", None)
+        self.env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = url
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def script(self, name: str, body: str) -> str:
+        """A small Python job script; returns its path."""
+        path = self.work / name
+        path.write_text(body)
+        return str(path)
+
+    def counting_job(self, name: str, *, sleep: float = 0.0, exit_code: int = 0, **extra: Any) -> dict:
+        """A job that appends a line to ``<work>/<name>.count`` (so tests count its executions)."""
+        script = self.script(
+            f"{name}.py",
+            "import os, sys, time\n"
+            f"with open({str(self.work / (name + '.count'))!r}, 'a') as f:\n"
+            "    f.write(' '.join([os.environ['RUN_DATE'], os.environ['ROLE'], str(os.getpid())]) + '\\n')\n"
+            f"time.sleep({sleep})\n"
+            f"sys.exit({exit_code})\n",
+        )
+        return {"name": name, "argv": [sys.executable, script], **extra}
+
+    def count(self, name: str) -> int:
+        path = self.work / f"{name}.count"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def spec(self, jobs: list, **settings: Any) -> str:
+        path = self.root / f"spec-{time.monotonic_ns()}.json"
+        path.write_text(json.dumps({"jobs": jobs, **settings}))
+        return str(path)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def command(
+        self,
+        spec: str,
+        *extra: str,
+        date: str = RUN_DATE,
+        role: str = ROLE,
+        shutdown: str = "none",
+        foreground: bool = True,
+    ) -> list[str]:
+        command = [
+            AGENT_PYTHON,
+            "-m",
+            "instance_agent",
+            "run",
+            "--role",
+            role,
+            "--date",
+            date,
+            "--spec",
+            spec,
+            "--shutdown",
+            shutdown,
+            "--state-dir",
+            str(self.state_dir),
+            "--log-dir",
+            str(self.log_dir),
+            "--imds-poll-seconds",
+            "0.2",
+            *extra,
+        ]
+        return command + (["--foreground"] if foreground else [])
+
+    def run(self, spec: str, *extra: str, timeout: float = 60, input: str | None = None, **kwargs: Any):
+        return subprocess.run(
+            self.command(spec, *extra, **kwargs),
+            env=self.env,
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
+
+    def start(self, spec: str, *extra: str, **kwargs: Any) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(spec, *extra, **kwargs),
+            env=self.env,
+            cwd=self.work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [AGENT_PYTHON, "-m", "instance_agent", *args],
+            env=self.env,
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    # -- outputs --------------------------------------------------------------------------------
+
+    def state_path(self, date: str = RUN_DATE) -> Path:
+        return self.state_dir / f"{date}.json"
+
+    def state(self, date: str = RUN_DATE) -> dict:
+        return json.loads(self.state_path(date).read_text())
+
+    def job(self, name: str, date: str = RUN_DATE) -> dict:
+        return self.state(date)["jobs"][name]
+
+    def agent_log(self, date: str = RUN_DATE) -> str:
+        path = self.log_dir / date / "_agent.log"
+        return path.read_text() if path.exists() else ""
+
+    def wait_job_status(self, name: str, status: str, timeout: float = 10.0) -> dict:
+        def check() -> dict | None:
+            try:
+                record = self.job(name)
+            except (OSError, ValueError, KeyError):
+                return None
+            return record if record["status"] == status and record.get("pid") else None
+
+        return wait_for(check, timeout, what=f"job {name} {status}")
+
+    def wait_finished(self, date: str = RUN_DATE, timeout: float = 20.0) -> dict:
+        """Wait for a detached run: final state written and the lock released."""
+
+        def check() -> dict | None:
+            try:
+                state = self.state(date)
+            except (OSError, ValueError):
+                return None
+            if state["state"] == "running" or state["agent"].get("ended_at") is None:
+                return None
+            return state if not _lock_held(self.state_dir / "agent.lock") else None
+
+        return wait_for(check, timeout, what="the detached agent to finish")
+
+
+def _lock_held(path: Path) -> bool:
+    import fcntl
+
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class FakeImds:
+    """IMDSv2 on 127.0.0.1: tokens by PUT, 401 without a valid token, notices the test sets."""
+
+    def __init__(self) -> None:
+        self.instance_id = "i-0123456789abcdef0"
+        self.region = "us-east-1"
+        self.spot_action: dict | None = None
+        self.rebalance: dict | None = None
+        self.unauthorized_next = 0  # answer this many GETs with 401 (and forget every token)
+        self.delay = 0.0
+        self.tokens: list[str] = []
+        self.ttls: list[str] = []
+        self.log: list[tuple[str, str, int]] = []  # (method, path, status)
+        self._valid: set[str] = set()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> FakeImds:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def count(self, path: str, status: int | None = None) -> int:
+        with self._lock:
+            return sum(1 for _, p, s in self.log if p == path and (status is None or s == status))
+
+    def _answer(self, method: str, path: str, headers: Any) -> tuple[int, str]:
+        time.sleep(self.delay)
+        with self._lock:
+            if method == "PUT":
+                if path != "/latest/api/token" or not headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                    return 400, ""
+                token = f"token-{len(self.tokens) + 1}"
+                self.tokens.append(token)
+                self.ttls.append(headers["X-aws-ec2-metadata-token-ttl-seconds"])
+                self._valid.add(token)
+                return 200, token
+            if headers.get("X-aws-ec2-metadata-token") not in self._valid:
+                return 401, ""
+            if self.unauthorized_next:
+                self.unauthorized_next -= 1
+                self._valid.clear()
+                return 401, ""
+            documents = {
+                "/latest/meta-data/instance-id": self.instance_id,
+                "/latest/meta-data/placement/region": self.region,
+                "/latest/meta-data/spot/instance-action": json.dumps(self.spot_action)
+                if self.spot_action
+                else None,
+                "/latest/meta-data/events/recommendations/rebalance": json.dumps(self.rebalance)
+                if self.rebalance
+                else None,
+            }
+            body = documents.get(path)
+            return (200, body) if body is not None else (404, "")
+
+    def _handler(self) -> type:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                status, body = fake._answer(self.command, self.path, self.headers)
+                with fake._lock:
+                    fake.log.append((self.command, self.path, status))
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = _serve
+            do_PUT = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+class MotoAws:
+    def __init__(self, url: str):
+        self.url = url
+        import boto3
+
+        options = {"endpoint_url": url, "region_name": "us-east-1"}
+        self.ec2 = boto3.client("ec2", **options)
+        self.s3 = boto3.client("s3", **options)
+
+    def new_instance(self) -> str:
+        reservation = self.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)
+        return reservation["Instances"][0]["InstanceId"]
+
+    def instance(self, instance_id: str) -> dict:
+        return self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+    def tags(self, instance_id: str) -> dict:
+        return {tag["Key"]: tag["Value"] for tag in self.instance(instance_id).get("Tags", [])}
+
+    def objects(self, bucket: str, prefix: str) -> dict:
+        listing = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        return {
+            item["Key"]: self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listing
+        }
