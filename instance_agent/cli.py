@@ -6,11 +6,15 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from instance_agent import exit_codes, procinfo
 from instance_agent.agent import Prepared, RunOptions, configure_logging, execute, holder_text, prepare
+from instance_agent.checks import NAME_PATTERN
 from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
 from instance_agent.display import one_line, shorten
 from instance_agent.lock import LockBusy, StateDirLock
@@ -31,6 +35,29 @@ from instance_agent.spec import (
 from instance_agent.state import StateError, StateStore
 
 log = logging.getLogger("instance_agent")
+
+# What agent.holder_text writes into the lock file (role and date by validate_role/validate_date).
+_HOLDER = re.compile(
+    r"pid (?P<pid>[0-9]+) role (?P<role>"
+    + NAME_PATTERN.pattern
+    + r") date (?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+)
+
+
+# How long an unreadable holder line is read again before the lock counts as another run's.
+HOLDER_REREADS = 10
+HOLDER_REREAD_SECONDS = 0.05
+LOCK_HOLDER_BYTES = 200  # as much as lock.py reads
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the state directory's lock, as its lock file says."""
+
+    pid: int
+    role: str
+    date: str
+
 
 DEFAULT_STATE_DIR = "/var/lib/fleet-agent"
 DEFAULT_LOG_DIR = "/var/log/fleet-agent"
@@ -190,9 +217,7 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         prepared = prepare(options, spec)
     except LockBusy as busy:
-        _print_json({"status": "already_running", "role": role, "date": run_date, "holder": busy.holder})
-        _complain(f"already running ({busy.holder or busy.path}); nothing to do")
-        return exit_codes.EXIT_OK
+        return _answer_busy(busy, role, run_date)
     except StateError as error:
         _complain(f"refusing to run: {error}. The file was left as it is; inspect or move it aside.")
         return exit_codes.EXIT_STATE_UNUSABLE
@@ -218,6 +243,61 @@ def command_run(args: argparse.Namespace) -> int:
         return exit_codes.EXIT_IO_ERROR
     _print_json(prepared.summary(pid))
     return exit_codes.EXIT_OK
+
+
+def parse_holder(text: str) -> Holder | None:
+    """The lock file's holder (``holder_text``: ``pid N role R date D``), or ``None``.
+
+    ``None`` for anything else: an empty file (the moment between taking the lock and writing
+    it, or the hand-over to the detached supervisor), an older agent's format, garbage.
+    """
+    match = _HOLDER.fullmatch(text.strip())
+    if match is None:
+        return None
+    return Holder(pid=int(match["pid"]), role=match["role"], date=match["date"])
+
+
+def _answer_busy(busy: LockBusy, role: str, run_date: str) -> int:
+    """Another agent holds this VM's state directory: exit 0 only if it runs this very role and date.
+
+    Then this run's jobs are in its hands (the DAG's wait watches them). Another role or date
+    (two runs of the DAG on one VM), or a holder that cannot be read, is not this run's success:
+    exit 7, nothing started.
+    """
+    text = busy.holder
+    holder = parse_holder(text)
+    for _ in range(HOLDER_REREADS):
+        if holder is not None:
+            break
+        # The holder writes its line right after taking the lock (and again, truncating first,
+        # when the detached supervisor takes over): an empty or cut line may be that instant.
+        time.sleep(HOLDER_REREAD_SECONDS)
+        text = _reread_holder(busy.path) or text
+        holder = parse_holder(text)
+    answer: dict[str, Any] = {"role": role, "date": run_date, "holder": text}
+    if holder is not None and (holder.role, holder.date) == (role, run_date):
+        _print_json({"status": "already_running", **answer})
+        _complain(f"already running ({text}); nothing to do")
+        return exit_codes.EXIT_OK
+    if holder is not None:
+        answer.update(holder_pid=holder.pid, holder_role=holder.role, holder_date=holder.date)
+        who = f"the agent of role {holder.role} for {holder.date} (pid {holder.pid})"
+    else:
+        who = f"another agent (its lock file says {one_line(text, 100) if text else 'nothing'})"
+    _print_json({"status": "busy", **answer})
+    _complain(
+        f"busy: {who} holds {busy.path}; nothing started for role {role} for {run_date} "
+        f"(exit {exit_codes.EXIT_BUSY}: this VM serves one run at a time)"
+    )
+    return exit_codes.EXIT_BUSY
+
+
+def _reread_holder(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(LOCK_HOLDER_BYTES).decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def command_supervise(args: argparse.Namespace) -> int:
