@@ -1,0 +1,76 @@
+"""The wait for a run's turn on the fleet, in the triggerer (see :mod:`operators.fleet_turn`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from operators.fleet_turn import SdkTurnReader, Turn, TurnReader, decide_gate, read_turn
+from operators.fleet_wait import SUCCESS, TIMEOUT, FleetPollTrigger
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def late_message(run_id: str, deadline: str, ahead: str) -> str:
+    return f"run {run_id} did not get its turn on the fleet by {deadline}; still ahead: {ahead}"
+
+
+class FleetTurnTrigger(FleetPollTrigger):
+    """Poll every ``waiter_delay`` s until no active run holds the fleet and none that sorts
+    before this one waits for it; then the task resumes and checks again in the worker.
+
+    Each poll is one ``get_task_states`` call for every run's ``task_id`` and a few
+    ``get_dr_count`` calls, and logs who this run waits for and why. It only reads, so a
+    triggerer that restarts and runs it again loses nothing. It ends with a ``timeout`` event
+    past ``deadline`` (or after ``waiter_max_attempts`` polls), naming the runs still ahead;
+    the events carry ``deadline`` back, so that the task's next deferral keeps the same bound.
+
+    :param dag_id: the DAG whose runs share the fleet
+    :param run_id: this run
+    :param task_id: the turn-taking task, the same in every run (``wait_turn``)
+    :param deadline: ISO-8601 time (with offset) after which the wait gives up
+    """
+
+    def __init__(self, *, dag_id: str, run_id: str, task_id: str, deadline: str, **kwargs: Any) -> None:
+        kwargs.setdefault("aws_conn_id", None)  # no AWS here: the Airflow API, through the Task SDK
+        super().__init__(**kwargs)
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self.task_id = task_id
+        self.deadline = deadline
+        self._deadline = datetime.fromisoformat(deadline)
+        if self._deadline.tzinfo is None:
+            raise ValueError(f"deadline must carry its UTC offset, got {deadline!r}")
+        # Swappable for tests; not serialized.
+        self.reader: TurnReader = SdkTurnReader()
+        self.clock = utcnow
+        self._last: Turn | None = None
+
+    def _serialized_args(self) -> dict[str, Any]:
+        return {
+            "dag_id": self.dag_id,
+            "run_id": self.run_id,
+            "task_id": self.task_id,
+            "deadline": self.deadline,
+        }
+
+    def poll_once(self) -> dict[str, Any] | None:
+        view = read_turn(self.reader, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id)
+        turn = self._last = decide_gate(view)
+        if turn.go:
+            self.log.info("Run %s: nobody ahead any more; checking its turn in the worker", self.run_id)
+            return {"status": SUCCESS, "message": "nobody ahead", "deadline": self.deadline}
+        self.log.info("Run %s waits for its turn on the fleet: %s", self.run_id, turn.describe())
+        if self.clock() >= self._deadline:
+            return self._timeout_event()
+        return None
+
+    def timeout_message(self) -> str:
+        return late_message(
+            self.run_id, self.deadline, self._last.describe() if self._last else "not looked yet"
+        )
+
+    def _timeout_event(self) -> dict[str, Any]:
+        return {"status": TIMEOUT, "message": self.timeout_message(), "deadline": self.deadline}
