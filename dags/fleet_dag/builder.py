@@ -34,6 +34,7 @@ from operators.fleet_role_operators import (
     FleetSkipIfDoneOperator,
 )
 from operators.fleet_ssm_sensors import FleetSsmAgentOnlineSensor
+from operators.fleet_turn_sensors import FleetWaitTurnSensor
 
 from fleet_dag.config import FleetConfig, RoleConfig
 
@@ -309,8 +310,12 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         stop_signer = FleetStopInstancesOperator(
             task_id="stop_signer", instance_ids=[config.signer.instance], **signer_wait, **common
         )
+        # One run at a time on the fleet, whatever started it (a backfill's runs do not count
+        # against max_active_runs=1): no role's first step before this run's turn.
+        wait_turn = FleetWaitTurnSensor(task_id="wait_turn", poke_interval=max(poll, 1))
         for role in config.roles:
             build_role_group(config, role, start_signer)
+        wait_turn >> [dag.get_task(f"{role.name}.skip_if_done") for role in config.roles]
         # The signer boots only when some role has work: a second run for a date already done
         # boots nothing at all.
         [dag.get_task(f"{role.name}.skip_if_done") for role in config.roles] >> start_signer

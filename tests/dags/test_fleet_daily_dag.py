@@ -143,11 +143,11 @@ class TestDagIntegrity:
 class TestDagShape:
     def test_one_group_per_role_and_nothing_else(self, dag, fleet):
         roles = [role.name for role in fleet.roles]
-        assert sorted(dag.task_group.children) == sorted(["start_signer", "stop_signer", *roles])
+        assert sorted(dag.task_group.children) == sorted(["wait_turn", "start_signer", "stop_signer", *roles])
         for role in roles:
             group = dag.task_group.children[role]
             assert sorted(group.children) == sorted(f"{role}.{step}" for step in CHAIN), role
-        assert len(dag.tasks) == 2 + len(roles) * len(CHAIN)
+        assert len(dag.tasks) == 3 + len(roles) * len(CHAIN)
 
     @pytest.mark.parametrize("role", ["tasks", "hyperliquid", "uniswap"])
     def test_each_role_is_the_exact_chain(self, dag, role):
@@ -155,7 +155,7 @@ class TestDagShape:
         upstream = {step: dag.get_task(t[step]).upstream_task_ids for step in CHAIN}
         # Later steps read the started instance from start's XCom, hence their extra edge to start.
         assert upstream == {
-            "skip_if_done": set(),
+            "skip_if_done": {"wait_turn"},  # one run at a time on the fleet (test_fleet_wait_turn_dag.py)
             "start": {t["skip_if_done"]},
             "wait_running": {t["start"]},
             "wait_ssm_online": {t["wait_running"], t["start"]},
@@ -197,7 +197,8 @@ class TestDagShape:
 
     def test_aws_steps_retry_with_exponential_backoff(self, dag):
         for task in dag.tasks:
-            assert (task.aws_conn_id, task.region_name) == ("aws_default", "us-east-1"), task.task_id
+            if task.task_id != "wait_turn":  # it asks Airflow's API, not AWS
+                assert (task.aws_conn_id, task.region_name) == ("aws_default", "us-east-1"), task.task_id
             if task.task_id.endswith(("wait_stopped", "report")):
                 # An overrun has force-stopped the VM and a report reads final tags: no retry helps.
                 assert task.retries == 0, task.task_id

@@ -38,7 +38,9 @@ class TestDailyRun:
 
         assert dag_run.state == DagRunState.SUCCESS
         tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
-        expected = ["start_signer", "stop_signer"] + [f"{r}.{step}" for r in workers for step in fleet.chain]
+        expected = ["wait_turn", "start_signer", "stop_signer"] + [
+            f"{r}.{step}" for r in workers for step in fleet.chain
+        ]
         assert fleet.task_states(dag_run) == dict.fromkeys(sorted(expected), SUCCESS)
         # The order of docs/architecture.md: each role's chain step after step, the signer started once a
         # role has work and before any agent is called, and stopped last.
