@@ -22,8 +22,9 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 from airflow.sdk.definitions.callback import AsyncCallback
-from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+from airflow.sdk.definitions.deadline import DeadlineAlert
 from airflow.timetables.trigger import CronTriggerTimetable
+from operators.fleet_deadline_alerts import FleetRunQueuedAtDeadline, fleet_deadline_alert
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
 from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_role_operators import (
@@ -174,11 +175,22 @@ def _deadline(config: FleetConfig) -> DeadlineAlert:
     kwargs = dict(config.notifier.kwargs) if config.notifier else {}
     if not config.notifier:
         kwargs["message"] = f"{DAG_ID} still running {config.alert_after} after it was queued"
-    # monitor.py's "VM still up after 00:15" alert, as an Airflow deadline on the run.
+    # monitor.py's "VM still up after 00:15" alert, as an Airflow deadline on the run. Not
+    # DeadlineReference.DAGRUN_QUEUED_AT: with it, Airflow 3.3 answers every Clear with HTTP 500
+    # until the deadline has passed (apache/airflow#70368); go back to it once the pinned Airflow
+    # has the fix (apache/airflow#70370; a test in tests/dags/test_fleet_deadline_clear.py fails
+    # then). The callback wraps the notifier so that a run that has ended is never alerted.
     return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        reference=FleetRunQueuedAtDeadline(),
         interval=config.alert_after,
-        callback=AsyncCallback(path, kwargs=kwargs),
+        callback=AsyncCallback(
+            fleet_deadline_alert,
+            kwargs={
+                "notifier": path,
+                "notifier_kwargs": kwargs,
+                "alert_after": config.alert_after.total_seconds(),
+            },
+        ),
     )
 
 

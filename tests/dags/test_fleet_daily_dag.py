@@ -468,7 +468,12 @@ class TestAlerts:
         assert built.on_failure_callback.message == "page the on-call"
         (alert,) = built.deadline
         assert alert.callback == AsyncCallback(
-            "operators.fleet_notifiers.FleetLogNotifier", kwargs={"message": "page the on-call"}
+            "operators.fleet_deadline_alerts.fleet_deadline_alert",
+            kwargs={
+                "notifier": "operators.fleet_notifiers.FleetLogNotifier",
+                "notifier_kwargs": {"message": "page the on-call"},
+                "alert_after": 900.0,
+            },
         )
 
     def test_a_notifier_that_cannot_be_imported_is_named(self):
@@ -479,13 +484,37 @@ class TestAlerts:
             build_dag(parse_config(data))
 
     def test_a_run_still_going_after_alert_after_notifies(self, dag, fleet):
+        from operators.fleet_deadline_alerts import FleetRunQueuedAtDeadline
+
         (alert,) = dag.deadline
-        assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+        assert alert.reference == FleetRunQueuedAtDeadline()
         assert alert.interval == fleet.alert_after == timedelta(minutes=15)
+        # The notifier, wrapped: the wrapper calls it only for a run that has not ended.
         assert alert.callback == AsyncCallback(
-            "operators.fleet_notifiers.FleetLogNotifier",
-            kwargs={"message": "fleet_daily still running 0:15:00 after it was queued"},
+            "operators.fleet_deadline_alerts.fleet_deadline_alert",
+            kwargs={
+                "notifier": "operators.fleet_notifiers.FleetLogNotifier",
+                "notifier_kwargs": {"message": "fleet_daily still running 0:15:00 after it was queued"},
+                "alert_after": 900.0,
+            },
         )
+
+    def test_the_deadline_is_not_the_queued_at_reference_a_clear_fails_on(self, dag):
+        """apache/airflow#70368: Airflow recalculates, and crashes on, references of this name only."""
+        (alert,) = dag.deadline
+        assert alert.reference != DeadlineReference.DAGRUN_QUEUED_AT
+        assert alert.reference.serialize_reference()["reference_type"] != "DagRunQueuedAtDeadline"
+
+    def test_the_parsed_deadline_is_one_airflow_can_load_back(self, dag):
+        """A custom reference is stored by import path; the components load only registered ones."""
+        from airflow import plugins_manager
+        from airflow.serialization.decoders import decode_deadline_reference
+        from operators.fleet_deadline_alerts import FleetRunQueuedAtDeadline
+
+        serialized = DagSerialization.serialize_dag(dag)["deadline"][0]["reference"]
+        assert serialized["__class_path"] == "operators.fleet_deadline_alerts.FleetRunQueuedAtDeadline"
+        assert serialized["__class_path"] in plugins_manager.get_deadline_references_plugins()
+        assert isinstance(decode_deadline_reference(serialized).inner_ref, FleetRunQueuedAtDeadline)
 
 
 class TestAgentMaxRuntime:
