@@ -53,7 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--failing", nargs="*", default=[], metavar="JOB", help="demo jobs that exit 1")
     serve.add_argument(
+        "--failing-once",
+        nargs="*",
+        default=[],
+        metavar="JOB",
+        help="demo jobs that exit 1 on their first run for a date, 0 when run again (a Clear)",
+    )
+    serve.add_argument(
         "--hanging", nargs="*", default=[], metavar="JOB", help="demo jobs that hang until their timeout"
+    )
+    serve.add_argument(
+        "--poll-interval",
+        metavar="DURATION",
+        help="the written config's poll_interval, e.g. 2s (default: the fleet config's, 30s unless set)",
     )
     serve.add_argument("--log-level", default="WARNING", help="the simulator's log level (%(default)s)")
 
@@ -105,8 +117,16 @@ def serve(args: argparse.Namespace) -> int:
         ready = {"status": "ready", **sim.describe(), "config": None}
         if args.write_config:
             config = sim_fleet_config(
-                fleet, sim, job_seconds=args.job_seconds, failing=args.failing, hanging=args.hanging
+                fleet,
+                sim,
+                job_seconds=args.job_seconds,
+                failing=args.failing,
+                failing_once=args.failing_once,
+                hanging=args.hanging,
             )
+            if args.poll_interval:
+                # The DAG's waits poll every 30 s by default; the simulator answers in seconds.
+                config["poll_interval"] = args.poll_interval
             with open(args.write_config, "w", encoding="utf-8") as handle:
                 yaml.safe_dump(config, handle, sort_keys=False, width=1000)
             ready["config"] = args.write_config

@@ -30,12 +30,22 @@ DEFAULT_FLEET_CONFIG = Path(__file__).resolve().parent.parent / "dags" / "fleet.
 DEMO_LOG = "demo-jobs.log"
 
 # A job that prints a line every half second for a while, records its run in $HOME/demo-jobs.log
-# (the host's sandbox) and exits with the code it was given.
+# (the host's sandbox) and exits with the code it was given; with a 4th argument N > 0, only on
+# its first N runs for the run date (the record says how many there were), then with 0.
 _DEMO_JOB = """\
 import os, sys, time
 name, seconds, code = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+fail_runs = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 run_date, role = os.environ.get("RUN_DATE", "?"), os.environ.get("ROLE", "?")
 record = os.path.join(os.environ.get("HOME") or ".", "demo-jobs.log")
+def runs_before():
+    try:
+        with open(record) as handle:
+            return sum(line.split()[1:] == [run_date, role, name, "start"] for line in handle)
+    except FileNotFoundError:
+        return 0
+if fail_runs and runs_before() >= fail_runs:
+    code = 0
 def note(what):
     with open(record, "a") as handle:
         handle.write(f"{time.time():.3f} {run_date} {role} {name} {what}\\n")
@@ -92,6 +102,7 @@ def demo_job(
     *,
     seconds: float = 2.0,
     exit_code: int = 0,
+    fail_runs: int = 0,
     hang: bool = False,
     timeout: str | float = "1m",
     rerun_on_interrupt: bool = False,
@@ -99,13 +110,18 @@ def demo_job(
 ) -> dict[str, Any]:
     """A job (fleet config format) that prints progress for ``seconds`` and exits ``exit_code``.
 
+    ``fail_runs=N`` (N > 0) exits ``exit_code`` only on the job's first N runs for a run date
+    and 0 after: a failed day that a Clear or a second run retries then succeeds.
     ``hang=True`` makes it sleep for a day, so that its ``timeout`` (or the role's
     ``max_runtime``) has to end it. Each run appends ``start`` and ``exit N`` lines to
     ``$HOME/demo-jobs.log``: on the simulator, the host's sandbox.
     """
+    argv = [python, "-c", _DEMO_JOB, name, str(86400 if hang else seconds), str(exit_code)]
+    if fail_runs:
+        argv.append(str(fail_runs))
     return {
         "name": name,
-        "argv": [python, "-c", _DEMO_JOB, name, str(86400 if hang else seconds), str(exit_code)],
+        "argv": argv,
         "timeout": timeout,
         "rerun_on_interrupt": rerun_on_interrupt,
     }
@@ -134,6 +150,7 @@ def sim_fleet_config(
     keep_jobs: bool = False,
     job_seconds: float = 2.0,
     failing: Collection[str] = (),
+    failing_once: Collection[str] = (),
     hanging: Collection[str] = (),
     job_timeout: str = "1m",
     max_runtime: str = "5m",
@@ -149,6 +166,7 @@ def sim_fleet_config(
     :param keep_jobs: keep the config's own jobs (they must exist on this machine)
     :param job_seconds: how long each demo job runs
     :param failing: names of demo jobs that exit 1
+    :param failing_once: names of demo jobs that exit 1 on their first run for a date only
     :param hanging: names of demo jobs that hang until their timeout
     :param state_dir: the agent's state directory, relative to each host's sandbox (commands
         run there) or absolute
@@ -172,7 +190,8 @@ def sim_fleet_config(
                 demo_job(
                     job["name"],
                     seconds=job_seconds,
-                    exit_code=1 if job["name"] in failing else 0,
+                    exit_code=1 if job["name"] in failing or job["name"] in failing_once else 0,
+                    fail_runs=1 if job["name"] in failing_once and job["name"] not in failing else 0,
                     hang=job["name"] in hanging,
                     timeout=job_timeout,
                     rerun_on_interrupt=bool(job.get("rerun_on_interrupt", False)),
