@@ -21,7 +21,7 @@ class TestFleetConfig:
         assert [job.name for job in config.roles[0].jobs] == ["job"]
         assert config.roles[0].jobs[0].argv[-3:] == ["job", "5", "0"]  # name, seconds, exit code
         # Seven tasks per role, plus the signer's start and stop.
-        assert len(build_dag(config).tasks) == 30 * 7 + 2
+        assert len(build_dag(config).tasks) == 30 * 7 + 3  # the chains, the signer pair, wait_turn
 
     def test_role_names_widen_past_999(self):
         names = fleets.role_names(1000)
