@@ -24,29 +24,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import yaml
+from airflow_fleet import airflow_on_fleet
 
 from fleet_demo.harness import AirflowHarness, HarnessError, RunResult
 from fleet_demo.run_status import parse
-from fleet_sim import FleetSimulator, demo_job, demo_runs, sim_fleet_config
+from fleet_sim import FleetSimulator, demo_job, demo_runs
 
 ALERT_AFTER = 40.0
 # gamma's job: it starts some seconds after the run was queued, so the run is still going when
 # its deadline passes.
 LONG_JOB = ALERT_AFTER + 5
 ALERT = "FLEET ALERT: fleet_daily still running"
-FLEET = {
-    "timezone": "UTC",
-    "schedule": "0 0 * * *",
-    "region": "us-east-1",
-    "signer": {"instance": "i-00000000000000000"},
-    "roles": [
-        {"name": name, "instance": f"i-0000000000000000{index}", "max_runtime": "5m", "jobs": [{"name": job}]}
-        for index, (name, job) in enumerate((("alpha", "a1"), ("beta", "b1"), ("gamma", "g1")), start=1)
-    ],
-    "poll_interval": "2s",
-    "boot_timeout": "2m",
-}
 
 
 @dataclass
@@ -117,38 +105,30 @@ def clear_role(af: AirflowHarness, story: Story, name: str, role: str) -> None:
 
 @pytest.fixture(scope="module")
 def story(tmp_path_factory) -> Iterator[Story]:
+    jobs = {
+        "alpha": [demo_job("a1", seconds=1, exit_code=1, fail_runs=1)],
+        "beta": [demo_job("b1", seconds=1)],
+        "gamma": [demo_job("g1", seconds=LONG_JOB, timeout="2m")],
+    }
     work = tmp_path_factory.mktemp("airflow-clear")
-    scenario = {"transition_delay": 0.5, "registration_delay": 1.0}
-    with FleetSimulator(fleet_config=FLEET, scenario=scenario, workdir=work / "sim") as sim:
-        jobs = {
-            "alpha": [demo_job("a1", seconds=1, exit_code=1, fail_runs=1)],
-            "beta": [demo_job("b1", seconds=1)],
-            "gamma": [demo_job("g1", seconds=LONG_JOB, timeout="2m")],
+    with airflow_on_fleet(work, jobs, alert_after=f"{ALERT_AFTER:.0f}s") as (sim, af):
+        told = Story(sim, af)
+        trigger(af, told, "B", "2026-11-21", ["alpha"])
+        trigger(af, told, "A", "2026-11-20", ["alpha", "beta"])
+        clear_role(af, told, "A", "alpha")
+        trigger(af, told, "C", "2026-11-22", ["gamma"])
+        clear_role(af, told, "B", "alpha")
+        # Every deadline has passed, and so has alert_after since each Clear made before its
+        # run's deadline (the callback of a run queued again waits that long): C's run and
+        # B's retry took longer than that already, so this normally waits nothing.
+        pending = [c.at for c in told.clears.values() if not any(d["missed"] for d in c.deadlines_before)]
+        last = max([*told.queued.values(), *pending])
+        time.sleep(max(0.0, last.timestamp() + ALERT_AFTER + 5 - time.time()))
+        told.logs = {
+            str(log.relative_to(af.home)): log.read_text(errors="replace").splitlines()
+            for log in sorted(af.home.rglob("*.log"))
         }
-        config = sim_fleet_config(FLEET, sim, jobs=jobs, heartbeat="2s", alert_after=f"{ALERT_AFTER:.0f}s")
-        path = work / "fleet.yaml"
-        path.write_text(yaml.safe_dump(config))
-        with AirflowHarness(
-            work / "airflow", fleet_config=path, aws_connection=sim.airflow_connection()
-        ) as af:
-            af.wait_for_dag()
-            told = Story(sim, af)
-            trigger(af, told, "B", "2026-11-21", ["alpha"])
-            trigger(af, told, "A", "2026-11-20", ["alpha", "beta"])
-            clear_role(af, told, "A", "alpha")
-            trigger(af, told, "C", "2026-11-22", ["gamma"])
-            clear_role(af, told, "B", "alpha")
-            # Every deadline has passed, and so has alert_after since each Clear made before its
-            # run's deadline (the callback of a run queued again waits that long): C's run and
-            # B's retry took longer than that already, so this normally waits nothing.
-            pending = [c.at for c in told.clears.values() if not any(d["missed"] for d in c.deadlines_before)]
-            last = max([*told.queued.values(), *pending])
-            time.sleep(max(0.0, last.timestamp() + ALERT_AFTER + 5 - time.time()))
-            told.logs = {
-                str(log.relative_to(af.home)): log.read_text(errors="replace").splitlines()
-                for log in sorted(af.home.rglob("*.log"))
-            }
-            yield told
+        yield told
 
 
 def test_a_failed_run_cleared_within_a_minute_is_accepted_and_retries_only_the_failed_job(story):

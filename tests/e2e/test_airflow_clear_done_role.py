@@ -13,23 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
+from airflow_fleet import airflow_on_fleet
 
 from fleet_demo.harness import AirflowHarness
-from fleet_sim import FleetSimulator, demo_job, demo_runs, sim_fleet_config
+from fleet_sim import FleetSimulator, demo_job, demo_runs
 
-FLEET = {
-    "timezone": "UTC",
-    "schedule": "0 0 * * *",
-    "region": "us-east-1",
-    "signer": {"instance": "i-00000000000000000"},
-    "roles": [
-        {"name": "alpha", "instance": "i-00000000000000001", "max_runtime": "5m", "jobs": [{"name": "a1"}]},
-        {"name": "beta", "instance": "i-00000000000000002", "max_runtime": "5m", "jobs": [{"name": "b1"}]},
-    ],
-    "poll_interval": "1s",
-    "boot_timeout": "2m",
-}
 ROLE_STEPS = (
     "skip_if_done",
     "start",
@@ -45,19 +33,13 @@ CLEARED = [f"alpha.{step}" for step in ROLE_STEPS] + ["start_signer", "stop_sign
 @pytest.fixture(scope="module")
 def done(tmp_path_factory) -> Iterator[tuple[FleetSimulator, AirflowHarness, str]]:
     """A simulator, Airflow on it, and one successful run for 2026-11-23."""
-    work = tmp_path_factory.mktemp("airflow-clear")
+    jobs = {"alpha": [demo_job("a1", seconds=1)], "beta": [demo_job("b1", seconds=1)]}
     scenario = {"transition_delay": 0.3, "registration_delay": 0.5}
-    with FleetSimulator(fleet_config=FLEET, scenario=scenario, workdir=work / "sim") as sim:
-        jobs = {"alpha": [demo_job("a1", seconds=1)], "beta": [demo_job("b1", seconds=1)]}
-        path = work / "fleet.yaml"
-        path.write_text(yaml.safe_dump(sim_fleet_config(FLEET, sim, jobs=jobs, heartbeat="1s")))
-        with AirflowHarness(
-            work / "airflow", fleet_config=path, aws_connection=sim.airflow_connection()
-        ) as af:
-            af.wait_for_dag()
-            first = af.wait_for_run(af.trigger("2026-11-23", run_id="day"), timeout=300)
-            assert first.state == "success", first.states()
-            yield sim, af, first.run_id
+    work = tmp_path_factory.mktemp("airflow-clear")
+    with airflow_on_fleet(work, jobs, poll_interval="1s", scenario=scenario, heartbeat="1s") as (sim, af):
+        first = af.wait_for_run(af.trigger("2026-11-23", run_id="day"), timeout=300)
+        assert first.state == "success", first.states()
+        yield sim, af, first.run_id
 
 
 def job_starts(sim: FleetSimulator) -> int:

@@ -15,49 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from airflow_fleet import airflow_on_fleet, starts_by_date
 
 from fleet_demo.harness import AirflowHarness, HarnessError
-from fleet_sim import FleetSimulator, demo_job, demo_runs, sim_fleet_config
+from fleet_sim import FleetSimulator, demo_job
 
 REPO = Path(__file__).resolve().parents[2]
-FLEET = {
-    "timezone": "UTC",
-    "schedule": "0 0 * * *",
-    "region": "us-east-1",
-    "signer": {"instance": "i-00000000000000000"},
-    "roles": [
-        {"name": "alpha", "instance": "i-00000000000000001", "max_runtime": "5m", "jobs": [{"name": "a1"}]},
-        {"name": "beta", "instance": "i-00000000000000002", "max_runtime": "5m", "jobs": [{"name": "b1"}]},
-    ],
-    "poll_interval": "2s",
-    "boot_timeout": "2m",
-}
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory) -> Iterator[tuple[FleetSimulator, AirflowHarness]]:
-    work = tmp_path_factory.mktemp("airflow-components")
-    scenario = {"transition_delay": 0.5, "registration_delay": 1.0}
-    with FleetSimulator(fleet_config=FLEET, scenario=scenario, workdir=work / "sim") as sim:
-        jobs = {"alpha": [demo_job("a1", seconds=1)], "beta": [demo_job("b1", seconds=1)]}
-        config = sim_fleet_config(FLEET, sim, jobs=jobs, heartbeat="2s")
-        path = work / "fleet.yaml"
-        path.write_text(yaml.safe_dump(config))
-        with AirflowHarness(
-            work / "airflow", fleet_config=path, aws_connection=sim.airflow_connection()
-        ) as af:
-            af.wait_for_dag()
-            yield sim, af
-
-
-def runs_by_date(sim: FleetSimulator, role: str) -> dict[str, list[str]]:
-    """``{RUN_DATE the job saw: [job names started]}`` on the role's host."""
-    seen: dict[str, list[str]] = {}
-    for run in demo_runs(sim.host(sim.instance_for(role)).sandbox):
-        if run["event"] == "start":
-            seen.setdefault(run["date"], []).append(run["job"])
-    return seen
+    jobs = {"alpha": [demo_job("a1", seconds=1)], "beta": [demo_job("b1", seconds=1)]}
+    with airflow_on_fleet(tmp_path_factory.mktemp("airflow-components"), jobs) as (sim, af):
+        yield sim, af
 
 
 def test_a_backfill_of_two_past_dates_runs_each_dates_jobs_once_with_that_date(fleet: Any) -> None:
@@ -69,8 +39,8 @@ def test_a_backfill_of_two_past_dates_runs_each_dates_jobs_once_with_that_date(f
         ("2026-11-20", "backfill", "success"),
         ("2026-11-21", "backfill", "success"),
     ]
-    assert runs_by_date(sim, "alpha") == {"2026-11-20": ["a1"], "2026-11-21": ["a1"]}
-    assert runs_by_date(sim, "beta") == {"2026-11-20": ["b1"], "2026-11-21": ["b1"]}
+    assert starts_by_date(sim, "alpha") == {"2026-11-20": ["a1"], "2026-11-21": ["a1"]}
+    assert starts_by_date(sim, "beta") == {"2026-11-20": ["b1"], "2026-11-21": ["b1"]}
     for run in runs:
         # The waits gave their worker slots back and a triggerer ran them.
         waits = [run.tasks[f"{role}.wait_stopped"] for role in ("alpha", "beta")]
@@ -90,8 +60,8 @@ def test_a_triggered_run_for_a_date_already_done_boots_nothing_and_runs_nothing(
     again = af.wait_for_run(af.trigger("2026-11-23T12:00:00+00:00"), timeout=300)
 
     assert (first.state, again.state) == ("success", "success")
-    assert runs_by_date(sim, "alpha")["2026-11-23"] == ["a1"]
-    assert runs_by_date(sim, "beta")["2026-11-23"] == ["b1"]
+    assert starts_by_date(sim, "alpha")["2026-11-23"] == ["a1"]
+    assert starts_by_date(sim, "beta")["2026-11-23"] == ["b1"]
     # Neither the done worker nor the signer changed state: nothing was booted.
     assert {role: len(sim.timeline(sim.instance_for(role), "state")) for role in booted} == booted
     assert again.tasks["alpha.skip_if_done"].state == "skipped"
@@ -168,8 +138,8 @@ def test_run_params_are_validated_on_trigger_and_force_with_roles_reruns_only_th
     )
 
     assert (first.state, forced.state) == ("success", "success")
-    assert runs_by_date(sim, "beta")["2026-11-24"] == ["b1", "b1"]
-    assert runs_by_date(sim, "alpha")["2026-11-24"] == ["a1"]
+    assert starts_by_date(sim, "beta")["2026-11-24"] == ["b1", "b1"]
+    assert starts_by_date(sim, "alpha")["2026-11-24"] == ["a1"]
     assert forced.tasks["alpha.skip_if_done"].state == "skipped"
     assert forced.tasks["beta.report"].state == "success"
 
