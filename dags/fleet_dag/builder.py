@@ -40,6 +40,7 @@ from operators.fleet_turn_sensors import FleetWaitTurnSensor
 from fleet_dag.config import FleetConfig, RoleConfig
 
 DAG_ID = "fleet_daily"
+TURN_TASK_ID = "wait_turn"
 DEFAULT_NOTIFIER = "operators.fleet_notifiers.FleetLogNotifier"
 
 # The run date, rendered in every task that needs it (see run_date_for).
@@ -197,6 +198,7 @@ def _deadline(config: FleetConfig) -> DeadlineAlert:
 def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any) -> TaskGroup:
     common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
     poll = int(config.poll_interval.total_seconds())
+    guarded = _turn_guard(config)
     with TaskGroup(
         group_id=role.name, tooltip=f"{role.name}: {', '.join(j.name for j in role.jobs)}"
     ) as group:
@@ -215,6 +217,7 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
             # Every step below skip_if_done checks the agent's tags again before it acts: a task
             # cleared on a day already done (the UI's Clear) boots, waits for and sends nothing.
             skip_when_done_for=RUN_DATE,
+            **guarded,
             **common,
         )
         wait_running = FleetInstanceStateSensor(
@@ -245,6 +248,7 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
             comment=f"{DAG_ID} {role.name} {RUN_DATE}",
             execution_timeout_seconds=int(AGENT_COMMAND_TIMEOUT.total_seconds()),
             reuse_in_flight=True,
+            **guarded,
             deferrable=True,
             waiter_delay=max(1, min(poll, 5)),
             waiter_max_attempts=int(AGENT_COMMAND_TIMEOUT.total_seconds()) // max(1, min(poll, 5)) + 1,
@@ -262,6 +266,7 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
             timeout=int(role.max_runtime.total_seconds()),
             # An overrun or a silent agent is final: the instance has been force-stopped.
             retries=0,
+            **guarded,
             **common,
         )
         report = FleetRoleReportOperator(
@@ -278,6 +283,11 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
         # The workers boot while the signer does; only their agents wait for it.
         signer_started >> run_agent
     return group
+
+
+def _turn_guard(config: FleetConfig) -> dict[str, Any]:
+    """For the steps that act on a VM: in a cleared run, first make sure the fleet is the run's."""
+    return {"turn_task_id": TURN_TASK_ID, "turn_poll_interval": max(config.poll_interval.total_seconds(), 1)}
 
 
 def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
@@ -316,15 +326,21 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
             # Booted only while some role of the run has work for the date, also when cleared.
             skip_when_done_for=RUN_DATE,
             needed_by={role.name: role.instance_ids for role in config.roles},
+            **_turn_guard(config),
             **signer_wait,
             **common,
         )
         stop_signer = FleetStopInstancesOperator(
-            task_id="stop_signer", instance_ids=[config.signer.instance], **signer_wait, **common
+            task_id="stop_signer",
+            instance_ids=[config.signer.instance],
+            **_turn_guard(config),
+            **signer_wait,
+            **common,
         )
         # One run at a time on the fleet, whatever started it (a backfill's runs do not count
-        # against max_active_runs=1): no role's first step before this run's turn.
-        wait_turn = FleetWaitTurnSensor(task_id="wait_turn", poke_interval=max(poll, 1))
+        # against max_active_runs=1): no role's first step before this run's turn. A setup, so
+        # that a Clear of any step it guards clears it too and the run takes its turn again.
+        wait_turn = FleetWaitTurnSensor(task_id=TURN_TASK_ID, poke_interval=max(poll, 1)).as_setup()
         for role in config.roles:
             build_role_group(config, role, start_signer)
         wait_turn >> [dag.get_task(f"{role.name}.skip_if_done") for role in config.roles]
@@ -335,10 +351,11 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         # The signer is stopped as soon as every worker is down: the reports need no signer and
         # run beside it (each report still decides its role's outcome and the run's).
         waits = [dag.get_task(f"{role.name}.wait_stopped") for role in config.roles]
-        waits >> stop_signer.as_teardown(setups=start_signer)
-        # Even when start_signer itself failed (say its wait timed out after StartInstances went
-        # through), stop the signer: stopping a stopped instance is a no-op, a forgotten one costs.
-        stop_signer.trigger_rule = TriggerRule.ALL_DONE
+        waits >> stop_signer.as_teardown(setups=[start_signer, wait_turn])
+        # Whenever this run had its turn, even when start_signer itself failed (say its wait timed
+        # out after StartInstances went through): stopping a stopped instance is a no-op, a
+        # forgotten one costs. Never when it had no turn: then the signer is another run's.
+        stop_signer.trigger_rule = TriggerRule.ALL_DONE_SETUP_SUCCESS
     # Set once the tasks exist: every operator made while the DAG has params deep-copies them
     # into its own (several times over), and the `roles` param lists every role, so parsing
     # grew with the square of the fleet (1 s at 300 roles). At run time Airflow merges the

@@ -31,6 +31,7 @@ from operators.fleet_aws import (
 )
 from operators.fleet_done_checks import skip_if_done, skip_unless_work
 from operators.fleet_ec2_triggers import SETTLED, FleetInstanceStateTrigger
+from operators.fleet_turn_guard import FleetTurnGuard
 from operators.fleet_wait import defer_timeout, raise_for_event
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def _states(views: dict[str, InstanceView], ids: Sequence[str]) -> str:
     return ", ".join(f"{iid} ({views[iid].state})" for iid in ids if iid in views)
 
 
-class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
+class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
     """Shared read → act → wait machinery of the start and stop operators.
 
     A subclass names its action, the EC2 call and the states: ``done_states`` need no call,
@@ -74,6 +75,8 @@ class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
     :param waiter_delay: seconds between two polls of a wait
     :param waiter_max_attempts: polls before a wait gives up
     :param deferrable: wait in the triggerer instead of a worker slot
+    :param turn_task_id, turn_poll_interval: in a cleared run, wait until the fleet is the run's
+        again before acting (:class:`~operators.fleet_turn_guard.FleetTurnGuard`)
     :param aws_conn_id: the Airflow connection used for AWS credentials
     :param region_name: AWS region; the connection's when not given
     :param verify: whether to verify SSL certificates
@@ -143,6 +146,7 @@ class _FleetInstanceActionOperator(AwsBaseOperator[EC2Hook]):
     # -- the flow ---------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> list[str]:
+        self.hold_turn(context)
         return self._rounds(context, first_round=1)
 
     def resume_after_settle(

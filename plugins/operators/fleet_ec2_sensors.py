@@ -25,13 +25,14 @@ from operators.fleet_aws import (
 )
 from operators.fleet_done_checks import skip_if_done
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
+from operators.fleet_turn_guard import FleetTurnGuard
 from operators.fleet_wait import ERROR, FAILED, SUCCESS, TIMEOUT
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
+class FleetInstanceStateSensor(FleetTurnGuard, AwsBaseSensor[EC2Hook]):
     """Wait until every instance of a list is in ``target_state``; return their states and tags.
 
     Each poke is one poll of :class:`~operators.fleet_ec2_triggers.FleetInstanceStateTrigger`
@@ -62,6 +63,8 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
         force-stop the instances that are still up before failing, so that no VM is left
         running unwatched
     :param deferrable: wait in the triggerer instead of a worker slot
+    :param turn_task_id, turn_poll_interval: in a cleared run, wait until the fleet is the run's
+        again before watching (:class:`~operators.fleet_turn_guard.FleetTurnGuard`)
     :param aws_conn_id: the Airflow connection used for AWS credentials
     :param region_name: AWS region; the connection's when not given
     :param verify: whether to verify SSL certificates
@@ -134,6 +137,7 @@ class FleetInstanceStateSensor(AwsBaseSensor[EC2Hook]):
         return self.build_trigger()
 
     def execute(self, context: Context) -> Any:
+        self.hold_turn(context)
         if self.skip_when_done_for:
             ids = normalize_instance_ids(self.instance_ids, "instance_ids")
             skip_if_done(

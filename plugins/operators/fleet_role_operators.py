@@ -34,6 +34,7 @@ from operators.fleet_aws import (
 )
 from operators.fleet_done_checks import FORCE_PARAM, ROLES_PARAM, completed, force_requested, outcomes
 from operators.fleet_ssm_operators import FleetRunCommandOperator
+from operators.fleet_turn_guard import FleetTurnGuard
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -261,7 +262,7 @@ def agent_hand_over(
     return SEND, f"{view.instance_id} is {view.state}: handing its agent the jobs of {run_date}"
 
 
-class FleetRunAgentOperator(FleetRunCommandOperator):
+class FleetRunAgentOperator(FleetTurnGuard, FleetRunCommandOperator):
     """Hand a role's jobs to ``instance_agent`` through SSM Run Command, when there is someone to.
 
     Before sending, one DescribeInstances reads each instance's state and agent tags and
@@ -274,6 +275,8 @@ class FleetRunAgentOperator(FleetRunCommandOperator):
     :param run_date: the run date handed to the agent (templated)
     :param heartbeat_grace: seconds since the agent's last heartbeat within which a ``running``
         agent counts as at work
+    :param turn_task_id, turn_poll_interval: in a cleared run, wait until the fleet is the run's
+        again before sending (:class:`~operators.fleet_turn_guard.FleetTurnGuard`)
     """
 
     template_fields: Sequence[str] = (*FleetRunCommandOperator.template_fields, "run_date")
@@ -284,6 +287,7 @@ class FleetRunAgentOperator(FleetRunCommandOperator):
         self.heartbeat_grace = heartbeat_grace
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.hold_turn(context)
         ids = normalize_instance_ids(self.instance_ids)
         ec2 = make_ec2_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
         views = describe_instances(ec2.conn, ids)

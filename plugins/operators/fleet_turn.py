@@ -34,10 +34,18 @@ The wait itself (:func:`decide_gate`, run in the triggerer) is only about *when 
 lets the run resume once no active run holds the fleet and none that sorts before it waits.
 The run then checks again in the worker, and defers again when it must. Order only decides who
 goes first: the earliest waiter's gate is always open, and a ``running`` check lasts a moment,
-so the queue moves. A run that was cleared after its ``wait_turn`` succeeded does not take its
-turn again; the agent's lock (exit 7, another role or date holds this VM) is the backstop.
+so the queue moves.
 
-Reading is separate from deciding: :func:`read_turn` makes the calls once, the two ``decide_*``
+**A run cleared after its turn** (a person's Clear re-opens an ended run) may find the fleet taken
+by a run that went while it was over. ``wait_turn`` is a setup task, so Airflow clears it with any
+step it guards and the run queues again; a Clear that leaves it out (a "clear failed", the signer's
+pair alone) leaves its stale ``success``. So every step that acts on a VM checks, in a run that
+has been cleared, :func:`decide_rejoin` first (:mod:`operators.fleet_turn_guard`): no other active
+run holds the fleet or is checking. While the cleared run is active its stale ``success`` keeps
+every newcomer waiting, so once nobody else holds the fleet it is this run's again. The agent's
+lock (exit 7, another role or date holds this VM) stays the backstop.
+
+Reading is separate from deciding: :func:`read_turn` makes the calls once, the ``decide_*``
 functions are pure (table-tested), and the sensor and the trigger act on their answer.
 """
 
@@ -121,17 +129,38 @@ def decide_go(view: TurnView) -> Turn:
     return Turn(tuple(_ahead(view) + later_checking))
 
 
-def _ahead(view: TurnView) -> list[Blocker]:
-    holders = [
+def decide_rejoin(view: TurnView) -> Turn:
+    """A cleared run's question before one of its steps acts: is the fleet (again) this run's?
+
+    Only the runs that may have gone while this one was over matter: those holding the fleet and
+    those checking right now. A waiting run cannot go while this one is active (it sees this
+    run's ``wait_turn`` success), so it is no reason to wait.
+    """
+    return Turn(
+        tuple(
+            _holders(view)
+            + [
+                Blocker(run, "checks its turn right now and may go; looking again")
+                for run in view.others([CHECKING])
+            ]
+        )
+    )
+
+
+def _holders(view: TurnView) -> list[Blocker]:
+    return [
         Blocker(run, "holds the fleet: its wait_turn succeeded and the run is still going")
         for run in view.others([HOLDING])
     ]
+
+
+def _ahead(view: TurnView) -> list[Blocker]:
     earlier = [
         Blocker(run, f"waits for its turn too ({view.states[run]}) and goes first: its run id sorts first")
         for run in view.others(WAITING | {CHECKING})
         if run < view.run_id
     ]
-    return holders + earlier
+    return _holders(view) + earlier
 
 
 # -- reading ---------------------------------------------------------------------------------------

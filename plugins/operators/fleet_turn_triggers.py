@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from operators.fleet_turn import SdkTurnReader, Turn, TurnReader, decide_gate, read_turn
+from operators.fleet_turn import (
+    SdkTurnReader,
+    Turn,
+    TurnReader,
+    TurnView,
+    decide_gate,
+    decide_rejoin,
+    read_turn,
+)
 from operators.fleet_wait import SUCCESS, TIMEOUT, FleetPollTrigger
+
+# What a poll asks (operators.fleet_turn): may ``wait_turn`` look again in the worker (``gate``),
+# or may a cleared run's step act (``rejoin``)?
+GATE = "gate"
+REJOIN = "rejoin"
+RULES: dict[str, Callable[[TurnView], Turn]] = {GATE: decide_gate, REJOIN: decide_rejoin}
 
 
 def utcnow() -> datetime:
@@ -18,8 +33,10 @@ def late_message(run_id: str, deadline: str, ahead: str) -> str:
 
 
 class FleetTurnTrigger(FleetPollTrigger):
-    """Poll every ``waiter_delay`` s until no active run holds the fleet and none that sorts
-    before this one waits for it; then the task resumes and checks again in the worker.
+    """Poll every ``waiter_delay`` s until ``rule`` lets the run go: with ``gate`` (``wait_turn``),
+    until no active run holds the fleet and none that sorts before this one waits for it; with
+    ``rejoin`` (a step of a cleared run), until no other run holds the fleet or checks its turn.
+    Then the task resumes and checks again in the worker.
 
     Each poll is one ``get_task_states`` call for every run's ``task_id`` and a few
     ``get_dr_count`` calls, and logs who this run waits for and why. It only reads, so a
@@ -31,15 +48,21 @@ class FleetTurnTrigger(FleetPollTrigger):
     :param run_id: this run
     :param task_id: the turn-taking task, the same in every run (``wait_turn``)
     :param deadline: ISO-8601 time (with offset) after which the wait gives up
+    :param rule: ``gate`` or ``rejoin`` (:data:`RULES`)
     """
 
-    def __init__(self, *, dag_id: str, run_id: str, task_id: str, deadline: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, dag_id: str, run_id: str, task_id: str, deadline: str, rule: str = GATE, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("aws_conn_id", None)  # no AWS here: the Airflow API, through the Task SDK
         super().__init__(**kwargs)
         self.dag_id = dag_id
         self.run_id = run_id
         self.task_id = task_id
         self.deadline = deadline
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
+        self.rule = rule
         self._deadline = datetime.fromisoformat(deadline)
         if self._deadline.tzinfo is None:
             raise ValueError(f"deadline must carry its UTC offset, got {deadline!r}")
@@ -54,13 +77,14 @@ class FleetTurnTrigger(FleetPollTrigger):
             "run_id": self.run_id,
             "task_id": self.task_id,
             "deadline": self.deadline,
+            "rule": self.rule,
         }
 
     def poll_once(self) -> dict[str, Any] | None:
         view = read_turn(self.reader, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id)
-        turn = self._last = decide_gate(view)
+        turn = self._last = RULES[self.rule](view)
         if turn.go:
-            self.log.info("Run %s: nobody ahead any more; checking its turn in the worker", self.run_id)
+            self.log.info("Run %s: nobody ahead any more; checking again in the worker", self.run_id)
             return {"status": SUCCESS, "message": "nobody ahead", "deadline": self.deadline}
         self.log.info("Run %s waits for its turn on the fleet: %s", self.run_id, turn.describe())
         if self.clock() >= self._deadline:

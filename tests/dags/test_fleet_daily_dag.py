@@ -178,10 +178,15 @@ class TestDagShape:
         assert start.upstream_task_ids == {f"{r}.skip_if_done" for r in roles}
         assert start.trigger_rule == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
         assert start.downstream_task_ids == {"stop_signer", *(f"{r}.run_agent" for r in roles)}
-        assert stop.upstream_task_ids == {"start_signer", *(f"{r}.wait_stopped" for r in roles)}
+        assert stop.upstream_task_ids == {"start_signer", "wait_turn", *(f"{r}.wait_stopped" for r in roles)}
         # Runs once every role is done, whether it succeeded, failed or was skipped, and even
-        # when start_signer failed after its StartInstances call went through.
-        assert stop.trigger_rule == TriggerRule.ALL_DONE
+        # when start_signer failed after its StartInstances call went through: one setup (the
+        # run's turn) succeeded. Not when wait_turn failed: the signer is then another run's.
+        assert stop.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+        assert {setup.task_id for setup in stop.upstream_list if setup.is_setup} == {
+            "start_signer",
+            "wait_turn",
+        }
         assert start.instance_ids == stop.instance_ids == [fleet.signer.instance]
 
     def test_agents_are_sent_their_command_only_once_the_signer_runs(self, dag, fleet):

@@ -13,8 +13,8 @@ import pytest
 from airflow.dag_processing.collection import update_dag_parsing_results_in_db
 from airflow.models.dagbundle import DagBundleModel
 from airflow.models.dagrun import DagRun
-from airflow.sdk import DagRunState, TaskInstanceState
-from airflow.serialization.serialized_objects import LazyDeserializedDAG
+from airflow.sdk import DAG, DagRunState, TaskInstanceState
+from airflow.serialization.serialized_objects import DagSerialization, LazyDeserializedDAG
 from airflow.utils.session import create_session
 from fleet_dag.builder import build_dag
 from fleet_dag.config import parse_config
@@ -39,7 +39,54 @@ class TestWaitTurnInTheDag:
         # skip_if_done tasks) touches the fleet before it.
         assert [task.task_id for task in dag.roots] == ["wait_turn"]
         assert wait_turn.upstream_task_ids == set()
-        assert wait_turn.downstream_task_ids == skips
+        # ... and the signer's stop, its teardown (only a run that had its turn stops the signer).
+        assert wait_turn.downstream_task_ids == skips | {"stop_signer"}
+
+    def test_it_is_a_setup_whose_teardown_is_the_signers_stop(self, dag):
+        wait_turn, stop = dag.get_task("wait_turn"), dag.get_task("stop_signer")
+
+        assert wait_turn.is_setup and stop.is_teardown
+        assert "stop_signer" in wait_turn.downstream_task_ids
+
+    @pytest.mark.parametrize(
+        "step", ["skip_if_done", "start", "wait_running", "wait_ssm_online", "run_agent", "wait_stopped"]
+    )
+    def test_a_clear_of_any_role_step_before_the_report_clears_wait_turn_too(self, dag, step):
+        # What the API server's Clear (clearTaskInstances) adds to the tasks asked for: the
+        # relevant setups and their teardowns, computed on the serialized DAG it holds.
+        served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        task_id = f"tasks.{step}"
+
+        cleared = set(
+            served.partial_subset(task_id, include_downstream=False, include_upstream=False).task_dict
+        )
+
+        assert {"wait_turn", "stop_signer", task_id} <= cleared
+
+    @pytest.mark.parametrize("task_id", ["tasks.report", "start_signer", "stop_signer"])
+    def test_the_steps_a_clear_can_reach_without_wait_turn_read_only_or_guard_themselves(self, dag, task_id):
+        served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+
+        cleared = set(
+            served.partial_subset(task_id, include_downstream=False, include_upstream=False).task_dict
+        )
+
+        assert "wait_turn" not in cleared
+        # operators.fleet_turn_guard: the signer's pair checks the turn itself; a report only reads.
+        assert getattr(dag.get_task(task_id), "turn_task_id", None) == (
+            None if task_id.endswith("report") else "wait_turn"
+        )
+
+    def test_every_step_that_acts_on_a_vm_guards_a_cleared_runs_turn_and_no_other(self, dag):
+        acting = {"start", "run_agent", "wait_stopped", "start_signer", "stop_signer"}
+
+        guarded = {
+            task.task_id.rpartition(".")[2]
+            for task in dag.tasks
+            if getattr(task, "turn_task_id", None) == "wait_turn"
+        }
+
+        assert guarded == acting
 
     def test_it_polls_every_poll_interval_for_a_day_and_an_api_error_is_retried(self, dag):
         wait_turn = dag.get_task("wait_turn")
@@ -57,13 +104,20 @@ class TestWaitTurnInTheDag:
 
 @pytest.fixture
 def turn_dag(request):
-    """``wait_turn`` alone (a subset of the DAG, its own dag_id), bounded to a few seconds."""
-    built = build_dag(
-        parse_config(fleet_dict(poll_interval="1s")), dag_id=f"fleet_turn_{request.node.name[:40]}"
-    )
-    subset = built.partial_subset("wait_turn", include_downstream=False, include_upstream=False)
-    subset.deadline = None  # dag.test() crashes on a DAG with a deadline (apache/airflow#73428)
-    subset.get_task("wait_turn").timeout = 3
+    """The DAG's ``wait_turn`` alone in a DAG of its own, bounded to a few seconds.
+
+    Not a ``partial_subset``: that brings the setup's teardown (``stop_signer``) along. Nor the
+    DAG's deadline: ``dag.test()`` crashes on a DAG with one (apache/airflow#73428).
+    """
+    built = build_dag(parse_config(fleet_dict(poll_interval="1s")))
+    with DAG(
+        dag_id=f"fleet_turn_{request.node.name[:40]}",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    ) as subset:
+        FleetWaitTurnSensor(
+            task_id="wait_turn", poke_interval=built.get_task("wait_turn").poke_interval, timeout=3
+        )
     # dag.test() runs only a DAG the database has (it writes dags/ there itself): write this one.
     with create_session() as session:
         session.merge(DagBundleModel(name=BUNDLE))

@@ -18,7 +18,7 @@ from fleet_operator_testing import messages
 from operators.fleet_aws import FleetError
 from operators.fleet_turn import SdkTurnReader
 from operators.fleet_turn_sensors import DEFAULT_TURN_TIMEOUT, FleetWaitTurnSensor
-from operators.fleet_turn_triggers import FleetTurnTrigger
+from operators.fleet_turn_triggers import REJOIN, FleetTurnTrigger
 from operators.fleet_wait import ERROR, SUCCESS, TIMEOUT
 
 NOW = datetime(2026, 11, 23, 0, 0, 5, tzinfo=UTC)
@@ -108,6 +108,18 @@ class TestFleetTurnTrigger:
     async def test_a_later_run_checking_does_not_hold_the_gate(self):
         # Only the worker's check waits for it (operators.fleet_turn: the gate is about when to look).
         assert (await _run(_trigger(ScriptedReader(LATER_CHECKING))))["status"] == SUCCESS
+
+    async def test_for_a_cleared_runs_step_it_waits_for_a_run_checking_and_for_holders(self, task_log):
+        reader = ScriptedReader(LATER_CHECKING, HELD, FREE)
+
+        event = await _run(_trigger(reader, rule=REJOIN))
+
+        assert event["status"] == SUCCESS and reader.calls == 3
+        assert FleetTurnTrigger(**_trigger(reader, rule=REJOIN).serialize()[1]).rule == REJOIN
+
+    def test_an_unknown_rule_is_refused_naming_it(self):
+        with pytest.raises(ValueError, match="rule must be one of \\['gate', 'rejoin'\\], got 'gat'"):
+            _trigger(ScriptedReader(FREE), rule="gat")
 
     async def test_past_the_deadline_it_times_out_naming_who_is_still_ahead(self):
         event = await _run(_trigger(ScriptedReader(HELD), deadline=NOW - timedelta(seconds=1)))
@@ -213,6 +225,7 @@ class TestFleetWaitTurnSensor:
             "run_id": ME,
             "task_id": "wait_turn",
             "deadline": "2026-11-23T00:10:05+00:00",
+            "rule": "gate",
             "waiter_delay": 2.0,
             "waiter_max_attempts": 301,
             "aws_conn_id": None,
