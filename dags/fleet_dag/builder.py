@@ -2,6 +2,8 @@
 
 The shape (docs/architecture.md, "The flow of fleet_daily")::
 
+    wait_turn (setup: one run at a time on the fleet) ──► every role's skip_if_done, and stop_signer
+
     per role: skip_if_done → start → wait_running → wait_ssm_online → run_agent → wait_stopped → report
                 │                                                         ▲            │
                 └──► start_signer (setup: when some role has work) ───────┘            ▼
@@ -58,6 +60,10 @@ jobs to `instance_agent` once the API signer runs, wait (deferred, bounded by th
 `max_runtime`) until the agent stopped the instance, and report each job's exit code, duration
 and log tail. The signer boots alongside the workers, and only when some role has work; it is
 a setup/teardown pair: stopped when every role is done, even when one failed.
+
+**One run at a time**: `wait_turn` waits (deferred) until no other run of the DAG is on the
+fleet or ahead of this one, whatever started the runs (a backfill, a manual run); its log says
+who it waits for. A run cleared after its turn waits again for a run that took the fleet meanwhile.
 
 **Run date**: the run's logical date in the fleet's timezone (a manual run without one uses
 `run_after`); a backfill of a past day runs that day's jobs with that day's `RUN_DATE`.

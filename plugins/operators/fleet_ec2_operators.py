@@ -49,8 +49,7 @@ class _Round:
     targets: list[str] = field(default_factory=list)
     acted: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
-    # Instances in a transition that must end before we can act on them.
-    settle: list[str] = field(default_factory=list)
+    settle: list[str] = field(default_factory=list)  # in a transition that must end before we act
     # Set when EC2 refused the call with IncorrectInstanceState (a race with another actor).
     race: str | None = None
     views: dict[str, InstanceView] = field(default_factory=dict)
@@ -77,11 +76,8 @@ class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
     :param deferrable: wait in the triggerer instead of a worker slot
     :param turn_task_id, turn_poll_interval: in a cleared run, wait until the fleet is the run's
         again before acting (:class:`~operators.fleet_turn_guard.FleetTurnGuard`)
-    :param aws_conn_id: the Airflow connection used for AWS credentials
-    :param region_name: AWS region; the connection's when not given
-    :param verify: whether to verify SSL certificates
-    :param botocore_config: botocore client configuration; bounded standard-mode retries are
-        added unless it sets ``retries``
+    :param aws_conn_id, region_name, verify, botocore_config: as for the provider's AWS operators;
+        bounded standard-mode retries are added unless ``botocore_config`` sets ``retries``
     """
 
     aws_hook_class = EC2Hook
@@ -318,8 +314,8 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
         these roles has work for that date (the signer)
     :param wait_for_completion: wait until the instances are ``running``
     :param require_status_ok: also wait for the EC2 status checks to pass
-    :param waiter_delay, waiter_max_attempts, deferrable, aws_conn_id, region_name, verify,
-        botocore_config: as for every fleet operator (see ``_FleetInstanceActionOperator``)
+    :param waiter_delay, waiter_max_attempts, deferrable, turn_task_id, turn_poll_interval,
+        aws_conn_id, region_name, verify, botocore_config: as for ``_FleetInstanceActionOperator``
     """
 
     template_fields: Sequence[str] = aws_template_fields("instance_ids", "candidates", "skip_when_done_for")
@@ -430,8 +426,8 @@ class FleetStopInstancesOperator(_FleetInstanceActionOperator):
     :param force: force the stop (no clean OS shutdown), e.g. past a role's ``max_runtime``;
         not templated, since a rendered ``"False"`` would read as true
     :param wait_for_completion: wait until the instances are ``stopped``
-    :param waiter_delay, waiter_max_attempts, deferrable, aws_conn_id, region_name, verify,
-        botocore_config: as for every fleet operator (see ``_FleetInstanceActionOperator``)
+    :param waiter_delay, waiter_max_attempts, deferrable, turn_task_id, turn_poll_interval,
+        aws_conn_id, region_name, verify, botocore_config: as for ``_FleetInstanceActionOperator``
     """
 
     template_fields: Sequence[str] = aws_template_fields("instance_ids")

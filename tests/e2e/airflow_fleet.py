@@ -11,6 +11,7 @@ Every role gets one instance and a ``5m`` ``max_runtime``; the signer is its own
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,21 @@ def starts_by_date(sim: FleetSimulator, role: str) -> dict[str, list[str]]:
         if run["event"] == "start":
             seen.setdefault(run["date"], []).append(run["job"])
     return seen
+
+
+def task_log(af: AirflowHarness, run_id: str, task_id: str) -> str:
+    """Everything a task of a run logged: each attempt in a worker and each of its triggers."""
+    directory = af.home / "logs" / "dag_id=fleet_daily" / f"run_id={run_id}" / f"task_id={task_id}"
+    return "\n".join(path.read_text(errors="replace") for path in sorted(directory.glob("attempt=*")))
+
+
+def wait_for_task(af: AirflowHarness, run_id: str, task_id: str, state: str, timeout: float = 120) -> None:
+    """Until the task of the run is in ``state`` (say ``run_agent`` success: the agent is at work)."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = {ti["task_id"]: ti.get("state") for ti in af.task_instances(run_id)}.get(task_id)
+        if seen == state:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{run_id}: {task_id} not {state} after {timeout} s (last seen: {seen})")
