@@ -15,12 +15,15 @@ from unittest import mock
 import boto3
 import pendulum
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
 from airflow.sdk import DagRunState, TaskInstanceState
 from fleet_dag.builder import agent_spec, build_dag
 from fleet_dag.config import CONFIG_ENV_VAR, load_config
 from fleet_dag_testing import SsmEmulator, fleet_dict, write_yaml
 from moto import mock_aws
+from operators.fleet_ec2_operators import FleetStartInstancesOperator
 from operators.fleet_notifiers import FleetLogNotifier
+from operators.fleet_turn_sensors import FleetWaitTurnSensor
 
 from instance_agent.protocol import AgentReport
 
@@ -196,3 +199,61 @@ class TestFleetDailyRun:
         notifier, context = call.args
         assert notifier.message == "fleet_daily failed"
         assert context["reason"] == "task_failure"
+
+
+class TestTheSignersStopFollowsTheRunsTurn:
+    """``stop_signer`` is the teardown of ``start_signer`` and ``wait_turn``: it stops the signer
+    whenever the run had its turn, and never for a run that did not (the signer is another's)."""
+
+    def test_a_failed_start_signer_still_gets_the_signer_stopped(
+        self, aws, tmp_path, monkeypatch, airflow_db
+    ):
+        emulator, ec2 = aws
+        signer, worker = _launch_stopped(ec2, 2)
+        emulator.signer = signer
+        _, dag = _fleet(tmp_path, monkeypatch, signer, [_role("tasks", worker, ["backoffice"])])
+        started = FleetStartInstancesOperator.execute_complete
+
+        def started_then_fail(self, context, event=None, instance_ids=None):
+            result = started(self, context, event, instance_ids)
+            if self.task_id == "start_signer":  # as when a check after StartInstances failed
+                raise AirflowFailException("the signer's start failed after StartInstances")
+            return result
+
+        monkeypatch.setattr(FleetStartInstancesOperator, "execute_complete", started_then_fail)
+        with mock.patch.object(FleetLogNotifier, "__call__", autospec=True):
+            dag_run = dag.test(logical_date=pendulum.datetime(2026, 11, 23, tz="UTC"))
+
+        tis = _tis(dag_run)
+        assert (tis["wait_turn"].state, tis["start_signer"].state) == (
+            TaskInstanceState.SUCCESS,
+            TaskInstanceState.FAILED,
+        )
+        assert tis["stop_signer"].state == TaskInstanceState.SUCCESS
+        assert _states(ec2, [signer])[signer] == "stopped"
+
+    def test_a_run_that_never_got_its_turn_leaves_the_signer_alone(
+        self, aws, tmp_path, monkeypatch, airflow_db
+    ):
+        emulator, ec2 = aws
+        signer, worker = _launch_stopped(ec2, 2)
+        ec2.start_instances(InstanceIds=[signer])  # up for the run that holds the fleet
+        emulator.signer = signer
+        _, dag = _fleet(tmp_path, monkeypatch, signer, [_role("tasks", worker, ["backoffice"])])
+
+        def no_turn(self, context):
+            raise AirflowSensorTimeout("run X did not get its turn on the fleet by ...")
+
+        monkeypatch.setattr(FleetWaitTurnSensor, "execute", no_turn)
+        before = len(emulator.calls)
+        with mock.patch.object(FleetLogNotifier, "__call__", autospec=True):
+            dag_run = dag.test(logical_date=pendulum.datetime(2026, 11, 23, tz="UTC"))
+
+        tis = _tis(dag_run)
+        assert dag_run.state == DagRunState.FAILED
+        assert tis["wait_turn"].state == TaskInstanceState.FAILED
+        assert tis["stop_signer"].state == TaskInstanceState.UPSTREAM_FAILED
+        assert [
+            name for name, _ in emulator.calls[before:] if name in ("StartInstances", "StopInstances")
+        ] == []
+        assert _states(ec2, [signer, worker]) == {signer: "running", worker: "stopped"}
