@@ -10,7 +10,7 @@ Modules, by what they hold:
 - :mod:`bench.flows`: the operator-level flows (ours and stock), run in-process like a worker
   and a triggerer would
 - :mod:`bench.flow_child`: the process that runs one flow (so its peak memory is its own)
-- :mod:`bench.airflow_runs`: full DAG runs through real Airflow (``fleet_demo.harness``)
+- :mod:`bench.airflow_runs`: full DAG runs through real Airflow (``airflow_harness``)
 - :mod:`bench.measure`: one size end to end: simulator, flows, metrics from its logs
 - :mod:`bench.metrics`: the metrics, computed from the simulator's timeline and API call log
 - :mod:`bench.results`: what a run found (dataclasses the measurements fill and the report reads)

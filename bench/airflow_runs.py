@@ -1,6 +1,6 @@
 """Full DAG runs through real Airflow (scheduler, triggerer, DAG processor, API server) on the simulator.
 
-One :class:`fleet_demo.harness.AirflowHarness` serves three DAGs built from the same generated
+One :class:`airflow_harness.AirflowHarness` serves three DAGs built from the same generated
 fleet config: ``fleet_daily`` (the project's DAG file, unchanged), and the stock-operator flow
 of :mod:`bench.stock_dag` twice, with its polling intervals set to the fleet's ``poll_interval``
 and with the provider's defaults. They run one after the other, each for its own run date.
@@ -108,7 +108,7 @@ def measure_airflow(
     """``fleet_daily`` and the stock DAGs, full runs through Airflow, on a fleet of ``workers``."""
     from fleet_dag.config import parse_config
 
-    from fleet_demo.harness import AirflowHarness
+    from airflow_harness import AirflowHarness
     from fleet_sim import FleetSimulator
 
     began = time.monotonic()

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
+from airflow_harness import AirflowHarness, HarnessError, RunResult
 from fleet_demo import trigger_plan
-from fleet_demo.harness import AirflowHarness, HarnessError, RunResult
 from fleet_demo.summary import RunSummary, render, summarize
 from fleet_demo.timeline_svg import render as render_svg
 from fleet_demo.timeline_svg import rows_from

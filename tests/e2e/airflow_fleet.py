@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from fleet_demo.harness import AirflowHarness
+from airflow_harness import AirflowHarness
 from fleet_sim import FleetSimulator, demo_runs, sim_fleet_config
 
 # Short but real delays: each transition can still be seen between two polls.

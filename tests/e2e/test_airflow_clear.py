@@ -26,8 +26,7 @@ from typing import Any
 import pytest
 from airflow_fleet import airflow_on_fleet
 
-from fleet_demo.harness import AirflowHarness, HarnessError, RunResult
-from fleet_demo.run_status import parse
+from airflow_harness import AirflowHarness, HarnessError, RunResult, parse
 from fleet_sim import FleetSimulator, demo_job, demo_runs
 
 ALERT_AFTER = 40.0

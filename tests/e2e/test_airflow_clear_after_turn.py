@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from airflow_fleet import airflow_on_fleet, task_log, wait_for_task
 
-from fleet_demo.harness import AirflowHarness, RunResult
+from airflow_harness import AirflowHarness, RunResult
 from fleet_sim import FleetSimulator, demo_job, demo_runs
 
 # Long enough that a cleared run acting at once would stop the signer in the middle of it.

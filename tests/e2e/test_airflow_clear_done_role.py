@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from airflow_fleet import airflow_on_fleet
 
-from fleet_demo.harness import AirflowHarness
+from airflow_harness import AirflowHarness
 from fleet_sim import FleetSimulator, demo_job, demo_runs
 
 ROLE_STEPS = (

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from airflow_fleet import airflow_on_fleet, starts_by_date
 
-from fleet_demo.harness import AirflowHarness, HarnessError
+from airflow_harness import AirflowHarness, HarnessError
 from fleet_sim import FleetSimulator, demo_job
 
 REPO = Path(__file__).resolve().parents[2]

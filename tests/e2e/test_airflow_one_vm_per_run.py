@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet_demo.harness import AirflowHarness, RunResult
+from airflow_harness import AirflowHarness, RunResult
 from fleet_demo.trigger_plan import second_trigger
 from fleet_sim import FleetSimulator, demo_job, demo_runs, sim_fleet_config
 

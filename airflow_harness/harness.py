@@ -12,7 +12,7 @@ with FleetSimulator(fleet_config="dags/fleet.yaml", workdir=tmp / "sim") as sim:
 ```
 
 The components themselves (processes, logs, REST with a token) are
-:class:`fleet_demo.airflow_components.AirflowComponents`; this class adds what a test or the demo
+:class:`airflow_harness.components.AirflowComponents`; this class adds what a test or the demo
 does with them: wait for the DAG, trigger runs and backfills, wait for them (a run that cannot
 start ends its wait within :data:`STALL_AFTER` seconds, naming why), read results and XComs.
 """
@@ -27,9 +27,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from fleet_demo import run_status
-from fleet_demo.airflow_components import AirflowComponents, HarnessError
-from fleet_demo.run_status import TERMINAL_RUN_STATES, RunResult, TaskResult, parse
+from airflow_harness import run_status
+from airflow_harness.components import AirflowComponents, HarnessError
+from airflow_harness.run_status import TERMINAL_RUN_STATES, RunResult, TaskResult, parse
 
 __all__ = ["AirflowHarness", "HarnessError", "RunResult", "TaskResult"]
 

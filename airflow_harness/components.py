@@ -5,7 +5,7 @@ isolated ``AIRFLOW_HOME`` (SQLite, ``LocalExecutor``, ``SimpleAuthManager`` with
 admin) and its output in ``<home>/<component>.log``; :class:`AirflowComponents` starts them,
 stops them, reads their logs and makes REST calls with a token. Every wait is bounded; a failure
 raises :class:`HarnessError` with the tail of the log that explains it. What to do with them (the
-DAG, its runs, backfills) is :class:`fleet_demo.harness.AirflowHarness`.
+DAG, its runs, backfills) is :class:`airflow_harness.harness.AirflowHarness`.
 
 **Scheduled runs are off** (``[scheduler] use_job_schedule = False``). Airflow runs nothing of a
 paused DAG, not even a backfill or a manual run, so the harness unpauses ``fleet_daily``; and

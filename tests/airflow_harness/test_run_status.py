@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fleet_demo import run_status
+from airflow_harness import run_status
 
 NOW = datetime(2026, 12, 2, 4, 10, tzinfo=UTC)
 # What Airflow 3.3.2's scheduler logs, twice a second, for a run whose logical date is ahead.
