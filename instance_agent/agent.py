@@ -20,13 +20,21 @@ from instance_agent.disk import disk_warnings
 from instance_agent.imds import ImdsClient
 from instance_agent.launcher import PopenLauncher
 from instance_agent.lock import StateDirLock
+from instance_agent.paths import job_log_path, run_log_dir
 from instance_agent.planner import LOST_PROCESS_REASON, RUN, SKIP, WATCH, Decision, plan_jobs
-from instance_agent.protocol import STATE_RUNNING, STATE_SUCCEEDED
-from instance_agent.records import job_log_path
+from instance_agent.protocol import DEFAULT_IMDS_POLL_SECONDS, STATE_RUNNING, STATE_SUCCEEDED, s3_run_prefix
 from instance_agent.reporter import Reporter, boto3_client_factory
 from instance_agent.shutdown import shut_down
 from instance_agent.spec import RunSpec, parse_s3_prefix, spec_from_document
-from instance_agent.state import JOB_INTERRUPTED, JOB_SUCCEEDED, JobRecord, RunState, StateError, StateStore
+from instance_agent.state import (
+    JOB_INTERRUPTED,
+    JOB_SUCCEEDED,
+    AgentRecord,
+    JobRecord,
+    RunState,
+    StateError,
+    StateStore,
+)
 from instance_agent.supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("instance_agent")
@@ -41,10 +49,13 @@ class RunOptions:
     shutdown: str
     force: bool = False
     heartbeat_seconds: float | None = None  # overrides the spec's
-    imds_poll_seconds: float = 5.0
+    imds_poll_seconds: float = DEFAULT_IMDS_POLL_SECONDS
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def store(self) -> StateStore:
+        return StateStore(self.state_dir)
 
 
 @dataclass
@@ -52,6 +63,7 @@ class Prepared:
     options: RunOptions
     spec: RunSpec
     lock: StateDirLock
+    store: StateStore
     state: RunState
     decisions: list[Decision]
     warnings: list[str] = field(default_factory=list)
@@ -68,13 +80,15 @@ class Prepared:
     @classmethod
     def from_payload(cls, payload: dict[str, Any], lock: StateDirLock) -> Prepared:
         options = RunOptions(**payload["options"])
-        state = StateStore(options.state_dir).load(options.run_date)
+        store = options.store()
+        state = store.load(options.run_date)
         if state is None:
-            raise StateError(f"{StateStore(options.state_dir).path(options.run_date)}: missing")
+            raise StateError(f"{store.path(options.run_date)}: missing")
         return cls(
             options=options,
             spec=spec_from_document(payload["spec"]),
             lock=lock,
+            store=store,
             state=state,
             decisions=[Decision(**item) for item in payload["decisions"]],
             warnings=list(payload["warnings"]),
@@ -100,8 +114,8 @@ class Prepared:
             "skip": reasons(SKIP),
             "watch": reasons(WATCH),
             "warnings": self.warnings,
-            "state_file": StateStore(self.options.state_dir).path(self.options.run_date),
-            "log_dir": os.path.join(self.options.log_dir, self.options.run_date),
+            "state_file": self.store.path(self.options.run_date),
+            "log_dir": run_log_dir(self.options.log_dir, self.options.run_date),
         }
 
 
@@ -128,12 +142,12 @@ def prepare(
     """
     clock = clock or SystemClock()
     os.makedirs(options.state_dir, exist_ok=True)
-    os.makedirs(os.path.join(options.log_dir, options.run_date), exist_ok=True)
+    os.makedirs(run_log_dir(options.log_dir, options.run_date), exist_ok=True)
     lock = StateDirLock(options.state_dir)
     lock.acquire()
     try:
         lock.describe_holder(holder_text(options))
-        store = StateStore(options.state_dir)
+        store = options.store()
         state = store.load(options.run_date)
         if state is not None and state.role != options.role:
             raise StateError(
@@ -157,7 +171,7 @@ def prepare(
     except BaseException:
         lock.release()
         raise
-    return Prepared(options, spec, lock, state, decisions, warnings)
+    return Prepared(options, spec, lock, store, state, decisions, warnings)
 
 
 def _apply(
@@ -180,15 +194,13 @@ def _apply(
             record.archive()
             record.reason = decision.reason
     state.state = STATE_RUNNING
-    state.agent = {
-        "pid": os.getpid(),
-        "started_at": now,
-        "ended_at": None,
-        "force": options.force,
-        "shutdown": options.shutdown,
-        "interrupted_by": None,
-        "warnings": list(warnings),
-    }
+    state.agent = AgentRecord(
+        pid=os.getpid(),
+        started_at=now,
+        force=options.force,
+        shutdown=options.shutdown,
+        warnings=list(warnings),
+    )
     state.plan = {
         action: {d.job: d.reason for d in decisions if d.action == action} for action in (RUN, SKIP, WATCH)
     }
@@ -210,23 +222,28 @@ def execute(
     clock = clock or SystemClock()
     env = dict(os.environ if env is None else env)
     imds = imds if imds is not None else ImdsClient(env=env)
-    store = StateStore(options.state_dir)
-    prepared.state.agent.update({"pid": os.getpid(), "process": procinfo.identity(os.getpid())})
-
-    instance_id, region = _identity(imds, env)
-    prepared.state.agent["instance_id"] = instance_id
+    store, agent = prepared.store, prepared.state.agent
+    agent.pid, agent.process = os.getpid(), procinfo.identity(os.getpid())
+    agent.instance_id, region = _identity(imds, env)
     try:
         store.save(prepared.state)
     except Exception as error:  # the supervisor below still runs, records and ends the run
         log.error("cannot write the state file %s: %s", store.path(options.run_date), error)
     bucket, prefix = parse_s3_prefix(spec.s3_log_prefix) if spec.s3_log_prefix else (None, "")
     reporter = Reporter(
-        instance_id=instance_id,
+        instance_id=agent.instance_id,
         client_factory=client_factory(region),
         s3_bucket=bucket,
-        s3_prefix="/".join(part for part in (prefix, options.run_date, options.role) if part),
+        s3_prefix=s3_run_prefix(prefix, options.run_date, options.role),
     )
     settings = SupervisorSettings(
+        spec=spec,
+        role=options.role,
+        run_date=options.run_date,
+        log_dir=options.log_dir,
+        to_run=prepared.names(RUN),
+        to_watch=prepared.names(WATCH),
+        base_env=env,
         heartbeat_seconds=options.heartbeat_seconds or spec.heartbeat_seconds,
         kill_grace_seconds=spec.kill_grace_seconds,
         imds_poll_seconds=options.imds_poll_seconds,
@@ -234,21 +251,14 @@ def execute(
         max_runtime=spec.max_runtime,
     )
     supervisor = Supervisor(
-        spec=spec,
-        role=options.role,
-        run_date=options.run_date,
+        settings,
         state=prepared.state,
         store=store,
-        run=prepared.names(RUN),
-        watch=prepared.names(WATCH),
-        log_dir=options.log_dir,
         launcher=launcher or PopenLauncher(),
         clock=clock,
         reporter=reporter,
         imds=None if imds.disabled else imds,
         signals=signals,
-        settings=settings,
-        base_env=env,
     )
     for warning in prepared.warnings:
         log.warning("%s", warning)

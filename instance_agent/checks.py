@@ -22,21 +22,23 @@ from datetime import date
 from typing import Any
 
 from instance_agent.display import field_path, label, shorten
+from instance_agent.protocol import (
+    JOB_NAME_PATTERN,
+    ROLE_NAME_PATTERN,
+    is_job_name,
+    is_role_name,
+    split_s3_prefix,
+)
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The key part may not hold control characters: S3 answers in XML 1.0, which cannot carry them.
-_S3_PREFIX = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>[^\x00-\x1f\x7f]*))?")
+_S3_PREFIX = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](?:/[^\x00-\x1f\x7f]*)?")
 
 # The agent sets these for every job; a spec may not override them.
 RESERVED_ENV = ("RUN_DATE", "ROLE")
 
-DEFAULT_HEARTBEAT_SECONDS = 60.0
-DEFAULT_KILL_GRACE_SECONDS = 30.0
 DEFAULT_DISK_WARN_PERCENT = 80.0
-# A heartbeat is a CreateTags call: more often than this would only get the agent throttled.
-MIN_HEARTBEAT_SECONDS = 0.1
 # Ten years: no timeout of a daily run is longer, and every such number fits a float and a
 # timedelta with room to spare (10**400 does not fit a float; 1e300 does not fit a timedelta).
 MAX_SECONDS = 3650 * 86400
@@ -111,9 +113,11 @@ def check_os_text(value: Any, what: str = "a string") -> str:
 
 
 def check_job_name(value: Any) -> str:
-    """A job's name: also its log file's name, so no path separators, no leading dot or ``_``."""
-    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
-        raise SpecError(f"expected a name matching {NAME_PATTERN.pattern}, got {shorten(value)}", (), value)
+    """A job's name (:data:`~instance_agent.protocol.JOB_NAME_PATTERN`)."""
+    if not is_job_name(value):
+        raise SpecError(
+            f"expected a name matching {JOB_NAME_PATTERN.pattern}, got {shorten(value)}", (), value
+        )
     return value
 
 
@@ -172,9 +176,7 @@ def check_s3_prefix(value: Any) -> str:
 
 def parse_s3_prefix(prefix: str) -> tuple[str, str]:
     """``s3://bucket/a/b/`` → ``("bucket", "a/b")``."""
-    match = _S3_PREFIX.fullmatch(check_s3_prefix(prefix))
-    assert match is not None  # check_s3_prefix matched it
-    return match.group("bucket"), (match.group("key") or "").strip("/")
+    return split_s3_prefix(check_s3_prefix(prefix))
 
 
 # -- numbers ---------------------------------------------------------------------------------------
@@ -227,8 +229,8 @@ def validate_date(text: Any) -> str:
 
 
 def validate_role(text: Any) -> str:
-    """The role: in tags, S3 keys and every job's ``ROLE``; the same rule as a job's name."""
-    try:
-        return check_job_name(text)
-    except SpecError as error:
-        raise error.within("--role") from None
+    """The role (:data:`~instance_agent.protocol.ROLE_NAME_PATTERN`), the DAG's rule too."""
+    if not is_role_name(text):
+        problem = f"expected a name matching {ROLE_NAME_PATTERN.pattern}, got {shorten(text)}"
+        raise SpecError(problem, ("--role",), text)
+    return text

@@ -14,11 +14,17 @@ from typing import Any
 
 from instance_agent import exit_codes, procinfo
 from instance_agent.agent import Prepared, RunOptions, configure_logging, execute, holder_text, prepare
-from instance_agent.checks import NAME_PATTERN
 from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
 from instance_agent.display import one_line, shorten
 from instance_agent.lock import LockBusy, StateDirLock
-from instance_agent.records import agent_log_path
+from instance_agent.paths import agent_log_path
+from instance_agent.protocol import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_IMDS_POLL_SECONDS,
+    DEFAULT_LOG_DIR,
+    DEFAULT_STATE_DIR,
+    JOB_NAME_PATTERN,
+)
 from instance_agent.shutdown import SHUTDOWN_MODES
 from instance_agent.signals import SignalRecorder
 from instance_agent.spec import (
@@ -37,9 +43,11 @@ from instance_agent.state import StateError, StateStore
 log = logging.getLogger("instance_agent")
 
 # What agent.holder_text writes into the lock file (role and date by validate_role/validate_date).
+# The role is read with the job name's rule, looser than today's role rule: an older agent,
+# which took such a role, may still hold the lock.
 _HOLDER = re.compile(
     r"pid (?P<pid>[0-9]+) role (?P<role>"
-    + NAME_PATTERN.pattern
+    + JOB_NAME_PATTERN.pattern
     + r") date (?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
 )
 
@@ -58,9 +66,6 @@ class Holder:
     role: str
     date: str
 
-
-DEFAULT_STATE_DIR = "/var/lib/fleet-agent"
-DEFAULT_LOG_DIR = "/var/log/fleet-agent"
 
 DESCRIPTION = """\
 The fleet's on-VM agent: runs a role's jobs once per run date, reports progress on the
@@ -106,11 +111,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Raw: the descriptions and epilogs are laid out by hand (lists, a JSON example).
+    raw = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
-        prog="python -m instance_agent",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m instance_agent", description=DESCRIPTION, epilog=EPILOG, formatter_class=raw
     )
     commands = parser.add_subparsers(dest="command", metavar="{run,status}")
     commands.required = True
@@ -120,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the role's jobs for a date (once per date)",
         description="Run the role's jobs for a run date, at most once per date.",
         epilog=RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=raw,
     )
     run.add_argument("--role", required=True, help="the worker role (tags, S3 keys, ROLE of every job)")
     run.add_argument("--date", required=True, help="the run date, YYYY-MM-DD (RUN_DATE of every job)")
@@ -145,12 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--heartbeat-seconds",
         type=_heartbeat_seconds,
         default=None,
-        help="tag heartbeat interval; overrides the spec's heartbeat_seconds (default 60)",
+        help="tag heartbeat interval; overrides the spec's heartbeat_seconds "
+        f"(default {DEFAULT_HEARTBEAT_SECONDS:g})",
     )
     run.add_argument(
         "--imds-poll-seconds",
         type=_positive_seconds,
-        default=5.0,
+        default=DEFAULT_IMDS_POLL_SECONDS,
         help="interruption notice polling interval (%(default)s)",
     )
 
@@ -159,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the recorded state as JSON",
         description="Print the state recorded for a date (default: the latest) as JSON.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=raw,
     )
     status.add_argument("--date", help="the run date, YYYY-MM-DD (default: the latest recorded)")
     status.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="(%(default)s)")
@@ -349,7 +354,7 @@ def command_status(args: argparse.Namespace) -> int:
         )
         return exit_codes.EXIT_OK
     document: dict[str, Any] = state.to_dict()
-    document["agent_alive"] = procinfo.is_alive(state.agent.get("pid"), state.agent.get("process"))
+    document["agent_alive"] = procinfo.is_alive(state.agent.pid, state.agent.process)
     document["state_file"] = store.path(run_date)
     print(json.dumps(document, indent=2))
     return exit_codes.EXIT_OK

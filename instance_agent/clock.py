@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from instance_agent.protocol import parse_utc as parse_time
+
+__all__ = ["SystemClock", "format_time", "parse_time"]
+
 
 class SystemClock:
     """Wall time for records (UTC) and a monotonic clock for every timeout and interval."""
@@ -15,7 +19,7 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:  # only Supervisor._abort waits without the signal pipe
         if seconds > 0:
             time.sleep(seconds)
 
@@ -23,14 +27,3 @@ class SystemClock:
 def format_time(moment: datetime) -> str:
     """UTC ISO-8601 with milliseconds and a ``Z``: ``2026-11-23T00:00:05.123Z``."""
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """Inverse of :func:`format_time`; ``None`` for ``None`` or text that is no time."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

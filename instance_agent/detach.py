@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 import instance_agent
-from instance_agent.records import agent_log_path
+from instance_agent.paths import agent_log_path
 
 READY = b"ready\n"
 READY_TIMEOUT = 30.0

@@ -1,9 +1,18 @@
-"""The agent ↔ DAG protocol: what the agent writes on its own instance's tags.
+"""The whole agent ↔ DAG contract: everything both sides must agree on, and nothing else.
 
-This module is the one place both sides read it from: the agent (on the VM, Python 3.9,
-standard library only) writes these tags, and the DAG's sensors read them from the
-DescribeInstances call they already make for the whole fleet, so watching a role's progress
-costs no extra API call.
+The agent (on the VM: Python 3.9+, standard library only, no Airflow) and the DAG (the operators
+under ``plugins/``, the fleet config under ``dags/``) run on different machines, so no unit test
+of either side alone would catch a drift between two copies of a rule. Each rule is therefore
+written once, here, and both sides import it (``tests/instance_agent/test_contract.py`` drives
+the agent's writers into the DAG's readers):
+
+- the tags the agent writes on its own instance and the DAG reads from the DescribeInstances
+  calls it makes anyway (watching a role costs no extra API call), and :class:`AgentReport`,
+  which reads and writes them;
+- the job outcomes in ``fleet:jobs`` and what counts as a job's success;
+- where the logs go in S3;
+- the names a role and a job may have;
+- the defaults both sides fall back to (heartbeat, kill grace, IMDS poll, directories).
 
 Tags (values are at most 256 characters, an EC2 limit):
 
@@ -24,6 +33,36 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Union
+
+# -- defaults both sides use ------------------------------------------------------------------------
+
+DEFAULT_STATE_DIR = "/var/lib/fleet-agent"
+DEFAULT_LOG_DIR = "/var/log/fleet-agent"
+DEFAULT_HEARTBEAT_SECONDS = 60.0
+# A heartbeat is a CreateTags call: more often than this would only get the agent throttled.
+MIN_HEARTBEAT_SECONDS = 0.1
+DEFAULT_KILL_GRACE_SECONDS = 30.0
+DEFAULT_IMDS_POLL_SECONDS = 5.0
+
+# -- names ------------------------------------------------------------------------------------------
+
+# A job's name is also its log file's name and its S3 key: no path separator, no leading dot or
+# "_" (so it never clashes with AGENT_LOG_NAME).
+JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# A role is in tags, S3 keys and every job's ROLE, and is also an Airflow task group id (no dots).
+ROLE_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+
+
+def is_job_name(text: object) -> bool:
+    return isinstance(text, str) and JOB_NAME_PATTERN.fullmatch(text) is not None
+
+
+def is_role_name(text: object) -> bool:
+    return isinstance(text, str) and ROLE_NAME_PATTERN.fullmatch(text) is not None
+
+
+# -- tags -------------------------------------------------------------------------------------------
 
 TAG_ROLE = "fleet:role"
 TAG_RUN_DATE = "fleet:run-date"
@@ -40,12 +79,37 @@ STATE_SUCCEEDED = "succeeded"
 STATE_FAILED = "failed"
 STATE_INTERRUPTED = "interrupted"
 AGENT_STATES = (STATE_RUNNING, STATE_SUCCEEDED, STATE_FAILED, STATE_INTERRUPTED)
-TERMINAL_AGENT_STATES = (STATE_SUCCEEDED, STATE_FAILED, STATE_INTERRUPTED)
 
 TAG_VALUE_MAX = 256
 
-# Per-job outcome in fleet:jobs: an exit code (integer) or one of these words.
-JOB_WORDS = ("pending", "running", "skipped", "interrupted", "timed_out")
+# -- job outcomes in fleet:jobs ---------------------------------------------------------------------
+
+# A job's status in the agent's state file. A job that ended by itself (succeeded or failed) is
+# shown by its exit code; any other status is shown as its word.
+JOB_PENDING = "pending"
+JOB_RUNNING = "running"
+JOB_SUCCEEDED = "succeeded"
+JOB_FAILED = "failed"
+JOB_TIMED_OUT = "timed_out"
+JOB_INTERRUPTED = "interrupted"
+JOB_SKIPPED = "skipped"  # not run: it succeeded earlier for the date, or the run ended first
+JOB_WORDS = (JOB_PENDING, JOB_RUNNING, JOB_SKIPPED, JOB_INTERRUPTED, JOB_TIMED_OUT)
+
+Outcome = Union[int, str]
+
+
+def job_outcome(status: str, exit_code: int | None) -> Outcome:
+    """What ``fleet:jobs`` says of a job: its exit code if it ended by itself, else its status."""
+    if status in (JOB_SUCCEEDED, JOB_FAILED) and exit_code is not None:
+        return exit_code
+    return status
+
+
+def outcome_ok(outcome: object) -> bool:
+    """True for an outcome the role's report accepts: exit code 0, or ``skipped``."""
+    return outcome == 0 or outcome == JOB_SKIPPED
+
+
 # Matched whole, ASCII digits only (\d would take an Arabic-Indic one for 1): anyone may write tags.
 _JOB_ENTRY = re.compile(r"(?P<name>[A-Za-z0-9_.-]+)=(?P<outcome>-?[0-9]+|[a-z_]+)(?:@(?P<seconds>[0-9]+))?")
 _TRUNCATED = "+"
@@ -97,11 +161,15 @@ def decode_job_durations(text: str) -> dict[str, int]:
     return {m.group("name"): int(m.group("seconds")) for m in _job_entries(text) if m.group("seconds")}
 
 
+# -- times ------------------------------------------------------------------------------------------
+
+
 def format_heartbeat(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_heartbeat(text: str | None) -> datetime | None:
+def parse_utc(text: str | None) -> datetime | None:
+    """An ISO-8601 time (``Z`` or an offset; none means UTC), or ``None`` for text that is no time."""
     if not text:
         return None
     try:
@@ -109,6 +177,44 @@ def parse_heartbeat(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+parse_heartbeat = parse_utc
+
+# -- S3 logs ----------------------------------------------------------------------------------------
+
+AGENT_LOG_NAME = "_agent.log"  # job names cannot start with "_", so this never clashes
+STATE_FILE_NAME = "state.json"  # the final state file, next to the logs
+
+
+def job_log_name(job: str) -> str:
+    """The job's log file, on the VM (``<log-dir>/<date>/``) and in S3 (:func:`s3_run_prefix`)."""
+    return f"{job}.log"
+
+
+def split_s3_prefix(s3_log_prefix: str) -> tuple[str, str]:
+    """``s3://bucket/a/b/`` → ``("bucket", "a/b")`` (a prefix the agent's rule accepted)."""
+    bucket, _, key = s3_log_prefix.removeprefix("s3://").partition("/")
+    return bucket, key.strip("/")
+
+
+def s3_run_prefix(key_prefix: str, run_date: str, role: str) -> str:
+    """Where a run's files go in the bucket: ``<key prefix>/<run date>/<role>``."""
+    return "/".join(part for part in (key_prefix, run_date, role) if part)
+
+
+def s3_key(run_prefix: str, name: str) -> str:
+    """The key of one file (:func:`job_log_name`, :data:`AGENT_LOG_NAME`, ...) of a run."""
+    return "/".join(part for part in (run_prefix, name) if part)
+
+
+def s3_job_log(s3_log_prefix: str, run_date: str, role: str, job: str) -> tuple[str, str]:
+    """``(bucket, key)`` of a job's log, from the config's ``s3_log_prefix``."""
+    bucket, key_prefix = split_s3_prefix(s3_log_prefix)
+    return bucket, s3_key(s3_run_prefix(key_prefix, run_date, role), job_log_name(job))
+
+
+# -- the report -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -158,6 +264,21 @@ class AgentReport:
             return None
         return max(0.0, (now - self.heartbeat).total_seconds())
 
+    def is_for(self, run_date: str) -> bool:
+        """True when the tags describe ``run_date``: a report of another day says nothing of it."""
+        return self.run_date == run_date
+
+    def is_running_for(self, run_date: str) -> bool:
+        """True when the agent says it is supervising the jobs of ``run_date``."""
+        return self.is_for(run_date) and self.state == STATE_RUNNING
+
     def is_complete_for(self, run_date: str) -> bool:
         """True when the agent finished every job of ``run_date`` successfully."""
-        return self.run_date == run_date and self.state == STATE_SUCCEEDED
+        return self.is_for(run_date) and self.state == STATE_SUCCEEDED
+
+
+def report_for(report: AgentReport | None, run_date: str | None) -> AgentReport | None:
+    """``report`` when it describes ``run_date`` (any date when ``run_date`` is empty), else ``None``."""
+    if report is None or (run_date and not report.is_for(run_date)):
+        return None
+    return report

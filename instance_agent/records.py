@@ -11,41 +11,31 @@ never-started jobs become ``skipped``, then the final state, the final tags and 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from instance_agent.clock import format_time, parse_time
 from instance_agent.display import one_line
+from instance_agent.paths import agent_log_path, job_log_path
 from instance_agent.protocol import (
-    STATE_FAILED,
-    STATE_INTERRUPTED,
-    STATE_RUNNING,
-    STATE_SUCCEEDED,
-    AgentReport,
-)
-from instance_agent.spec import RunSpec
-from instance_agent.state import (
-    JOB_FAILED,
+    AGENT_LOG_NAME,
     JOB_PENDING,
     JOB_RUNNING,
     JOB_SKIPPED,
     JOB_SUCCEEDED,
-    RunState,
-    StateStore,
+    STATE_FAILED,
+    STATE_FILE_NAME,
+    STATE_INTERRUPTED,
+    STATE_RUNNING,
+    STATE_SUCCEEDED,
+    AgentReport,
+    job_log_name,
+    job_outcome,
 )
+from instance_agent.spec import RunSpec
+from instance_agent.state import RunState, StateStore
 
 log = logging.getLogger("instance_agent")
-
-AGENT_LOG_NAME = "_agent.log"  # job names cannot start with "_", so this never clashes
-
-
-def job_log_path(log_dir: str, run_date: str, job: str) -> str:
-    return os.path.join(log_dir, run_date, f"{job}.log")
-
-
-def agent_log_path(log_dir: str, run_date: str) -> str:
-    return os.path.join(log_dir, run_date, AGENT_LOG_NAME)
 
 
 def error_text(error: BaseException) -> str:
@@ -57,27 +47,22 @@ def error_text(error: BaseException) -> str:
 class SupervisorResult:
     state: str  # protocol.AGENT_STATES, never "running"
     interrupted_by: str | None = None
-    uploaded: list[str] = field(default_factory=list)
 
 
 class RunRecords:
     # Set by Supervisor.__init__.
+    settings: Any  # supervisor.SupervisorSettings
     spec: RunSpec
-    role: str
-    run_date: str
     state: RunState
     store: StateStore
-    to_run: list[str]
-    log_dir: str
     clock: Any
     reporter: Any
-    settings: Any
     interrupted_by: str | None
     notice: str | None
     failure: str | None
 
     def _finish_run(self) -> SupervisorResult:
-        for name in self.to_run:
+        for name in self.settings.to_run:
             record = self.state.jobs[name]
             if record.status == JOB_PENDING:  # it never started: `skipped`, never `interrupted`
                 record.status = JOB_SKIPPED
@@ -85,9 +70,9 @@ class RunRecords:
                 record.reason = f"not started: {why}"
         final = self._final_state()
         self.state.state = final
-        self.state.agent["ended_at"] = format_time(self.clock.now())
+        self.state.agent.ended_at = format_time(self.clock.now())
         self._save()
-        log.info("run for %s finished: %s (%s)", self.run_date, final, self._progress())
+        log.info("run for %s finished: %s (%s)", self.settings.run_date, final, self._progress())
         try:
             self.reporter.publish(self._report(final))
             if not self.reporter.flush(self._flush_budget()):
@@ -106,14 +91,15 @@ class RunRecords:
                 self.reporter.s3_bucket,
                 self.reporter.s3_prefix,
             )
-        return SupervisorResult(final, self.interrupted_by, uploaded)
+        return SupervisorResult(final, self.interrupted_by)
 
     def _uploads(self) -> list[tuple[str, str]]:
+        log_dir, run_date = self.settings.log_dir, self.settings.run_date
         uploads = [
-            (job_log_path(self.log_dir, self.run_date, name), f"{name}.log") for name in self.spec.job_names
+            (job_log_path(log_dir, run_date, name), job_log_name(name)) for name in self.spec.job_names
         ]
-        uploads.append((agent_log_path(self.log_dir, self.run_date), AGENT_LOG_NAME))
-        uploads.append((self.store.path(self.run_date), "state.json"))
+        uploads.append((agent_log_path(log_dir, run_date), AGENT_LOG_NAME))
+        uploads.append((self.store.path(run_date), STATE_FILE_NAME))
         return uploads
 
     def _flush_budget(self) -> float:
@@ -140,15 +126,15 @@ class RunRecords:
             record = self.state.jobs.get(name)
             if record is None:
                 continue
-            outcomes[name] = _outcome(record.status, record.exit_code)
+            outcomes[name] = job_outcome(record.status, record.exit_code)
             began, ended = parse_time(record.started_at), parse_time(record.ended_at)
             if began is not None and (ended is not None or record.status == JOB_RUNNING):
                 durations[name] = max(0, int(((ended or now) - began).total_seconds()))
         if agent_state is None:
             agent_state = STATE_INTERRUPTED if self.interrupted_by else STATE_RUNNING
         return AgentReport(
-            role=self.role,
-            run_date=self.run_date,
+            role=self.settings.role,
+            run_date=self.settings.run_date,
             state=agent_state,
             heartbeat=now,
             progress=self._progress(),
@@ -168,10 +154,4 @@ class RunRecords:
             self.store.save(self.state)
         except Exception as error:
             # Keep supervising: losing the jobs would be worse than a stale file.
-            log.error("cannot write the state file %s: %s", self.store.path(self.run_date), error)
-
-
-def _outcome(status: str, exit_code: int | None) -> object:
-    if status in (JOB_SUCCEEDED, JOB_FAILED) and exit_code is not None:
-        return exit_code
-    return status
+            log.error("cannot write the state file %s: %s", self.store.path(self.settings.run_date), error)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Callable
 
-from instance_agent.protocol import TAG_NOTICE, AgentReport
+from instance_agent.protocol import TAG_NOTICE, AgentReport, s3_key
 
 log = logging.getLogger("instance_agent")
 
@@ -89,7 +89,7 @@ class Reporter:
         instance_id: str | None,
         client_factory: Callable[[str], Any],
         s3_bucket: str | None = None,
-        s3_prefix: str = "",
+        s3_prefix: str = "",  # the run's: protocol.s3_run_prefix
     ):
         self.instance_id = instance_id
         self.s3_bucket = s3_bucket
@@ -98,7 +98,6 @@ class Reporter:
         self._clients: dict = {}
         self._failing: set = set()
         self._notice_cleared = False
-        self.last_tags: dict = {}
         self._writer = _LatestWins(self._write_tags)
         if instance_id is None:
             log.warning("no instance id (IMDS unavailable): tags are not written, --shutdown ec2 cannot work")
@@ -128,19 +127,15 @@ class Reporter:
                 lambda: ec2.delete_tags(Resources=[self.instance_id], Tags=[{"Key": TAG_NOTICE}]),
             )
         self._notice_cleared = True
-        if self._call(
+        self._call(
             "CreateTags",
             lambda: ec2.create_tags(
                 Resources=[self.instance_id],
                 Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
             ),
-        ):
-            self.last_tags = tags
+        )
 
     # -- logs -----------------------------------------------------------------------------------
-
-    def s3_key(self, name: str) -> str:
-        return "/".join(part for part in (self.s3_prefix, name) if part)
 
     def upload(self, files: Sequence[tuple[str, str]]) -> list[str]:
         """Upload ``(local path, key under the prefix)`` pairs; returns the keys written."""
@@ -153,7 +148,7 @@ class Reporter:
         for path, name in files:
             if not os.path.exists(path):
                 continue
-            key = self.s3_key(name)
+            key = s3_key(self.s3_prefix, name)
             if self._call(
                 f"PutObject s3://{self.s3_bucket}/{key}",
                 lambda path=path, key=key: s3.upload_file(

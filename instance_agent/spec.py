@@ -7,7 +7,7 @@ the bad value, cut to a readable length: ``jobs[1].name: duplicate job name 'x'`
 
 A job::
 
-    {"name": "backoffice",                     # [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64
+    {"name": "backoffice",                     # protocol.JOB_NAME_PATTERN
      "argv": ["/root/venv/bin/python", "run.py"],   # run as is, never through a shell
      "shell": false,                            # true: argv is ONE string run by /bin/sh -c
      "cwd": "/root/backoffice",                 # absolute; default "/"
@@ -20,8 +20,9 @@ The run's settings (all optional): ``s3_log_prefix`` (``s3://bucket/prefix``),
 ``max_runtime`` (seconds for the whole run; past it every job still running is stopped and
 recorded ``timed_out``).
 
-The field rules live in :mod:`instance_agent.checks` (re-exported here); the DAG's fleet
-config calls the very same functions, so the two cannot disagree about a job.
+The field rules live in :mod:`instance_agent.checks` (re-exported here), on the names and
+defaults of :mod:`instance_agent.protocol`; the DAG's fleet config calls the very same
+functions, so the two cannot disagree about a job.
 """
 
 from __future__ import annotations
@@ -32,13 +33,9 @@ from typing import Any, Callable
 
 from instance_agent.checks import (
     DEFAULT_DISK_WARN_PERCENT,
-    DEFAULT_HEARTBEAT_SECONDS,
-    DEFAULT_KILL_GRACE_SECONDS,
     MAX_JOBS,
     MAX_SECONDS,
     MAX_SPEC_BYTES,
-    MIN_HEARTBEAT_SECONDS,
-    NAME_PATTERN,
     RESERVED_ENV,
     SpecError,
     check_argv,
@@ -56,18 +53,26 @@ from instance_agent.checks import (
     validate_role,
 )
 from instance_agent.display import one_line, shorten
+from instance_agent.protocol import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_KILL_GRACE_SECONDS,
+    JOB_NAME_PATTERN,
+    MIN_HEARTBEAT_SECONDS,
+    ROLE_NAME_PATTERN,
+)
 
 __all__ = [
     "DEFAULT_DISK_WARN_PERCENT",
     "DEFAULT_HEARTBEAT_SECONDS",
     "DEFAULT_KILL_GRACE_SECONDS",
     "JOB_KEYS",
+    "JOB_NAME_PATTERN",
     "MAX_JOBS",
     "MAX_SECONDS",
     "MAX_SPEC_BYTES",
     "MIN_HEARTBEAT_SECONDS",
-    "NAME_PATTERN",
     "RESERVED_ENV",
+    "ROLE_NAME_PATTERN",
     "RUN_KEYS",
     "JobSpec",
     "RunSpec",

@@ -11,18 +11,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from instance_agent.paths import state_path
+from instance_agent.protocol import (
+    JOB_FAILED,
+    JOB_INTERRUPTED,
+    JOB_PENDING,
+    JOB_RUNNING,
+    JOB_SKIPPED,
+    JOB_SUCCEEDED,
+    JOB_TIMED_OUT,
+    STATE_RUNNING,
+)
 
 FORMAT_VERSION = 1
 
-JOB_PENDING = "pending"
-JOB_RUNNING = "running"
-JOB_SUCCEEDED = "succeeded"
-JOB_FAILED = "failed"
-JOB_TIMED_OUT = "timed_out"
-JOB_INTERRUPTED = "interrupted"
-JOB_SKIPPED = "skipped"
 JOB_STATUSES = (
     JOB_PENDING,
     JOB_RUNNING,
@@ -74,18 +79,9 @@ class JobRecord:
         self.pid, self.process, self.reason = None, None, None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "pid": self.pid,
-            "process": self.process,
-            "attempts": self.attempts,
-            "reason": self.reason,
-            "log": self.log,
-            "history": list(self.history),
-        }
+        document = {item.name: getattr(self, item.name) for item in fields(self)}
+        document["history"] = list(self.history)
+        return document
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> JobRecord:
@@ -120,13 +116,49 @@ class JobRecord:
 
 
 @dataclass
+class AgentRecord:
+    """The agent's last run of the date: who ran it, how, and how it ended.
+
+    The first seven fields are written when the run is planned; the others only once known,
+    and a ``None`` one is left out of the file (as are unknown keys of an older file).
+    """
+
+    pid: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    force: bool = False
+    shutdown: str | None = None
+    interrupted_by: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    process: str | None = None  # the detached supervisor's procinfo.identity
+    instance_id: str | None = None
+    rebalance_recommendation: str | None = None  # the notice's time
+    error: str | None = None  # what made the agent give up supervising
+
+    _ALWAYS = ("pid", "started_at", "ended_at", "force", "shutdown", "interrupted_by", "warnings")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            item.name: getattr(self, item.name)
+            for item in fields(self)
+            if item.name in self._ALWAYS or getattr(self, item.name) is not None
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentRecord:
+        # Read as written, unchecked: nothing decides on it but procinfo.is_alive, which
+        # takes any value.
+        return cls(**{item.name: data[item.name] for item in fields(cls) if item.name in data})
+
+
+@dataclass
 class RunState:
     """Everything recorded for one date: the agent's last run and every job's record."""
 
     date: str
     role: str
-    state: str = "running"  # the agent's overall state: protocol.AGENT_STATES
-    agent: dict[str, Any] = field(default_factory=dict)
+    state: str = STATE_RUNNING  # the agent's overall state: protocol.AGENT_STATES
+    agent: AgentRecord = field(default_factory=AgentRecord)
     plan: dict[str, Any] = field(default_factory=dict)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
 
@@ -136,7 +168,7 @@ class RunState:
             "date": self.date,
             "role": self.role,
             "state": self.state,
-            "agent": self.agent,
+            "agent": self.agent.to_dict(),
             "plan": self.plan,
             "jobs": {name: record.to_dict() for name, record in self.jobs.items()},
         }
@@ -161,7 +193,7 @@ class RunState:
             date=data["date"],
             role=data["role"],
             state=data["state"],
-            agent=dict(data.get("agent", {})),
+            agent=AgentRecord.from_dict(data.get("agent", {})),
             plan=dict(data.get("plan", {})),
             jobs=jobs,
         )
@@ -174,7 +206,7 @@ class StateStore:
         self.state_dir = state_dir
 
     def path(self, run_date: str) -> str:
-        return os.path.join(self.state_dir, f"{run_date}.json")
+        return state_path(self.state_dir, run_date)
 
     def load(self, run_date: str) -> RunState | None:
         """The date's state, ``None`` when there is none yet, :class:`StateError` when unusable."""

@@ -28,8 +28,14 @@ from typing import Any
 from instance_agent import procinfo
 from instance_agent.clock import format_time, parse_time
 from instance_agent.launcher import EXIT_UNKNOWN, LaunchError, ProcessHandle, WatchedProcess
-from instance_agent.protocol import STATE_INTERRUPTED
-from instance_agent.records import RunRecords, SupervisorResult, error_text, job_log_path
+from instance_agent.paths import job_log_path
+from instance_agent.protocol import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_IMDS_POLL_SECONDS,
+    DEFAULT_KILL_GRACE_SECONDS,
+    STATE_INTERRUPTED,
+)
+from instance_agent.records import RunRecords, SupervisorResult, error_text
 from instance_agent.spec import JobSpec, RunSpec
 from instance_agent.state import (
     JOB_FAILED,
@@ -54,11 +60,20 @@ _GIVE_UP_AFTER_KILL = 10.0
 _ABORT_POLL_SECONDS = 0.2
 
 
-@dataclass
+@dataclass(frozen=True)
 class SupervisorSettings:
-    heartbeat_seconds: float = 60.0
-    kill_grace_seconds: float = 30.0
-    imds_poll_seconds: float = 5.0
+    """What one supervisor runs (the planned jobs of one role and date) and its timings."""
+
+    spec: RunSpec
+    role: str
+    run_date: str
+    log_dir: str
+    to_run: list[str]  # started, in this order
+    to_watch: list[str]  # still running from an earlier agent
+    base_env: Mapping[str, str]  # every job's environment, before its own env
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS
+    imds_poll_seconds: float = DEFAULT_IMDS_POLL_SECONDS
     tick_seconds: float = 0.5
     # Time kept back from an interruption deadline to flush state, tags and logs.
     flush_reserve_seconds: float = 20.0
@@ -80,38 +95,25 @@ class _Active:
 class Supervisor(RunRecords):
     def __init__(
         self,
+        settings: SupervisorSettings,
         *,
-        spec: RunSpec,
-        role: str,
-        run_date: str,
         state: RunState,
         store: StateStore,
-        run: list[str],
-        watch: list[str],
-        log_dir: str,
         launcher: Any,
         clock: Any,
         reporter: Any,
         imds: Any,
         signals: Any,
-        settings: SupervisorSettings,
-        base_env: Mapping[str, str],
     ):
-        self.spec = spec
-        self.role = role
-        self.run_date = run_date
+        self.settings = settings
+        self.spec = settings.spec
         self.state = state
         self.store = store
-        self.to_run = list(run)
-        self.to_watch = list(watch)
-        self.log_dir = log_dir
         self.launcher = launcher
         self.clock = clock
         self.reporter = reporter
         self.imds = imds
         self.signals = signals
-        self.settings = settings
-        self.base_env = dict(base_env)
         self.active: dict[str, _Active] = {}
         self.interrupted_by: str | None = None
         self.failure: str | None = None  # what made the agent give up supervising, if anything
@@ -141,9 +143,9 @@ class Supervisor(RunRecords):
         if self.settings.max_runtime:
             self._run_deadline = started + self.settings.max_runtime
         self._handle_signals()
-        for name in self.to_watch:
+        for name in self.settings.to_watch:
             self._watch(name)
-        for name in self.to_run:
+        for name in self.settings.to_run:
             self._handle_signals()
             if self.interrupted_by:
                 break  # what is still pending becomes `skipped` at the end
@@ -183,7 +185,7 @@ class Supervisor(RunRecords):
     def _start(self, name: str) -> None:
         job = self.spec.job(name)
         record = self.state.jobs[name]
-        log_path = job_log_path(self.log_dir, self.run_date, name)
+        log_path = job_log_path(self.settings.log_dir, self.settings.run_date, name)
         # `running` is on disk before the process exists: a crash in between reads as
         # `interrupted` later, never as "not started" (at most once).
         now = self.clock.now()
@@ -192,12 +194,12 @@ class Supervisor(RunRecords):
         record.attempts += 1
         self._save()
         try:
-            env = dict(self.base_env)
+            env = dict(self.settings.base_env)
             env.update(job.env)
-            env.update({"RUN_DATE": self.run_date, "ROLE": self.role})
+            env.update({"RUN_DATE": self.settings.run_date, "ROLE": self.settings.role})
             header = (
                 f"# fleet-agent: {format_time(now)} job {name} attempt {record.attempts} "
-                f"for {self.run_date}: {job.command()!r} in {job.cwd}\n"
+                f"for {self.settings.run_date}: {job.command()!r} in {job.cwd}\n"
             )
             handle = self.launcher.start(job, log_path=log_path, env=env, header=header)
         except Exception as error:  # LaunchError, or anything else: no process was started
@@ -343,7 +345,7 @@ class Supervisor(RunRecords):
         self.notice = notice
         log.critical("interruption: %s; stopping %d job(s)", reason, len(self.active))
         self.state.state = STATE_INTERRUPTED
-        self.state.agent["interrupted_by"] = reason
+        self.state.agent.interrupted_by = reason
         self._save()
         self._publish()
         for active in list(self.active.values()):
@@ -379,7 +381,7 @@ class Supervisor(RunRecords):
         if rebalance and self.notice is None:
             when = str(rebalance.get("noticeTime", ""))
             self.notice = f"rebalance@{when}"
-            self.state.agent["rebalance_recommendation"] = when
+            self.state.agent.rebalance_recommendation = when
             self._save()
             log.warning("EC2 rebalance recommendation (%s): an interruption may follow; the jobs go on", when)
             self._publish()
@@ -397,8 +399,8 @@ class Supervisor(RunRecords):
         log.critical(
             "%s; stopping %d job(s), then ending the run", self.failure, len(self.active), exc_info=error
         )
-        self.state.agent["error"] = self.failure
-        for name in self.to_run:
+        self.state.agent.error = self.failure
+        for name in self.settings.to_run:
             record = self.state.jobs[name]
             if record.status == JOB_RUNNING and name not in self.active:
                 # Recorded `running` but no process was handed back: its launch never finished.

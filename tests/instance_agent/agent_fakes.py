@@ -169,7 +169,7 @@ class Harness:
         tmp_path,
         jobs,
         *,
-        settings=None,
+        timings=None,
         imds=None,
         signals_at=(),
         signals_broken_after=None,
@@ -185,23 +185,25 @@ class Harness:
         self.launcher = FakeLauncher(self.clock, self.store, **behaviour)
         self.reporter = FakeReporter()
         self.imds = imds(self.clock) if imds else None
-        self.supervisor = Supervisor(
+        settings = SupervisorSettings(
             spec=self.spec,
             role="tasks",
             run_date="2026-11-23",
+            log_dir=str(tmp_path / "logs"),
+            to_run=self.spec.job_names,
+            to_watch=[],
+            base_env={"PATH": "/usr/bin"},
+            **(timings or {"heartbeat_seconds": 3, "kill_grace_seconds": 2, "imds_poll_seconds": 1}),
+        )
+        self.supervisor = Supervisor(
+            settings,
             state=self.state,
             store=self.store,
-            run=self.spec.job_names,
-            watch=[],
-            log_dir=str(tmp_path / "logs"),
             launcher=self.launcher,
             clock=self.clock,
             reporter=self.reporter,
             imds=self.imds,
             signals=FakeSignals(self.clock, signals_at, signals_broken_after),
-            settings=settings
-            or SupervisorSettings(heartbeat_seconds=3, kill_grace_seconds=2, imds_poll_seconds=1),
-            base_env={"PATH": "/usr/bin"},
         )
 
     def run(self):

@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 
 from instance_agent.cli import UsageError, build_parser, validate_run
 from instance_agent.spec import (
+    JOB_NAME_PATTERN,
     MAX_JOBS,
     MAX_SECONDS,
-    NAME_PATTERN,
+    ROLE_NAME_PATTERN,
     RunSpec,
     SpecError,
     parse_spec,
@@ -188,7 +189,7 @@ def _assert_clean_refusal(error: SpecError, source: str | None = None) -> None:
 def _assert_valid(spec: RunSpec) -> None:
     assert 1 <= len(spec.jobs) <= MAX_JOBS
     for job in spec.jobs:
-        assert NAME_PATTERN.fullmatch(job.name)
+        assert JOB_NAME_PATTERN.fullmatch(job.name)
         assert job.argv and job.argv[0] and job.cwd.startswith("/")
         for text in (*job.argv, job.cwd, *job.env, *job.env.values()):
             text.encode("utf-8")  # strictly: no lone surrogate reaches execve
@@ -273,7 +274,7 @@ class TestRunArgumentsProperty:
             assert len(message) <= MAX_LINE, message[:1000]
             assert OPTION.search(message), message
             return
-        assert NAME_PATTERN.fullmatch(options.role)
+        assert ROLE_NAME_PATTERN.fullmatch(options.role)
         assert re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", options.run_date)
         assert options.shutdown in ("os", "ec2", "none")
         options.state_dir.encode("utf-8")

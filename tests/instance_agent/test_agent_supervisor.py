@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from agent_fakes import FakeImds, Harness, job
 
-from instance_agent.supervisor import SupervisorSettings
 
 
 class TestSupervisor:
@@ -77,9 +76,9 @@ class TestSupervisor:
         assert harness.supervisor.signals.waits < 30  # 7 s at a 0.5 s tick: no busy loop in the grace
 
     def test_max_runtime_stops_what_still_runs(self, tmp_path):
-        settings = SupervisorSettings(heartbeat_seconds=3, kill_grace_seconds=2, max_runtime=4)
+        timings = dict(heartbeat_seconds=3, kill_grace_seconds=2, max_runtime=4)
         harness = Harness(
-            tmp_path, [job("a"), job("b")], settings=settings, a={"exits_at": 2}, b={"exits_at": None}
+            tmp_path, [job("a"), job("b")], timings=timings, a={"exits_at": 2}, b={"exits_at": None}
         )
 
         harness.run()
@@ -90,13 +89,13 @@ class TestSupervisor:
         assert "max_runtime" in jobs["b"]["reason"]
 
     def test_a_spot_notice_stops_the_jobs_within_its_deadline(self, tmp_path):
-        settings = SupervisorSettings(
+        timings = dict(
             heartbeat_seconds=60, kill_grace_seconds=30, imds_poll_seconds=1, flush_reserve_seconds=20
         )
         harness = Harness(
             tmp_path,
             [job("a"), job("b")],
-            settings=settings,
+            timings=timings,
             imds=lambda clock: FakeImds(clock, spot_at=2, deadline_after=25),
             a={"exits_at": None, "obeys_term": False},
             b={"exits_at": None},
@@ -143,7 +142,7 @@ class TestSupervisor:
         harness = Harness(
             tmp_path,
             [job("a")],
-            settings=SupervisorSettings(heartbeat_seconds=60, kill_grace_seconds=30),
+            timings=dict(heartbeat_seconds=60, kill_grace_seconds=30),
             signals_at=[(1, signal.SIGTERM), (3, signal.SIGTERM)],
             a={"exits_at": None, "obeys_term": False},
         )
