@@ -19,19 +19,19 @@ from typing import Any
 
 from bench import fleets, metrics
 from bench.measure import (
-    OURS_LABEL,
     REPO,
     RUN_DATES,
     SCENARIO,
-    STOCK_LABEL,
-    ensure_stopped,
-    model_for,
-    probe_only,
+    Fleet,
+    finish,
+    flow_fleets,
+    new_side,
+    settle,
     side_from_logs,
 )
 from bench.procs import TreeSampler
 from bench.results import OURS, STOCK, STOCK_DEFAULTS, SideResult, SizeResult
-from bench.stock_dag import STOCK_DAG_ID, StockIntervals
+from bench.stock_dag import STOCK_DAG_ID
 
 OURS_DAG_ID = "fleet_daily"
 SAMPLE_SECONDS = 0.5
@@ -113,18 +113,13 @@ def measure_airflow(
 
     began = time.monotonic()
     result = SizeResult(workers=workers, method="airflow", host_program="agent")
-    shortened = StockIntervals.every(poll_interval)
-    runs = (
-        (OURS, OURS_DAG_ID, OURS_LABEL, f"waits poll every {poll_interval:g} s (fleet config poll_interval)"),
-        (STOCK, stock_dag_id(poll_interval), STOCK_LABEL, shortened.describe()),
-        (STOCK_DEFAULTS, STOCK_DAG_ID, STOCK_LABEL, StockIntervals().describe()),
-    )
+    runs = {OURS: OURS_DAG_ID, STOCK: stock_dag_id(poll_interval), STOCK_DEFAULTS: STOCK_DAG_ID}
     base = fleets.fleet_config(workers, job_seconds=job_seconds, poll_interval=poll_interval)
     with FleetSimulator(fleet_config=base, scenario=SCENARIO, workdir=workdir / "sim") as sim:
         sim_config = fleets.sim_config(base, sim)
         config_path = fleets.write_yaml(workdir / "fleet.sim.yaml", sim_config)
         config = parse_config(sim_config)
-        signer, worker_ids = config.signer.instance, [role.instance for role in config.roles]
+        fleet = Fleet(sim, config.signer.instance, [role.instance for role in config.roles])
         dags = write_dag_folder(workdir / "dags", poll_interval)
         harness = AirflowHarness(
             workdir / "airflow",
@@ -137,37 +132,18 @@ def measure_airflow(
             },
         )
         with harness as af:
-            for _, dag_id, _, _ in runs:
+            for dag_id in runs.values():
                 af.wait_for_dag(dag_id, timeout=180)
-            for (key, dag_id, label, intervals), run_date in zip(runs, RUN_DATES, strict=True):
+            for (key, dag_id), run_date in zip(runs.items(), RUN_DATES, strict=True):
                 raw = run_and_sample(af, dag_id, run_date, timeout)
-                side = SideResult(
-                    key=key,
-                    label=label,
-                    intervals=intervals,
-                    poll_interval=poll_interval if key != STOCK_DEFAULTS else 60.0,
-                )
-                _fill(side, raw, af, sim, signer, worker_ids, run_date, with_triggerer=key == OURS)
-                left = ensure_stopped(sim, [signer, *worker_ids])
-                if left:
-                    side.notes.append(f"{len(left)} instance(s) left up after the run; stopped by the bench")
-                result.sides[key] = side
-        result.probes = probe_only(sim, signer, worker_ids, workdir, shortened)
-    result.model = model_for(result.sides.get(OURS))
-    result.seconds = time.monotonic() - began
-    return result
+                side = result.sides[key] = new_side(key, poll_interval)
+                _fill(side, raw, af, fleet, run_date, with_triggerer=key == OURS)
+                settle(side, fleet, "run")
+        return finish(result, fleet, flow_fleets(base, fleet, job_seconds), workdir, poll_interval, began)
 
 
 def _fill(
-    side: SideResult,
-    raw: dict[str, Any],
-    af: Any,
-    sim: Any,
-    signer: str,
-    worker_ids: list[str],
-    run_date: str,
-    *,
-    with_triggerer: bool,
+    side: SideResult, raw: dict[str, Any], af: Any, fleet: Fleet, run_date: str, *, with_triggerer: bool
 ) -> None:
     run = raw["run"]
     side.error = raw["error"]
@@ -177,28 +153,12 @@ def _fill(
     ended = run.end_date.timestamp() if run.end_date else time.time()
     if run.start_date and run.end_date:
         side.wall = (run.end_date - run.start_date).total_seconds()
-    side_from_logs(
-        side,
-        sim,
-        signer=signer,
-        workers=worker_ids,
-        host_program="agent",
-        run_date=run_date,
-        started=raw["triggered"],
-        ended=ended,
-    )
+    side_from_logs(side, fleet, run_date, raw["triggered"], ended)
     slots = metrics.integrate_states(raw["samples"])
-    side.deferred_steps = sorted(
-        {
-            metrics.step_of(task_id)
-            for _, states in raw["samples"]
-            for task_id, state in states.items()
-            if state == "deferred"
-        }
-    )
     deferred_tasks = {
         task_id for _, states in raw["samples"] for task_id, state in states.items() if state == "deferred"
     }
+    side.deferred_steps = sorted({metrics.step_of(task_id) for task_id in deferred_tasks})
     durations = {
         task_id: (task.end_date - task.start_date).total_seconds()
         for task_id, task in run.tasks.items()

@@ -7,12 +7,13 @@ run against. Every worker runs :func:`fleet_sim.demo_job` for ``job_seconds``.
 
 Two things a host can be asked to run:
 
-- the real agent, with the command the DAG itself sends (:func:`agent_script`);
+- the real agent, with the command the DAG itself sends;
 - at sizes where hundreds of real agents would overload a 2-core machine, a stand-in
   (:func:`standin_script`): it reads its instance ID from IMDS like the agent, runs ``sleep``
   detached for the job's length, writes when it ended to ``$HOME/job-ended``, then stops its own
   instance with one ``StopInstances`` call (curl, no SDK). The orchestration sees the same
   shape as with the agent: the command ends at once, the instance stops itself at the job's end.
+  It is the fleet config's agent command (:func:`for_flow`), so the DAGs send it unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
 
 from fleet_sim import demo_job, sim_fleet_config
@@ -126,19 +126,27 @@ def write_yaml(path: str | os.PathLike[str], data: Any) -> Path:
     return path
 
 
-def render(template: str, run_date: str, *, force: bool = False) -> str:
-    """The DAG's templated agent command as Airflow renders it for a run of ``run_date``."""
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    return environment.from_string(template).render(
-        fleet_run_date=lambda _dag_run: run_date, dag_run=None, params={"force": force}
-    )
+def for_flow(
+    base: Mapping[str, Any],
+    signer: str,
+    workers: list[str],
+    *,
+    one_role: str | None = None,
+    standin_seconds: float | None = None,
+) -> dict[str, Any]:
+    """``base`` on given instances (:func:`assigned`), for a flow's DAG.
 
-
-def agent_script(config: Any, role: Any, run_date: str) -> str:
-    """The shell script ``run_agent`` sends for ``role`` (a ``RoleConfig``), rendered for ``run_date``."""
-    from fleet_dag.builder import agent_command
-
-    return render(agent_command(config, role), run_date)
+    :param one_role: keep only the first role, under this name, on the first worker (a batched
+        flow gives its ``start`` every worker)
+    :param standin_seconds: the hosts run the stand-in (:func:`standin_script`) for this long,
+        as the agent's command: the DAG sends it where it would send the agent
+    """
+    data = assigned(base, signer, workers)
+    if one_role:
+        data["roles"] = [{**data["roles"][0], "name": one_role}]
+    if standin_seconds is not None:
+        data["agent"]["command"] = ["bash", "-c", standin_script(standin_seconds), "standin"]
+    return data
 
 
 def standin_script(job_seconds: float) -> str:

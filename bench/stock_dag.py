@@ -84,50 +84,6 @@ def _only_set(**kwargs: Any) -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
-def start_operator(task_id: str, instance_id: str, intervals: StockIntervals, **common: Any):
-    return EC2StartInstanceOperator(
-        task_id=task_id,
-        instance_id=instance_id,
-        **_only_set(check_interval=intervals.check_interval),
-        **common,
-    )
-
-
-def stop_operator(task_id: str, instance_id: str, intervals: StockIntervals, **common: Any):
-    return EC2StopInstanceOperator(
-        task_id=task_id,
-        instance_id=instance_id,
-        **_only_set(check_interval=intervals.check_interval),
-        **common,
-    )
-
-
-def run_command_operator(
-    task_id: str, instance_id: str, script: str, comment: str, intervals: StockIntervals, **common: Any
-):
-    return SsmRunCommandOperator(
-        task_id=task_id,
-        document_name=DOCUMENT,
-        run_command_kwargs={
-            "InstanceIds": [instance_id],
-            "Parameters": {"commands": [script]},
-            "Comment": comment[:100],
-        },
-        **_only_set(waiter_delay=intervals.waiter_delay),
-        **common,
-    )
-
-
-def stopped_sensor(task_id: str, instance_id: str, intervals: StockIntervals, **common: Any):
-    return EC2InstanceStateSensor(
-        task_id=task_id,
-        instance_id=instance_id,
-        target_state="stopped",
-        **_only_set(poke_interval=intervals.poke_interval),
-        **common,
-    )
-
-
 def build_stock_dag(config: Any, dag_id: str = STOCK_DAG_ID, intervals: StockIntervals | None = None) -> DAG:
     """The stock-operator DAG for a validated ``FleetConfig`` (one task group per worker role)."""
     from fleet_dag.builder import RUN_DATE, agent_command, run_date_for
@@ -145,19 +101,35 @@ def build_stock_dag(config: Any, dag_id: str = STOCK_DAG_ID, intervals: StockInt
         params={"force": Param(False, type="boolean")},
         user_defined_macros={"fleet_run_date": lambda dag_run: run_date_for(dag_run, config.timezone)},
     ) as dag:
-        start_signer = start_operator("start_signer", config.signer.instance, intervals, **common)
-        stop_signer = stop_operator("stop_signer", config.signer.instance, intervals, **common)
+        check = _only_set(check_interval=intervals.check_interval)
+        start_signer = EC2StartInstanceOperator(
+            task_id="start_signer", instance_id=config.signer.instance, **check, **common
+        )
+        stop_signer = EC2StopInstanceOperator(
+            task_id="stop_signer", instance_id=config.signer.instance, **check, **common
+        )
         for role in config.roles:
             with TaskGroup(group_id=role.name):
-                start = start_operator("start", role.instance, intervals, **common)
-                run = run_command_operator(
-                    "run_agent",
-                    role.instance,
-                    agent_command(config, role),
-                    f"{dag_id} {role.name} {RUN_DATE}",
-                    intervals,
+                start = EC2StartInstanceOperator(
+                    task_id="start", instance_id=role.instance, **check, **common
+                )
+                run_agent = SsmRunCommandOperator(
+                    task_id="run_agent",
+                    document_name=DOCUMENT,
+                    run_command_kwargs={
+                        "InstanceIds": [role.instance],
+                        "Parameters": {"commands": [agent_command(config, role)]},
+                        "Comment": f"{dag_id} {role.name} {RUN_DATE}"[:100],
+                    },
+                    **_only_set(waiter_delay=intervals.waiter_delay),
                     **common,
                 )
-                wait_stopped = stopped_sensor("wait_stopped", role.instance, intervals, **common)
-                start_signer >> start >> run >> wait_stopped >> stop_signer
+                wait_stopped = EC2InstanceStateSensor(
+                    task_id="wait_stopped",
+                    instance_id=role.instance,
+                    target_state="stopped",
+                    **_only_set(poke_interval=intervals.poke_interval),
+                    **common,
+                )
+                start_signer >> start >> run_agent >> wait_stopped >> stop_signer
     return dag

@@ -51,16 +51,16 @@ class TestFleetConfig:
 
 
 class TestScripts:
-    def test_the_agent_script_is_the_dags_command_rendered_for_the_run_date(self):
-        config = parse_config(
-            fleets.assigned(fleets.fleet_config(1), "i-0aaaaaaaaaaaaaaaa", ["i-0bbbbbbbbbbbbbbbb"])
-        )
+    def test_a_flows_fleet_is_one_named_role_over_the_first_worker_or_a_role_each(self):
+        base = fleets.fleet_config(2)
+        workers = ["i-0bbbbbbbbbbbbbbbb", "i-0cccccccccccccccc"]
 
-        script = fleets.agent_script(config, config.roles[0], "2026-11-23")
+        one = parse_config(fleets.for_flow(base, "i-0aaaaaaaaaaaaaaaa", workers, one_role="fleet"))
+        each = parse_config(fleets.for_flow(base, "i-0aaaaaaaaaaaaaaaa", workers, standin_seconds=5))
 
-        assert "--date '2026-11-23'" in script and "--role w001" in script
-        assert "{{" not in script and "{%" not in script and "--force" not in script
-        assert script.endswith("FLEET_SPEC")
+        assert [(role.name, role.instance) for role in one.roles] == [("fleet", "i-0bbbbbbbbbbbbbbbb")]
+        assert [role.instance for role in each.roles] == workers
+        assert each.agent.command[:2] == ["bash", "-c"] and one.agent.command[1:] == ["-m", "instance_agent"]
 
     def test_the_stand_in_sleeps_detached_then_stops_its_own_instance(self):
         script = fleets.standin_script(5)

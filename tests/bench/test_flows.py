@@ -1,4 +1,4 @@
-"""The in-process task runner: slots held, deferral to the triggerer, time asleep in a slot."""
+"""The in-process task runner: slots held, deferral to the trigger, time asleep in a slot; the DAG's tasks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from datetime import timedelta
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from airflow.triggers.base import TriggerEvent
+from fleet_dag.config import parse_config
 
-from bench.flows import FlowRecorder, FlowSpec, SlotMeter, Triggerer, run_task
+from bench import fleets
+from bench.flows import ROLE, DagFlow, FlowSpec, SlotMeter, build, run_task
 
 
 class Trigger:
@@ -41,30 +43,22 @@ class SleepingOperator:
         return "slept"
 
 
-@pytest.fixture
-def triggerer():
-    started = Triggerer()
-    yield started
-    started.close()
+def test_a_deferred_task_holds_a_slot_only_while_its_own_code_runs():
+    meter = SlotMeter()
 
-
-def test_a_deferred_task_holds_a_slot_only_while_its_own_code_runs(triggerer):
-    meter, recorder = SlotMeter(), FlowRecorder()
-
-    assert run_task(DeferringOperator(), "wait", meter=meter, triggerer=triggerer, recorder=recorder) == 3
+    assert run_task(DeferringOperator(), "wait", meter) == 3
 
     assert meter.peak == 1 and meter.held_now == 0
     assert meter.slot_seconds < 0.5
-    assert triggerer.triggers_run == 1 and "wait" in triggerer.deferred_seconds
-    assert [(step.step, step.error) for step in recorder.steps] == [("wait", None)]
+    assert meter.triggers_run == 1 and "wait" in meter.deferred_by_step
 
 
-def test_sleeping_in_a_slot_counts_as_waiting_there(triggerer):
+def test_sleeping_in_a_slot_counts_as_waiting_there():
     meter = SlotMeter()
     real_sleep = time.sleep
     time.sleep = meter.counting_sleep(real_sleep)
     try:
-        run_task(SleepingOperator(), "poke", meter=meter, triggerer=triggerer, recorder=FlowRecorder())
+        run_task(SleepingOperator(), "poke", meter)
         time.sleep(0.05)  # outside any slot: not counted
     finally:
         time.sleep = real_sleep
@@ -74,19 +68,57 @@ def test_sleeping_in_a_slot_counts_as_waiting_there(triggerer):
     assert meter.slot_seconds >= meter.waiting_seconds
 
 
-def test_a_failing_task_is_recorded_and_raises(triggerer):
+def test_a_failing_task_raises_and_frees_its_slot():
     class Failing:
         def execute(self, context):
             raise RuntimeError("no capacity")
 
-    recorder = FlowRecorder()
+    meter = SlotMeter()
     with pytest.raises(RuntimeError, match="no capacity"):
-        run_task(Failing(), "start", meter=SlotMeter(), triggerer=triggerer, recorder=recorder)
-    assert recorder.steps[0].error == "RuntimeError: no capacity"
+        run_task(Failing(), "start", meter)
+    assert meter.held_now == 0 and "start" in meter.by_step
+
+
+def spec(flow: str, workers=("i-0bbbbbbbbbbbbbbbb", "i-0cccccccccccccccc"), **kwargs) -> FlowSpec:
+    base = fleets.fleet_config(len(workers))
+    fleet = fleets.for_flow(
+        base, "i-0aaaaaaaaaaaaaaaa", list(workers), one_role=ROLE if flow == "ours" else None, **kwargs
+    )
+    return FlowSpec(flow, fleet, list(workers), "2026-11-23")
+
+
+def test_ours_is_fleet_daily_for_one_role_whose_start_is_given_every_worker():
+    dag = build(spec("ours"))
+
+    assert dag.dag_id == "fleet_daily"
+    assert dag.get_task(f"{ROLE}.start").instance_ids == ["i-0bbbbbbbbbbbbbbbb", "i-0cccccccccccccccc"]
+    assert dag.get_task("start_signer").instance_ids == ["i-0aaaaaaaaaaaaaaaa"]
+
+
+def test_the_tasks_render_the_dags_own_agent_command_for_the_run_date():
+    flow = DagFlow(build(spec("ours")), "2026-11-23", SlotMeter())
+    task = flow.dag.get_task(f"{ROLE}.run_agent")
+    flow.xcoms[f"{ROLE}.start", "return_value"] = ["i-0bbbbbbbbbbbbbbbb"]
+
+    task.render_template_fields(flow.context(task.task_id))
+
+    script = task.parameters["commands"][0]
+    assert "--date '2026-11-23'" in script and f"--role {ROLE}" in script
+    assert "{{" not in script and "{%" not in script and "--force" not in script
+    assert script.endswith("FLEET_SPEC")
+    assert task.instance_ids == ["i-0bbbbbbbbbbbbbbbb"]  # start's XCom
+
+
+def test_the_stand_in_is_the_commands_program_and_stock_has_a_chain_per_worker():
+    stock = spec("stock", standin_seconds=5)
+    config = parse_config(stock.fleet)
+
+    assert config.agent.command[:2] == ["bash", "-c"] and "standin" in config.agent.command[2]
+    assert {"w001.run_agent", "w002.wait_stopped", "start_signer"} <= set(build(stock).task_ids)
 
 
 def test_a_flow_spec_is_checked():
     with pytest.raises(ValueError, match="flow must be 'ours' or 'stock'"):
-        FlowSpec(flow="mine", signer="i-1", workers=["i-2"], scripts={"i-2": "true"}, run_date="2026-11-23")
-    with pytest.raises(ValueError, match="no script for worker"):
-        FlowSpec(flow="ours", signer="i-1", workers=["i-2"], scripts={}, run_date="2026-11-23")
+        FlowSpec("mine", {}, ["i-2"], "2026-11-23")
+    with pytest.raises(ValueError, match="at least one worker"):
+        FlowSpec("ours", {}, [], "2026-11-23")
