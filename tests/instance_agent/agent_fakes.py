@@ -173,6 +173,7 @@ class Harness:
         imds=None,
         signals_at=(),
         signals_broken_after=None,
+        reporter=None,
         **behaviour,
     ):
         self.clock = FakeClock()
@@ -183,9 +184,9 @@ class Harness:
             self.state.jobs[job.name] = JobRecord()
         self.store.save(self.state)
         self.launcher = FakeLauncher(self.clock, self.store, **behaviour)
-        self.reporter = FakeReporter()
+        self.reporter = reporter or FakeReporter()
         self.imds = imds(self.clock) if imds else None
-        settings = SupervisorSettings(
+        self.settings = SupervisorSettings(
             spec=self.spec,
             role="tasks",
             run_date="2026-11-23",
@@ -196,7 +197,7 @@ class Harness:
             **(timings or {"heartbeat_seconds": 3, "kill_grace_seconds": 2, "imds_poll_seconds": 1}),
         )
         self.supervisor = Supervisor(
-            settings,
+            self.settings,
             state=self.state,
             store=self.store,
             launcher=self.launcher,
