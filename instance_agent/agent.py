@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from instance_agent import exit_codes, procinfo
+from instance_agent.checks import parse_s3_prefix
 from instance_agent.clock import SystemClock, format_time
 from instance_agent.disk import disk_warnings
 from instance_agent.imds import ImdsClient
@@ -22,19 +23,18 @@ from instance_agent.launcher import PopenLauncher
 from instance_agent.lock import StateDirLock
 from instance_agent.paths import job_log_path, run_log_dir
 from instance_agent.planner import LOST_PROCESS_REASON, RUN, SKIP, WATCH, Decision, plan_jobs
-from instance_agent.protocol import DEFAULT_IMDS_POLL_SECONDS, STATE_RUNNING, STATE_SUCCEEDED, s3_run_prefix
-from instance_agent.reporter import Reporter, boto3_client_factory
-from instance_agent.shutdown import shut_down
-from instance_agent.spec import RunSpec, parse_s3_prefix, spec_from_document
-from instance_agent.state import (
+from instance_agent.protocol import (
+    DEFAULT_IMDS_POLL_SECONDS,
     JOB_INTERRUPTED,
     JOB_SUCCEEDED,
-    AgentRecord,
-    JobRecord,
-    RunState,
-    StateError,
-    StateStore,
+    STATE_RUNNING,
+    STATE_SUCCEEDED,
+    s3_run_prefix,
 )
+from instance_agent.reporter import Reporter, boto3_client_factory
+from instance_agent.shutdown import shut_down
+from instance_agent.spec import RunSpec, spec_from_document
+from instance_agent.state import AgentRecord, JobRecord, RunState, StateError, StateStore
 from instance_agent.supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("instance_agent")

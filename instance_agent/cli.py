@@ -14,6 +14,14 @@ from typing import Any
 
 from instance_agent import exit_codes, procinfo
 from instance_agent.agent import Prepared, RunOptions, configure_logging, execute, holder_text, prepare
+from instance_agent.checks import (
+    MAX_SPEC_BYTES,
+    SpecError,
+    check_directory,
+    check_seconds,
+    validate_date,
+    validate_role,
+)
 from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
 from instance_agent.display import one_line, shorten
 from instance_agent.lock import LockBusy, StateDirLock
@@ -24,20 +32,11 @@ from instance_agent.protocol import (
     DEFAULT_LOG_DIR,
     DEFAULT_STATE_DIR,
     JOB_NAME_PATTERN,
+    MIN_HEARTBEAT_SECONDS,
 )
 from instance_agent.shutdown import SHUTDOWN_MODES
 from instance_agent.signals import SignalRecorder
-from instance_agent.spec import (
-    MAX_SPEC_BYTES,
-    MIN_HEARTBEAT_SECONDS,
-    RunSpec,
-    SpecError,
-    check_directory,
-    check_seconds,
-    parse_spec,
-    validate_date,
-    validate_role,
-)
+from instance_agent.spec import RunSpec, parse_spec
 from instance_agent.state import StateError, StateStore
 
 log = logging.getLogger("instance_agent")

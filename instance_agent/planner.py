@@ -22,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from instance_agent.spec import RunSpec
-from instance_agent.state import (
+from instance_agent.protocol import (
     JOB_FAILED,
     JOB_INTERRUPTED,
     JOB_PENDING,
@@ -31,9 +30,9 @@ from instance_agent.state import (
     JOB_SKIPPED,
     JOB_SUCCEEDED,
     JOB_TIMED_OUT,
-    JobRecord,
-    RunState,
 )
+from instance_agent.spec import RunSpec
+from instance_agent.state import JobRecord, RunState
 
 RUN = "run"
 SKIP = "skip"

@@ -94,6 +94,7 @@ JOB_TIMED_OUT = "timed_out"
 JOB_INTERRUPTED = "interrupted"
 JOB_SKIPPED = "skipped"  # not run: it succeeded earlier for the date, or the run ended first
 JOB_WORDS = (JOB_PENDING, JOB_RUNNING, JOB_SKIPPED, JOB_INTERRUPTED, JOB_TIMED_OUT)
+JOB_STATUSES = (*JOB_WORDS, JOB_SUCCEEDED, JOB_FAILED)
 
 Outcome = Union[int, str]
 

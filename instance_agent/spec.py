@@ -34,66 +34,29 @@ from typing import Any, Callable
 from instance_agent.checks import (
     DEFAULT_DISK_WARN_PERCENT,
     MAX_JOBS,
-    MAX_SECONDS,
     MAX_SPEC_BYTES,
-    RESERVED_ENV,
     SpecError,
     check_argv,
     check_bool,
     check_cwd,
-    check_directory,
     check_env,
     check_job_name,
-    check_os_text,
     check_percent,
     check_s3_prefix,
     check_seconds,
-    parse_s3_prefix,
-    validate_date,
-    validate_role,
 )
+
+# Re-exported: the DAG's fleet config and the tests take the agent's rules from here.
+from instance_agent.checks import check_directory as check_directory
+from instance_agent.checks import check_os_text as check_os_text
+from instance_agent.checks import validate_date as validate_date
+from instance_agent.checks import validate_role as validate_role
 from instance_agent.display import one_line, shorten
 from instance_agent.protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_KILL_GRACE_SECONDS,
-    JOB_NAME_PATTERN,
     MIN_HEARTBEAT_SECONDS,
-    ROLE_NAME_PATTERN,
 )
-
-__all__ = [
-    "DEFAULT_DISK_WARN_PERCENT",
-    "DEFAULT_HEARTBEAT_SECONDS",
-    "DEFAULT_KILL_GRACE_SECONDS",
-    "JOB_KEYS",
-    "JOB_NAME_PATTERN",
-    "MAX_JOBS",
-    "MAX_SECONDS",
-    "MAX_SPEC_BYTES",
-    "MIN_HEARTBEAT_SECONDS",
-    "RESERVED_ENV",
-    "ROLE_NAME_PATTERN",
-    "RUN_KEYS",
-    "JobSpec",
-    "RunSpec",
-    "SpecError",
-    "check_argv",
-    "check_bool",
-    "check_cwd",
-    "check_directory",
-    "check_env",
-    "check_job",
-    "check_job_name",
-    "check_os_text",
-    "check_percent",
-    "check_s3_prefix",
-    "check_seconds",
-    "parse_s3_prefix",
-    "parse_spec",
-    "spec_from_document",
-    "validate_date",
-    "validate_role",
-]
 
 JOB_KEYS = ("name", "argv", "shell", "cwd", "env", "timeout", "rerun_on_interrupt")
 RUN_KEYS = (

@@ -33,19 +33,16 @@ from instance_agent.protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_IMDS_POLL_SECONDS,
     DEFAULT_KILL_GRACE_SECONDS,
-    STATE_INTERRUPTED,
-)
-from instance_agent.records import RunRecords, SupervisorResult, error_text
-from instance_agent.spec import JobSpec, RunSpec
-from instance_agent.state import (
     JOB_FAILED,
     JOB_INTERRUPTED,
     JOB_RUNNING,
     JOB_SUCCEEDED,
     JOB_TIMED_OUT,
-    RunState,
-    StateStore,
+    STATE_INTERRUPTED,
 )
+from instance_agent.records import RunRecords, SupervisorResult, error_text
+from instance_agent.spec import JobSpec, RunSpec
+from instance_agent.state import RunState, StateStore
 
 log = logging.getLogger("instance_agent")
 

@@ -22,12 +22,11 @@ from agent_testing import Agent
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from instance_agent.checks import MAX_SECONDS
 from instance_agent.cli import UsageError, build_parser, validate_run
+from instance_agent.protocol import JOB_NAME_PATTERN, ROLE_NAME_PATTERN
 from instance_agent.spec import (
-    JOB_NAME_PATTERN,
     MAX_JOBS,
-    MAX_SECONDS,
-    ROLE_NAME_PATTERN,
     RunSpec,
     SpecError,
     parse_spec,

@@ -10,7 +10,6 @@ import pytest
 from agent_fakes import FakeImds, Harness, job
 
 
-
 class TestSupervisor:
     def test_jobs_run_in_parallel_and_the_run_ends_with_the_last_one(self, tmp_path):
         harness = Harness(tmp_path, [job("a"), job("b")], a={"exits_at": 4}, b={"exits_at": 9, "code": 3})
