@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.stats import elapsed
+
 
 @dataclass(frozen=True)
 class WorkerStop:
@@ -26,15 +28,11 @@ class WorkerStop:
 
     @property
     def idle_to_stopping(self) -> float | None:
-        if self.job_end is None or self.stopping is None:
-            return None
-        return self.stopping - self.job_end
+        return elapsed(self.job_end, self.stopping)
 
     @property
     def idle_to_stopped(self) -> float | None:
-        if self.job_end is None or self.stopped is None:
-            return None
-        return self.stopped - self.job_end
+        return elapsed(self.job_end, self.stopped)
 
 
 def state_changes(events: Iterable[Mapping[str, Any]], instance_id: str, to: str) -> list[float]:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.old_scripts_model import OldScriptsOutcome
+from bench.stats import elapsed
 
 OURS = "ours"
 STOCK = "stock"
@@ -48,9 +49,7 @@ class SideResult:
 
     @property
     def overhead(self) -> float | None:
-        if self.wall is None or self.longest_job is None:
-            return None
-        return self.wall - self.longest_job
+        return elapsed(self.longest_job, self.wall)
 
     @property
     def total_calls(self) -> int:

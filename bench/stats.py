@@ -17,6 +17,11 @@ def maximum(values: Iterable[float | None]) -> float | None:
     return max(known) if known else None
 
 
+def elapsed(start: float | None, end: float | None) -> float | None:
+    """``end - start``; ``None`` when either is unknown."""
+    return None if start is None or end is None else end - start
+
+
 def ratio(ours: float | None, other: float | None) -> float | None:
     """``ours / other``; ``None`` when either is unknown or ``other`` is zero."""
     if ours is None or other is None or other == 0:

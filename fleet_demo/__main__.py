@@ -34,6 +34,11 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # Seconds, not the real fleet's minutes: a demo run takes about half a minute.
 SCENARIO = {"transition_delay": 1.0, "registration_delay": 2.0}
 POLL_INTERVAL = "2s"
+# The two runs of the date: the scheduler's, then one like the UI's Trigger button (see trigger_plan).
+RUNS = (
+    ("demo_first", trigger_plan.first_trigger, "First run"),
+    ("demo_second", trigger_plan.second_trigger, "Second run, same date"),
+)
 
 
 def parse_args(argv: list[str] | None, now: datetime | None = None) -> argparse.Namespace:
@@ -123,26 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"Airflow is up at {airflow.api_url} (task logs under {airflow.home / 'logs'})")
                 airflow.wait_for_dag()
                 # Each trigger is planned from the clock at the moment it is made (see trigger_plan).
-                first, first_window = run_once(
-                    airflow,
-                    sim,
-                    args.date,
-                    roles,
-                    signer,
-                    "demo_first",
-                    trigger_plan.first_trigger(args.date, datetime.now(UTC), args.timezone),
-                )
-                print(render(first, "First run"), flush=True)
-                second, _ = run_once(
-                    airflow,
-                    sim,
-                    args.date,
-                    roles,
-                    signer,
-                    "demo_second",
-                    trigger_plan.second_trigger(args.date, datetime.now(UTC), args.timezone),
-                )
-                print(render(second, "Second run, same date"), flush=True)
+                done = []
+                for name, plan, title in RUNS:
+                    trigger = plan(args.date, datetime.now(UTC), args.timezone)
+                    done.append(run_once(airflow, sim, args.date, roles, signer, name, trigger))
+                    print(render(done[-1][0], title), flush=True)
+                (first, first_window), (second, _) = done
         except HarnessError as error:
             print(f"fleet_demo: Airflow failed: {error}", file=sys.stderr)
             return EXIT_FAILED
