@@ -7,9 +7,8 @@ Modules, by what they hold:
 - :mod:`bench.fleets`: generated fleet configs of N worker roles, and the commands the hosts run
 - :mod:`bench.stock_dag`: the same daily flow built only from the provider's stock operators
 - :mod:`bench.old_scripts_model`: the Lambda + ``apagarServer*.sh`` timing model
-- :mod:`bench.flows`: the operator-level flows (ours and stock), run in-process like a worker
-  and a triggerer would
-- :mod:`bench.flow_child`: the process that runs one flow (so its peak memory is its own)
+- :mod:`bench.flows`: the operator-level flows (the tasks of fleet_daily and of the stock DAG), run in a
+  process of their own like a worker and a triggerer would
 - :mod:`bench.airflow_runs`: full DAG runs through real Airflow (``airflow_harness``)
 - :mod:`bench.measure`: one size end to end: simulator, flows, metrics from its logs
 - :mod:`bench.metrics`: the metrics, computed from the simulator's timeline and API call log
@@ -17,5 +16,5 @@ Modules, by what they hold:
 - :mod:`bench.parse_time`: DAG file parse times
 - :mod:`bench.procs`: peak memory of processes, from ``/proc``
 - :mod:`bench.stats`: medians, ratios, number formatting
-- :mod:`bench.report`: ``RESULTS.md``
+- :mod:`bench.report`, :mod:`bench.size_report`: ``RESULTS.md`` (tables as data; ``method.md``)
 """

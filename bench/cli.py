@@ -164,26 +164,18 @@ def measure_size(size: int, args: argparse.Namespace, workdir: Path) -> SizeResu
     from bench.airflow_runs import measure_airflow
     from bench.measure import measure_in_process
 
+    airflow = size <= args.airflow_max
     host_program = "agent" if size <= args.agent_max else "stand-in"
+    timing = {"workdir": workdir, "job_seconds": args.job_seconds, "poll_interval": args.poll_interval}
     try:
-        if size <= args.airflow_max:
-            if host_program != "agent":
-                raise ValueError(f"full Airflow runs use the real agent: --agent-max must be at least {size}")
-            return measure_airflow(
-                size, workdir=workdir, job_seconds=args.job_seconds, poll_interval=args.poll_interval
-            )
-        return measure_in_process(
-            size,
-            workdir=workdir,
-            job_seconds=args.job_seconds,
-            poll_interval=args.poll_interval,
-            host_program=host_program,
-        )
+        if not airflow:
+            return measure_in_process(size, host_program=host_program, **timing)
+        if host_program != "agent":
+            raise ValueError(f"full Airflow runs use the real agent: --agent-max must be at least {size}")
+        return measure_airflow(size, **timing)
     except Exception as error:  # one size failing must not lose the others' results
-        method = "airflow" if size <= args.airflow_max else "in-process"
-        return SizeResult(
-            workers=size, method=method, host_program=host_program, error=f"{type(error).__name__}: {error}"
-        )
+        method, message = "airflow" if airflow else "in-process", f"{type(error).__name__}: {error}"
+        return SizeResult(workers=size, method=method, host_program=host_program, error=message)
 
 
 def run(args: argparse.Namespace, workdir: Path) -> BenchResults:

@@ -1,7 +1,7 @@
 """One fleet size, measured at operator level: a simulator, ours then stock, metrics from its logs.
 
 The simulator runs in this process; each flow runs in a child process
-(:mod:`bench.flow_child`), so that the child's ``ru_maxrss`` is the orchestration's own memory.
+(:mod:`bench.flows`), so that the child's ``ru_maxrss`` is the orchestration's own memory.
 The two flows run one after the other on the same simulated fleet, each for its own run date
 (the agent runs a date's jobs once). Every metric comes from what the simulator recorded: its
 timeline (state changes) and its API call log (by caller), plus each host's record of its jobs.
@@ -61,24 +61,23 @@ def new_side(key: str, poll_interval: float) -> SideResult:
     return SideResult(key=key, label=LABELS[key], intervals=intervals, poll_interval=poll)
 
 
-def child_environment(sim: Any, home: Path) -> dict[str, str]:
-    """A flow child's environment: Airflow pointed at the simulator, nothing of real AWS."""
+def child_environment(home: Path, **extra: str) -> dict[str, str]:
+    """A child process's environment: the project importable, Airflow at ``home``, nothing of real AWS."""
+    inherited = ("AIRFLOW", "AWS_", "FLEET_")
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW", "AWS_", "FLEET_")) and key != "PYTHONPATH"
+        if not key.startswith(inherited) and key != "PYTHONPATH"
     }
-    env.update(
-        {
-            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "dags"), str(REPO / "plugins")]),
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-            "AIRFLOW_CONN_AWS_DEFAULT": sim.airflow_connection(),
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-    )
-    return env
+    return {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "dags"), str(REPO / "plugins")]),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **extra,
+    }
 
 
 def run_child(spec: FlowSpec, sim: Any, workdir: Path, name: str, timeout: float) -> dict[str, Any]:
@@ -91,8 +90,10 @@ def run_child(spec: FlowSpec, sim: Any, workdir: Path, name: str, timeout: float
     with open(log_path, "wb") as log:
         try:
             process = subprocess.run(
-                [sys.executable, "-m", "bench.flow_child", str(spec_path), str(out_path)],
-                env=child_environment(sim, workdir / "airflow-home"),
+                [sys.executable, "-m", "bench.flows", str(spec_path), str(out_path)],
+                env=child_environment(
+                    workdir / "airflow-home", AIRFLOW_CONN_AWS_DEFAULT=sim.airflow_connection()
+                ),
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,

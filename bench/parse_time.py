@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -78,19 +77,14 @@ def time_parsing(config_path: Path, repeat: int) -> dict[str, Any]:
 def measure_parse(roles: int, repeat: int, workdir: Path, timeout: float = 600.0) -> ParseResult:
     """Time parsing a DAG of ``roles`` roles in a fresh interpreter."""
     from bench.fleets import fleet_config, write_yaml
+    from bench.measure import child_environment
 
     result = ParseResult(roles=roles)
     config_path = write_yaml(workdir / f"fleet.{roles}-roles.yaml", fleet_config(roles))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "FLEET_"))}
-    env.update(
-        {
-            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "dags"), str(REPO / "plugins")]),
-            "AIRFLOW_HOME": str(workdir / "airflow-home"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        }
+    env = child_environment(
+        workdir / "airflow-home",
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
     )
     command = [
         sys.executable,
@@ -113,18 +107,7 @@ def measure_parse(roles: int, repeat: int, workdir: Path, timeout: float = 600.0
         tail = "\n".join((done.stderr or done.stdout).splitlines()[-10:])
         result.error = f"the parse timing process exited {done.returncode}: {tail}"
         return result
-    found = json.loads(lines[-1])
-    result.tasks = found["tasks"]
-    result.build_ms = found["build_ms"]
-    result.dagbag_first_ms = found["dagbag_first_ms"]
-    result.dagbag_ms = found["dagbag_ms"]
-    result.stock_build_ms = found["stock_build_ms"]
-    result.stock_tasks = found["stock_tasks"]
-    return result
-
-
-def median_ms(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+    return ParseResult(roles=roles, **json.loads(lines[-1]))
 
 
 def main(argv: list[str] | None = None) -> int:
