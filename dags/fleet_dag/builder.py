@@ -18,11 +18,12 @@ import importlib
 import json
 import re
 import shlex
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
+from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, TriggerRule
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert
 from airflow.timetables.trigger import CronTriggerTimetable
@@ -201,9 +202,32 @@ def _deadline(config: FleetConfig) -> DeadlineAlert:
     )
 
 
-def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any) -> TaskGroup:
+def poll_plan(config: FleetConfig, bound: timedelta, *, at_most: int | None = None) -> tuple[int, int]:
+    """A wait's pace: ``(seconds between polls, polls)`` within ``bound``.
+
+    The config's ``poll_interval`` in whole seconds (at least 1, as polling faster only loads the
+    API; at most ``at_most``), and as many polls as fit in ``bound``, at least one.
+    """
+    every = max(1, int(config.poll_interval.total_seconds()))
+    if at_most is not None:
+        every = min(every, at_most)
+    return every, max(1, int(bound.total_seconds()) // every)
+
+
+@dataclass(frozen=True)
+class RoleTasks:
+    """The tasks of one role's group that the DAG wires to the signer and to ``wait_turn``."""
+
+    group: TaskGroup
+    skip_if_done: BaseOperator
+    run_agent: BaseOperator
+    wait_stopped: BaseOperator
+
+
+def build_role_group(config: FleetConfig, role: RoleConfig) -> RoleTasks:
     common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
-    poll = int(config.poll_interval.total_seconds())
+    poll, boot_polls = poll_plan(config, config.boot_timeout)
+    command_poll, command_polls = poll_plan(config, AGENT_COMMAND_TIMEOUT, at_most=5)
     guarded = _turn_guard(config)
     with TaskGroup(
         group_id=role.name, tooltip=f"{role.name}: {', '.join(j.name for j in role.jobs)}"
@@ -241,8 +265,9 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
             instance_ids=start.output,
             skip_when_done_for=RUN_DATE,
             deferrable=True,
-            waiter_delay=poll,
-            waiter_max_attempts=max(1, int(config.boot_timeout.total_seconds()) // max(poll, 1)),
+            poke_interval=poll,
+            # Whole polls: the trigger gives up after the last poll that fits in boot_timeout.
+            timeout=poll * boot_polls,
             **common,
         )
         run_agent = FleetRunAgentOperator(
@@ -256,8 +281,9 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
             reuse_in_flight=True,
             **guarded,
             deferrable=True,
-            waiter_delay=max(1, min(poll, 5)),
-            waiter_max_attempts=int(AGENT_COMMAND_TIMEOUT.total_seconds()) // max(1, min(poll, 5)) + 1,
+            waiter_delay=command_poll,
+            # One more: the last poll lands on the bound itself (61 polls of 5 s for 300 s).
+            waiter_max_attempts=command_polls + 1,
             **common,
         )
         wait_stopped = FleetInstanceStateSensor(
@@ -286,26 +312,21 @@ def build_role_group(config: FleetConfig, role: RoleConfig, signer_started: Any)
             **common,
         )
         skip_if_done >> start >> wait_running >> wait_ssm >> run_agent >> wait_stopped >> report
-        # The workers boot while the signer does; only their agents wait for it.
-        signer_started >> run_agent
-    return group
+    return RoleTasks(group=group, skip_if_done=skip_if_done, run_agent=run_agent, wait_stopped=wait_stopped)
 
 
 def _turn_guard(config: FleetConfig) -> dict[str, Any]:
     """For the steps that act on a VM: in a cleared run, first make sure the fleet is the run's."""
-    return {"turn_task_id": TURN_TASK_ID, "turn_poll_interval": max(config.poll_interval.total_seconds(), 1)}
+    # The guard polls at least once a second itself.
+    return {"turn_task_id": TURN_TASK_ID, "turn_poll_interval": config.poll_interval.total_seconds()}
 
 
 def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
     common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
     role_names = [role.name for role in config.roles]
-    poll = int(config.poll_interval.total_seconds())
+    poll, boot_polls = poll_plan(config, config.boot_timeout)
     # The signer's start and stop wait for its state like every other wait: deferred and bounded.
-    signer_wait = {
-        "deferrable": True,
-        "waiter_delay": poll,
-        "waiter_max_attempts": max(1, int(config.boot_timeout.total_seconds()) // max(poll, 1)),
-    }
+    signer_wait = {"deferrable": True, "waiter_delay": poll, "waiter_max_attempts": boot_polls}
     with DAG(
         dag_id=dag_id,
         description="Start the fleet, run each role's jobs once per day, stop every VM when done",
@@ -325,6 +346,10 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         on_failure_callback=_notifier(config, f"{DAG_ID} failed"),
         deadline=_deadline(config),
     ) as dag:
+        # One run at a time on the fleet, whatever started it (a backfill's runs do not count
+        # against max_active_runs=1): no role's first step before this run's turn. A setup, so
+        # that a Clear of any step it guards clears it too and the run takes its turn again.
+        wait_turn = FleetWaitTurnSensor(task_id=TURN_TASK_ID, poke_interval=poll).as_setup()
         # Waits for `running`: no agent is sent its command before the signer is up.
         start_signer = FleetStartInstancesOperator(
             task_id="start_signer",
@@ -332,6 +357,9 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
             # Booted only while some role of the run has work for the date, also when cleared.
             skip_when_done_for=RUN_DATE,
             needed_by={role.name: role.instance_ids for role in config.roles},
+            # The signer boots only when some role has work: a second run for a date already
+            # done boots nothing at all.
+            trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
             **_turn_guard(config),
             **signer_wait,
             **common,
@@ -339,29 +367,23 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         stop_signer = FleetStopInstancesOperator(
             task_id="stop_signer",
             instance_ids=[config.signer.instance],
+            # Whenever this run had its turn, even when start_signer itself failed (say its wait
+            # timed out after StartInstances went through): stopping a stopped instance is a no-op,
+            # a forgotten one costs. Never when it had no turn: then the signer is another run's.
+            # (Airflow's rule for a teardown, which as_teardown below sets too.)
+            trigger_rule=TriggerRule.ALL_DONE_SETUP_SUCCESS,
             **_turn_guard(config),
             **signer_wait,
             **common,
         )
-        # One run at a time on the fleet, whatever started it (a backfill's runs do not count
-        # against max_active_runs=1): no role's first step before this run's turn. A setup, so
-        # that a Clear of any step it guards clears it too and the run takes its turn again.
-        wait_turn = FleetWaitTurnSensor(task_id=TURN_TASK_ID, poke_interval=max(poll, 1)).as_setup()
-        for role in config.roles:
-            build_role_group(config, role, start_signer)
-        wait_turn >> [dag.get_task(f"{role.name}.skip_if_done") for role in config.roles]
-        # The signer boots only when some role has work: a second run for a date already done
-        # boots nothing at all.
-        [dag.get_task(f"{role.name}.skip_if_done") for role in config.roles] >> start_signer
-        start_signer.trigger_rule = TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+        roles = [build_role_group(config, role) for role in config.roles]
+        for role in roles:
+            wait_turn >> role.skip_if_done >> start_signer
+            # The workers boot while the signer does; only their agents wait for it.
+            start_signer >> role.run_agent
         # The signer is stopped as soon as every worker is down: the reports need no signer and
         # run beside it (each report still decides its role's outcome and the run's).
-        waits = [dag.get_task(f"{role.name}.wait_stopped") for role in config.roles]
-        waits >> stop_signer.as_teardown(setups=[start_signer, wait_turn])
-        # Whenever this run had its turn, even when start_signer itself failed (say its wait timed
-        # out after StartInstances went through): stopping a stopped instance is a no-op, a
-        # forgotten one costs. Never when it had no turn: then the signer is another run's.
-        stop_signer.trigger_rule = TriggerRule.ALL_DONE_SETUP_SUCCESS
+        [role.wait_stopped for role in roles] >> stop_signer.as_teardown(setups=[start_signer, wait_turn])
     # Set once the tasks exist: every operator made while the DAG has params deep-copies them
     # into its own (several times over), and the `roles` param lists every role, so parsing
     # grew with the square of the fleet (1 s at 300 roles). At run time Airflow merges the

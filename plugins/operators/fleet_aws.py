@@ -1,4 +1,4 @@
-"""What every fleet operator, sensor and trigger shares: hooks, retries, batched reads, errors.
+"""What every fleet operator, sensor and trigger shares: hooks, retries, errors, ID lists.
 
 The provider's hooks give us credentials from the Airflow connection; botocore's own retry
 machinery (``standard`` mode: exponential backoff with jitter, bounded attempts) handles
@@ -10,9 +10,10 @@ from __future__ import annotations
 import ast
 import copy
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from airflow.providers.common.compat.sdk import (
@@ -24,32 +25,10 @@ from airflow.providers.common.compat.sdk import (
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
-from instance_agent.protocol import AgentReport
-
 # botocore retries throttling and transient errors itself in "standard" mode with exponential
 # backoff and full jitter (capped at 20 s). botocore counts ``max_attempts`` as retries: 8 retries,
 # 9 attempts in all, bound one call to at most about 90 s of backoff.
 DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 8}
-
-# DescribeInstances refuses more than 1000 IDs in one request.
-DESCRIBE_BATCH = 1000
-
-# EC2 errors that mean "no room for this instance now", where trying another candidate helps.
-CAPACITY_ERRORS = frozenset(
-    {
-        "InsufficientInstanceCapacity",
-        "InsufficientHostCapacity",
-        "InsufficientReservedInstanceCapacity",
-        "InsufficientCapacity",
-        "InsufficientCapacityOnOutpost",
-    }
-)
-
-NOT_FOUND_ERRORS = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
-
-# EC2 instance states. "Transitional" states are waited out before start or stop.
-TRANSITIONAL_STATES = frozenset({"pending", "stopping", "shutting-down"})
-GONE_STATES = frozenset({"shutting-down", "terminated"})
 
 
 class FleetError(AirflowException):
@@ -102,33 +81,77 @@ def connection_config_kwargs(aws_conn_id: str | None) -> dict[str, Any]:
     return config
 
 
-def make_ec2_hook(
+def hook_parameters(
+    hook_class: type, aws_conn_id: str | None, botocore_config: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a fleet hook adds to the provider's hook arguments: bounded retries, and for EC2 the
+    client API (the fleet reads pages of DescribeInstances, which the resource API does not offer)."""
+    extra: dict[str, Any] = {"config": with_default_retries(botocore_config, aws_conn_id)}
+    if issubclass(hook_class, EC2Hook):
+        extra["api_type"] = "client_type"
+    return extra
+
+
+def make_hook(
+    hook_class: type[AwsGenericHook],
     aws_conn_id: str | None,
     region_name: str | None,
     verify: bool | str | None = None,
     botocore_config: dict[str, Any] | None = None,
-) -> EC2Hook:
-    return EC2Hook(
+) -> Any:
+    """A provider hook as every fleet operator, sensor and trigger makes it."""
+    return hook_class(
         aws_conn_id=aws_conn_id,
         region_name=region_name,
         verify=verify,
-        config=with_default_retries(botocore_config, aws_conn_id),
-        api_type="client_type",
+        **hook_parameters(hook_class, aws_conn_id, botocore_config),
     )
 
 
-def make_ssm_hook(
-    aws_conn_id: str | None,
-    region_name: str | None,
-    verify: bool | str | None = None,
-    botocore_config: dict[str, Any] | None = None,
-) -> SsmHook:
-    return SsmHook(
-        aws_conn_id=aws_conn_id,
-        region_name=region_name,
-        verify=verify,
-        config=with_default_retries(botocore_config, aws_conn_id),
-    )
+def make_ec2_hook(*args: Any, **kwargs: Any) -> EC2Hook:
+    return make_hook(EC2Hook, *args, **kwargs)
+
+
+def make_ssm_hook(*args: Any, **kwargs: Any) -> SsmHook:
+    return make_hook(SsmHook, *args, **kwargs)
+
+
+class FleetAwsTask:
+    """Mixin for the fleet's ``AwsBaseOperator``/``AwsBaseSensor`` subclasses (put it before them).
+
+    It owns what every such task adds to the provider's: its hook's parameters
+    (:func:`hook_parameters`), the connection arguments its triggers get, and an EC2 hook for the
+    tasks whose own hook is another service's (they read the agent's instance tags).
+    """
+
+    aws_hook_class: type[AwsGenericHook]
+    aws_conn_id: str | None
+    region_name: str | None
+    verify: bool | str | None
+    botocore_config: dict[str, Any] | None
+
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        return {
+            **super()._hook_parameters,  # type: ignore[misc]
+            **hook_parameters(self.aws_hook_class, self.aws_conn_id, self.botocore_config),
+        }
+
+    @property
+    def connection_args(self) -> dict[str, Any]:
+        """The AWS connection arguments of this task, as its triggers take them."""
+        return {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "botocore_config": self.botocore_config,
+        }
+
+    @cached_property
+    def ec2_hook(self) -> EC2Hook:
+        if issubclass(self.aws_hook_class, EC2Hook):
+            return self.hook  # type: ignore[attr-defined]
+        return make_ec2_hook(**self.connection_args)
 
 
 def error_code(error: ClientError) -> str:
@@ -166,58 +189,7 @@ def normalize_instance_ids(instance_ids: Iterable[str] | str, what: str = "insta
     return ids
 
 
-@dataclass(frozen=True)
-class InstanceView:
-    """One instance as one DescribeInstances call saw it."""
-
-    instance_id: str
-    state: str
-    tags: dict[str, str] = field(default_factory=dict)
-    state_reason: str | None = None
-
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> InstanceView:
-        return cls(
-            instance_id=data["InstanceId"],
-            state=data["State"]["Name"],
-            tags={tag["Key"]: tag["Value"] for tag in data.get("Tags", [])},
-            state_reason=(data.get("StateReason") or {}).get("Message"),
-        )
-
-    @property
-    def report(self) -> AgentReport | None:
-        return AgentReport.from_tags(self.tags)
-
-    def to_xcom(self) -> dict[str, Any]:
-        return {"state": self.state, "tags": dict(self.tags)}
-
-
-def describe_instances(client: Any, instance_ids: Sequence[str]) -> dict[str, InstanceView]:
-    """Read the state and tags of every instance: one call per 1000 IDs, pages followed.
-
-    An unknown or malformed ID raises :class:`FleetError` naming it.
-    """
-    views: dict[str, InstanceView] = {}
-    paginator = client.get_paginator("describe_instances")
-    for batch in chunked(list(instance_ids), DESCRIBE_BATCH):
-        try:
-            for page in paginator.paginate(InstanceIds=batch):
-                for reservation in page.get("Reservations", []):
-                    for data in reservation.get("Instances", []):
-                        view = InstanceView.from_api(data)
-                        views[view.instance_id] = view
-        except ClientError as error:
-            if error_code(error) in NOT_FOUND_ERRORS:
-                raise FleetError(
-                    f"EC2 instance not found among {_short(batch)}: {error_message(error)}"
-                ) from error
-            raise
-    missing = [instance_id for instance_id in instance_ids if instance_id not in views]
-    if missing:
-        raise FleetError(f"EC2 instance(s) {', '.join(missing)} not found (DescribeInstances)")
-    return views
-
-
-def _short(ids: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(ids[:limit])
-    return shown if len(ids) <= limit else f"{shown} and {len(ids) - limit} more"
+def some(items: Sequence[str], limit: int = 10) -> str:
+    """``items`` for a message: the first ``limit`` of them, then how many more."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowSkipException
 
 from instance_agent.protocol import AgentReport
-from operators.fleet_aws import InstanceView, describe_instances
+from operators.fleet_ec2 import InstanceView, describe_instances
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

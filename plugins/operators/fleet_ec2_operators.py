@@ -19,27 +19,30 @@ from airflow.providers.common.compat.sdk import conf
 from botocore.exceptions import ClientError
 
 from operators.fleet_aws import (
-    CAPACITY_ERRORS,
+    FleetAwsTask,
     FleetError,
     FleetStateFailure,
-    InstanceView,
-    describe_instances,
     error_code,
     error_message,
     normalize_instance_ids,
-    with_default_retries,
 )
 from operators.fleet_done_checks import skip_if_done, skip_unless_work
-from operators.fleet_ec2_triggers import SETTLED, FleetInstanceStateTrigger
+from operators.fleet_ec2 import (
+    CAPACITY_ERRORS,
+    INCORRECT_STATE,
+    SETTLED,
+    START_STATES,
+    STOP_STATES,
+    ActionStates,
+    InstanceView,
+    describe_instances,
+)
+from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 from operators.fleet_turn_guard import FleetTurnGuard
-from operators.fleet_wait import defer_timeout, raise_for_event
+from operators.fleet_wait import raise_for_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-# EC2's answer when an instance is not in a state the call accepts: another actor changed the
-# state between our read and our call. Re-reading and waiting out the transition resolves it.
-INCORRECT_STATE = "IncorrectInstanceState"
 
 
 @dataclass
@@ -63,13 +66,12 @@ def _states(views: dict[str, InstanceView], ids: Sequence[str]) -> str:
     return ", ".join(f"{iid} ({views[iid].state})" for iid in ids if iid in views)
 
 
-class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
+class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator[EC2Hook]):
     """Shared read → act → wait machinery of the start and stop operators.
 
-    A subclass names its action, the EC2 call and the states: ``done_states`` need no call,
-    ``settle_states`` are waited out before the call, ``act_states`` go into the one batched
-    call; anything else (``shutting-down``, ``terminated``) fails naming the instance, without
-    retries: a retry would find it the same.
+    A subclass names its action, the EC2 call and its :class:`~operators.fleet_ec2.ActionStates`;
+    an instance in none of them (``shutting-down``, ``terminated``) fails the task naming it,
+    without retries: a retry would find it the same.
 
     :param waiter_delay: seconds between two polls of a wait
     :param waiter_max_attempts: polls before a wait gives up
@@ -86,9 +88,9 @@ class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
 
     action: str
     target_state: str
-    done_states: frozenset[str]
-    settle_states: frozenset[str]
-    act_states: frozenset[str]
+    states: ActionStates
+    # Whether the final wait also waits for the EC2 status checks (only a start may).
+    require_status_ok = False
     api_call: str
     already_label: str
     # XCom keys under which the acted-on and the already-done instances are pushed.
@@ -116,22 +118,11 @@ class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
         self.waiter_max_attempts = waiter_max_attempts
         self.deferrable = deferrable
 
-    @property
-    def _hook_parameters(self) -> dict[str, Any]:
-        return {
-            **super()._hook_parameters,
-            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
-            "api_type": "client_type",
-        }
-
     # -- what subclasses provide ----------------------------------------------------------------
 
     def _call(self, instance_ids: list[str]) -> None:
         """The one batched EC2 call (StartInstances or StopInstances)."""
         raise NotImplementedError
-
-    def _final_wait_args(self) -> dict[str, Any]:
-        return {}
 
     def _watched_ids(self) -> list[str]:
         return normalize_instance_ids(self.instance_ids, "instance_ids")
@@ -187,16 +178,13 @@ class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
                 _states(views, outcome.settle),
                 self.action,
             )
-            trigger = self._trigger(outcome.settle, SETTLED)
-            if self.deferrable:
-                self.defer(
-                    trigger=trigger,
-                    method_name="resume_after_settle",
-                    kwargs={"round_no": round_no},
-                    timeout=defer_timeout(self.waiter_delay, self.waiter_max_attempts),
-                )
-            raise_for_event(trigger.run_sync(), f"Waiting for instances to settle before {self.action}")
-        stuck = outcome.settle or [i for i in ids if outcome.views[i].state not in self.done_states]
+            event = self.defer_or_wait(
+                self._trigger(outcome.settle, SETTLED),
+                method_name="resume_after_settle",
+                kwargs={"round_no": round_no},
+            )
+            raise_for_event(event, f"Waiting for instances to settle before {self.action}")
+        stuck = outcome.settle or [i for i in ids if outcome.views[i].state not in self.states.done]
         raise FleetError(
             f"Could not {self.action} {_states(outcome.views, stuck)}: their state kept changing "
             f"through {self.max_state_rounds} attempts"
@@ -206,28 +194,22 @@ class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
     def _act(self, views: dict[str, InstanceView]) -> _Round:
         """Classify the instances, then make the one batched call for those that need it."""
         ids = self._watched_ids()
-        gone = [
-            i for i in ids if views[i].state not in self.done_states | self.settle_states | self.act_states
-        ]
+        states = self.states
+        gone = [i for i in ids if views[i].state not in states.done | states.settle | states.act]
         if gone:
             raise FleetStateFailure(
-                f"Cannot {self.action} "
-                + "; ".join(
-                    f"{i}: it is {views[i].state}"
-                    + (f" ({views[i].state_reason})" if views[i].state_reason else "")
-                    for i in gone
-                )
+                f"Cannot {self.action} " + "; ".join(f"{i}: it is {views[i].described_state}" for i in gone)
             )
         outcome = _Round(
             targets=ids,
-            already=[i for i in ids if views[i].state in self.done_states],
-            settle=[i for i in ids if views[i].state in self.settle_states],
+            already=[i for i in ids if views[i].state in states.done],
+            settle=[i for i in ids if views[i].state in states.settle],
             views=views,
         )
         if outcome.settle:
             # Act only once everything has settled, so that the whole list goes in one call.
             return outcome
-        to_act = [i for i in ids if views[i].state in self.act_states]
+        to_act = [i for i in ids if views[i].state in states.act]
         if to_act:
             try:
                 self._call(to_act)
@@ -259,21 +241,16 @@ class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
         ti.xcom_push(key=self.already_key, value=outcome.already)
         if not self.wait_for_completion:
             return outcome.targets
-        if not self._final_wait_args().get("require_status_ok") and all(
+        if not self.require_status_ok and all(
             outcome.views[i].state == self.target_state for i in outcome.targets
         ):
             # Nothing to wait for: a re-run on a fleet already there finishes without a deferral.
             self.log.info("%d instance(s) already %s", len(outcome.targets), self.target_state)
             return outcome.targets
-        trigger = self._trigger(outcome.targets, self.target_state, **self._final_wait_args())
-        if self.deferrable:
-            self.defer(
-                trigger=trigger,
-                method_name="execute_complete",
-                kwargs={"instance_ids": outcome.targets},
-                timeout=defer_timeout(self.waiter_delay, self.waiter_max_attempts),
-            )
-        return self.execute_complete(context, trigger.run_sync(), instance_ids=outcome.targets)
+        trigger = self._trigger(outcome.targets, self.target_state, require_status_ok=self.require_status_ok)
+        kwargs = {"instance_ids": outcome.targets}
+        event = self.defer_or_wait(trigger, method_name="execute_complete", kwargs=kwargs)
+        return self.execute_complete(context, event, **kwargs)
 
     def _trigger(
         self, instance_ids: list[str], target_state: str, **kwargs: Any
@@ -283,10 +260,8 @@ class _FleetInstanceActionOperator(FleetTurnGuard, AwsBaseOperator[EC2Hook]):
             target_state=target_state,
             waiter_delay=self.waiter_delay,
             waiter_max_attempts=self.waiter_max_attempts,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            hook=self.hook,
+            **self.connection_args,
             **kwargs,
         )
 
@@ -322,10 +297,7 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
 
     action = "start"
     target_state = "running"
-    # Pending is on its way to running: the wait for running covers it.
-    done_states = frozenset({"running", "pending"})
-    settle_states = frozenset({"stopping"})
-    act_states = frozenset({"stopped"})
+    states = START_STATES
     api_call = "StartInstances"
     already_label = "Already running or starting"
     acted_key = "started"
@@ -358,9 +330,6 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
             return normalize_instance_ids(self.candidates, "candidates")
         return super()._watched_ids()
 
-    def _final_wait_args(self) -> dict[str, Any]:
-        return {"require_status_ok": self.require_status_ok}
-
     def _check_needed(self, context: Context, views: dict[str, InstanceView]) -> None:
         if self.needed_by is not None:
             skip_unless_work(context, self.hook.conn, self.needed_by, self.skip_when_done_for, "starting it")
@@ -377,19 +346,19 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
 
     def _act_on_candidates(self, views: dict[str, InstanceView]) -> _Round:
         candidates = self._watched_ids()
-        running = [c for c in candidates if views[c].state in self.done_states]
+        running = [c for c in candidates if views[c].state in self.states.done]
         if running:
             self.log.info("Candidate %s is already %s: using it", running[0], views[running[0]].state)
             return _Round(targets=[running[0]], already=[running[0]], views=views)
-        settle = [c for c in candidates if views[c].state in self.settle_states]
+        settle = [c for c in candidates if views[c].state in self.states.settle]
         if settle:
             # Wait before trying any, so that the candidates are tried in the order given.
             return _Round(settle=settle, views=views)
         errors: dict[str, str] = {}
         for candidate in candidates:
             view = views[candidate]
-            if view.state not in self.act_states:
-                errors[candidate] = view.state + (f" ({view.state_reason})" if view.state_reason else "")
+            if view.state not in self.states.act:
+                errors[candidate] = view.described_state
                 continue
             try:
                 self._call([candidate])
@@ -434,9 +403,7 @@ class FleetStopInstancesOperator(_FleetInstanceActionOperator):
 
     action = "stop"
     target_state = "stopped"
-    done_states = frozenset({"stopped", "stopping"})
-    settle_states = frozenset({"pending"})
-    act_states = frozenset({"running"})
+    states = STOP_STATES
     api_call = "StopInstances"
     already_label = "Already stopped or stopping"
     acted_key = "stopped"

@@ -4,44 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
+
 from instance_agent.protocol import STATE_RUNNING
-from operators.fleet_aws import (
-    GONE_STATES,
+from operators.fleet_ec2 import (
+    SETTLED,
     TRANSITIONAL_STATES,
     InstanceView,
-    chunked,
+    default_failure_states,
     describe_instances,
-    make_ec2_hook,
+    status_ok,
 )
 from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger
-
-# DescribeInstanceStatus accepts at most 100 IDs per request.
-STATUS_BATCH = 100
-
-# A pseudo target state: "no longer in a transitional state" (pending, stopping, shutting-down).
-# Start and stop operators wait for it before acting, since EC2 refuses to start an instance that
-# is stopping or to stop one that is pending.
-SETTLED = "settled"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def default_failure_states(target_state: str) -> list[str]:
-    """States from which ``target_state`` can no longer be reached without someone acting."""
-    if target_state == "terminated":
-        return []
-    if target_state in ("stopped", SETTLED):
-        # A settled instance may still be unusable: nothing can start or stop a terminated one.
-        return sorted(GONE_STATES)
-    if target_state == "running":
-        # Not "stopped": right after StartInstances an eventually consistent read may still say so.
-        return sorted(GONE_STATES | {"stopping"})
-    return []
 
 
 class FleetInstanceStateTrigger(FleetPollTrigger):
@@ -62,6 +42,8 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
     :param heartbeat_grace: seconds of agent silence tolerated; ``None`` disables the check
     :param run_date: only tags of this run date count for the heartbeat check
     """
+
+    hook_class = EC2Hook
 
     def __init__(
         self,
@@ -101,10 +83,6 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
             "heartbeat_grace": self.heartbeat_grace,
             "run_date": self.run_date,
         }
-
-    @cached_property
-    def hook(self):
-        return make_ec2_hook(**self.hook_args)
 
     def timeout_message(self) -> str:
         return (
@@ -185,13 +163,5 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
         return "; ".join(silent) or None
 
     def _status_not_ok(self, views: dict[str, InstanceView]) -> list[InstanceView]:
-        ok: set[str] = set()
-        for batch in chunked(list(views), STATUS_BATCH):
-            response = self.hook.conn.describe_instance_status(InstanceIds=batch)
-            for status in response.get("InstanceStatuses", []):
-                if (
-                    status.get("InstanceStatus", {}).get("Status") == "ok"
-                    and status.get("SystemStatus", {}).get("Status") == "ok"
-                ):
-                    ok.add(status["InstanceId"])
+        ok = status_ok(self.hook.conn, list(views))
         return [view for view in views.values() if view.instance_id not in ok]

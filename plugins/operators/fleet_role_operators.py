@@ -23,16 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from instance_agent import exit_codes
 from instance_agent.protocol import STATE_RUNNING, STATE_SUCCEEDED, AgentReport
-from operators.fleet_aws import (
-    FleetError,
-    FleetStateFailure,
-    InstanceView,
-    describe_instances,
-    make_ec2_hook,
-    normalize_instance_ids,
-    with_default_retries,
-)
+from operators.fleet_aws import FleetAwsTask, FleetError, FleetStateFailure, normalize_instance_ids
 from operators.fleet_done_checks import FORCE_PARAM, ROLES_PARAM, completed, force_requested, outcomes
+from operators.fleet_ec2 import UP_STATES, InstanceView, describe_instances
 from operators.fleet_ssm_operators import FleetRunCommandOperator
 from operators.fleet_turn_guard import FleetTurnGuard
 
@@ -48,7 +41,7 @@ __all__ = [
 ]
 
 
-class FleetSkipIfDoneOperator(AwsBaseOperator[EC2Hook]):
+class FleetSkipIfDoneOperator(FleetAwsTask, AwsBaseOperator[EC2Hook]):
     """Skip a role whose agent already completed this run date, so its VM is never booted.
 
     One DescribeInstances reads the agent's tags (``fleet:run-date``, ``fleet:state``). The
@@ -70,14 +63,6 @@ class FleetSkipIfDoneOperator(AwsBaseOperator[EC2Hook]):
         self.role = role
         self.instance_ids = instance_ids
         self.run_date = run_date
-
-    @property
-    def _hook_parameters(self) -> dict[str, Any]:
-        return {
-            **super()._hook_parameters,
-            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
-            "api_type": "client_type",
-        }
 
     def execute(self, context: Context) -> dict[str, Any]:
         params = context.get("params") or {}
@@ -112,7 +97,7 @@ class FleetSkipIfDoneOperator(AwsBaseOperator[EC2Hook]):
         return {"run_date": self.run_date, "force": force}
 
 
-class FleetRoleReportOperator(AwsBaseOperator[S3Hook]):
+class FleetRoleReportOperator(FleetAwsTask, AwsBaseOperator[S3Hook]):
     """Print a role's outcome from its agent's final tags and logs; fail if a job did not succeed.
 
     :param role: the worker role's name
@@ -146,13 +131,6 @@ class FleetRoleReportOperator(AwsBaseOperator[S3Hook]):
         self.job_names = list(job_names)
         self.s3_log_prefix = s3_log_prefix
         self.log_tail_lines = log_tail_lines
-
-    @property
-    def _hook_parameters(self) -> dict[str, Any]:
-        return {
-            **super()._hook_parameters,
-            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
-        }
 
     def execute(self, context: Context) -> dict[str, Any]:
         if not isinstance(self.instances, Mapping) or not self.instances:
@@ -244,7 +222,7 @@ def agent_hand_over(
     report = view.report
     if report is not None and report.is_complete_for(run_date) and not force:
         return SKIP, f"{view.instance_id} already completed {run_date} (agent jobs: {outcomes(report)})"
-    if view.state not in ("pending", "running"):
+    if view.state not in UP_STATES:
         agent = f"its agent's last report: {report.state} for {report.run_date}" if report else "no report"
         return FAIL, (
             f"{view.instance_id} is {view.state} and has not completed {run_date} ({agent}): no agent "
@@ -289,8 +267,7 @@ class FleetRunAgentOperator(FleetTurnGuard, FleetRunCommandOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self.hold_turn(context)
         ids = normalize_instance_ids(self.instance_ids)
-        ec2 = make_ec2_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
-        views = describe_instances(ec2.conn, ids)
+        views = describe_instances(self.ec2_hook.conn, ids)
         force, now = force_requested(context), datetime.now(UTC)
         decisions = {
             iid: agent_hand_over(

@@ -13,22 +13,23 @@ from airflow.providers.common.compat.sdk import conf
 from botocore.exceptions import ClientError
 
 from operators.fleet_aws import (
+    FleetAwsTask,
     FleetError,
     chunked,
     error_code,
     error_message,
     normalize_instance_ids,
-    with_default_retries,
 )
-from operators.fleet_ssm_triggers import (
+from operators.fleet_ssm import (
+    COMMENT_MAX,
     IN_FLIGHT_STATUSES,
     SSM_INSTANCE_BATCH,
     SUCCESS_STATUS,
-    FleetRunCommandTrigger,
     cancel_commands,
     describe_status,
 )
-from operators.fleet_wait import SUCCESS, TIMEOUT, defer_timeout, raise_for_event
+from operators.fleet_ssm_triggers import FleetRunCommandTrigger
+from operators.fleet_wait import SUCCESS, TIMEOUT, FleetDeferring, raise_for_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -36,11 +37,9 @@ if TYPE_CHECKING:
 DEFAULT_DOCUMENT = "AWS-RunShellScript"
 # AWS's script documents: they take "commands" and an "executionTimeout" in seconds (default 3600).
 SCRIPT_DOCUMENTS = frozenset({"AWS-RunShellScript", "AWS-RunPowerShellScript"})
-# SendCommand refuses longer comments.
-COMMENT_MAX = 100
 
 
-class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
+class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmHook]):
     """Run an SSM document on a list of instances and wait until it has ended on every one.
 
     ``SendCommand`` goes out in batches of 50 instances (its limit), so one task may hold several
@@ -80,14 +79,8 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
         watch it instead of sending it again; needs a ``comment`` unique to the run (default: False)
     :param cancel_on_timeout: when the polls run out, cancel the command where it still runs, so
         no work goes on unwatched after the task failed (default: True)
-    :param aws_conn_id: The Airflow connection used for AWS credentials.
-        If this is ``None`` or empty then the default boto3 behaviour is used.
-    :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
-    :param verify: Whether or not to verify SSL certificates. See:
-        https://boto3.amazonaws.com/v1/documentation/api/latest/reference/core/session.html
-    :param botocore_config: Configuration dictionary (key-values) for botocore client; bounded
-        ``standard`` retries are added unless it sets ``retries``. See:
-        https://botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html
+    :param aws_conn_id, region_name, verify, botocore_config: as for the provider's AWS operators;
+        bounded standard-mode retries are added unless ``botocore_config`` sets ``retries``
     """
 
     aws_hook_class = SsmHook
@@ -143,19 +136,10 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
         self.reuse_in_flight = reuse_in_flight
         if reuse_in_flight and not comment:
             raise ValueError(f"reuse_in_flight needs a comment that identifies the run (task {self.task_id})")
-        # Swappable in tests; not operator arguments.
+        # Swappable in tests (as is ``sleep``); not operator arguments.
         self.clock: Callable[[], float] = time.monotonic
-        self.sleep: Callable[[float], None] = time.sleep
         # What this task sent, for on_kill.
         self._command_instances: dict[str, list[str]] = {}
-
-    @property
-    def _hook_parameters(self) -> dict[str, Any]:
-        # The fleet's bounded standard-mode retries, as make_ssm_hook gives every other fleet hook.
-        return {
-            **super()._hook_parameters,
-            "config": with_default_retries(self.botocore_config, self.aws_conn_id),
-        }
 
     @property
     def _what(self) -> str:
@@ -217,23 +201,14 @@ class FleetRunCommandOperator(AwsBaseOperator[SsmHook]):
             log_tail_lines=self.log_tail_lines,
             waiter_delay=self.waiter_delay,
             waiter_max_attempts=self.waiter_max_attempts,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            # Polled here, it reads through this task's own client: the one on_kill cancels through.
+            hook=self.hook,
+            **self.connection_args,
         )
-        if self.deferrable:
-            self.defer(
-                trigger=trigger,
-                method_name="execute_complete",
-                # The command map rides along so that a timeout can still cancel what runs.
-                kwargs={"command_instances": command_instances},
-                timeout=defer_timeout(self.waiter_delay, self.waiter_max_attempts),
-            )
-        # Poll with this task's own client: the one on_kill cancels through.
-        trigger.hook = self.hook
-        event = trigger.run_sync(sleep=self.sleep)
-        return self.execute_complete(context, event, command_instances=command_instances)
+        # The command map rides along so that a timeout can still cancel what runs.
+        kwargs = {"command_instances": command_instances}
+        event = self.defer_or_wait(trigger, method_name="execute_complete", kwargs=kwargs)
+        return self.execute_complete(context, event, **kwargs)
 
     def execute_complete(
         self,

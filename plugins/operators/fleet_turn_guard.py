@@ -15,14 +15,13 @@ while another run holds the fleet or checks its turn. A run never cleared pays n
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from operators.fleet_aws import FleetError
 from operators.fleet_turn import SdkTurnReader, TurnReader, decide_rejoin, read_turn
-from operators.fleet_turn_triggers import REJOIN, FleetTurnTrigger, late_message, utcnow
-from operators.fleet_wait import DEFER_TIMEOUT_MARGIN, SUCCESS
+from operators.fleet_turn_triggers import REJOIN, REJOIN_OUTCOME, FleetTurnTrigger, late_message, utcnow
+from operators.fleet_wait import FleetDeferring
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,7 +31,7 @@ TURN_GUARD_TIMEOUT = timedelta(days=1)
 DEFAULT_TURN_POLL_SECONDS = 30.0
 
 
-class FleetTurnGuard:
+class FleetTurnGuard(FleetDeferring):
     """Mixin for the fleet's operators: :meth:`hold_turn` before acting, in a cleared run.
 
     Put it first among the bases; the operator calls ``self.hold_turn(context)`` at the top of
@@ -42,8 +41,6 @@ class FleetTurnGuard:
     :param turn_task_id: the DAG's turn-taking task (``wait_turn``); ``None``: no guard
     :param turn_poll_interval: seconds between two looks while waiting
     """
-
-    deferrable: bool
 
     def __init__(
         self,
@@ -86,25 +83,20 @@ class FleetTurnGuard:
             remaining = (datetime.fromisoformat(deadline) - self.turn_clock()).total_seconds()
             if remaining <= 0:
                 raise FleetError(late_message(ti.run_id, deadline, turn.describe()))
-            trigger = FleetTurnTrigger(
-                dag_id=ti.dag_id,
-                run_id=ti.run_id,
+            trigger = FleetTurnTrigger.until(
+                ti,
                 task_id=self.turn_task_id,
                 deadline=deadline,
+                remaining=remaining,
+                poll_interval=self.turn_poll_interval,
                 rule=REJOIN,
-                waiter_delay=self.turn_poll_interval,
-                waiter_max_attempts=math.ceil(remaining / self.turn_poll_interval) + 1,
+                reader=self.turn_reader,
+                clock=self.turn_clock,
             )
-            if self.deferrable:
-                self.defer(  # type: ignore[attr-defined]
-                    trigger=trigger,
-                    method_name="resume_after_turn",
-                    # Airflow 3.3 does not apply execution_timeout to a deferred task: bound it here.
-                    timeout=timedelta(seconds=remaining + DEFER_TIMEOUT_MARGIN),
-                )
-            trigger.reader = self.turn_reader
-            trigger.clock = self.turn_clock
-            self._check_turn_event(trigger.run_sync())
+            event = self.defer_or_wait(
+                trigger, method_name="resume_after_turn", timeout=FleetTurnTrigger.defer_timeout(remaining)
+            )
+            self._check_turn_event(event)
 
     def resume_after_turn(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Re-entry after the deferred wait: look again in the worker, then the step itself."""
@@ -112,8 +104,5 @@ class FleetTurnGuard:
         return self.execute(context)  # type: ignore[attr-defined]
 
     def _check_turn_event(self, event: dict[str, Any] | None) -> None:
-        if (event or {}).get("status") != SUCCESS:
-            raise FleetError(
-                f"waiting for the run's turn on the fleet: {(event or {}).get('message', event)}"
-            )
+        event = REJOIN_OUTCOME.check(event, "waiting for the run's turn on the fleet")
         self._turn_deadline = event["deadline"]

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator
 
-from operators.fleet_aws import FleetError
 from operators.fleet_turn import SdkTurnReader, TurnReader, decide_go, read_turn
-from operators.fleet_turn_triggers import FleetTurnTrigger, late_message, utcnow
-from operators.fleet_wait import DEFER_TIMEOUT_MARGIN, SUCCESS, TIMEOUT
+from operators.fleet_turn_triggers import GATE_OUTCOME, FleetTurnTrigger, late_message, utcnow
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,11 +59,7 @@ class FleetWaitTurnSensor(BaseSensorOperator):
         self._take_turn(context, deadline.isoformat())
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
-        status = (event or {}).get("status")
-        if status == TIMEOUT:
-            raise AirflowSensorTimeout(event["message"])
-        if status != SUCCESS:
-            raise FleetError(f"waiting for the run's turn: {(event or {}).get('message', event)}")
+        event = GATE_OUTCOME.check(event, "waiting for the run's turn")
         self._take_turn(context, event["deadline"])
 
     def poke(self, context: Context) -> bool:
@@ -90,18 +83,17 @@ class FleetWaitTurnSensor(BaseSensorOperator):
         remaining = (datetime.fromisoformat(deadline) - self.clock()).total_seconds()
         if remaining <= 0:
             raise AirflowSensorTimeout(late_message(ti.run_id, deadline, turn.describe()))
-        delay = max(float(self.poke_interval), MIN_POLL_SECONDS)
-        attempts = math.ceil(remaining / delay) + 1
+        # Always deferred: a run that waited in the worker would sit `running`, keeping every
+        # other run from going.
         self.defer(
-            trigger=FleetTurnTrigger(
-                dag_id=ti.dag_id,
-                run_id=ti.run_id,
+            trigger=FleetTurnTrigger.until(
+                ti,
                 task_id=ti.task_id,
                 deadline=deadline,
-                waiter_delay=delay,
-                waiter_max_attempts=attempts,
+                remaining=remaining,
+                poll_interval=max(float(self.poke_interval), MIN_POLL_SECONDS),
             ),
             method_name="execute_complete",
             # Airflow 3.3 does not apply execution_timeout to a deferred task: bound it here.
-            timeout=timedelta(seconds=remaining + DEFER_TIMEOUT_MARGIN),
+            timeout=FleetTurnTrigger.defer_timeout(remaining),
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
 from operators.fleet_turn import (
     SdkTurnReader,
@@ -15,7 +18,17 @@ from operators.fleet_turn import (
     decide_rejoin,
     read_turn,
 )
-from operators.fleet_wait import SUCCESS, TIMEOUT, FleetPollTrigger
+from operators.fleet_wait import (
+    DEFER_TIMEOUT_MARGIN,
+    ERROR,
+    FAILED,
+    NO_EVENT,
+    SUCCESS,
+    TIMEOUT,
+    UNEXPECTED,
+    EventOutcome,
+    FleetPollTrigger,
+)
 
 # What a poll asks (operators.fleet_turn): may ``wait_turn`` look again in the worker (``gate``),
 # or may a cleared run's step act (``rejoin``)?
@@ -30,6 +43,15 @@ def utcnow() -> datetime:
 
 def late_message(run_id: str, deadline: str, ahead: str) -> str:
     return f"run {run_id} did not get its turn on the fleet by {deadline}; still ahead: {ahead}"
+
+
+# The turn trigger's events say it all: any end but success is "{what}: {message}", a FleetError
+# (the task's retries apply), but for wait_turn's own timeout: the message alone, as a sensor's.
+_SAID_ALL = dict.fromkeys((FAILED, TIMEOUT, ERROR, UNEXPECTED, NO_EVENT), "{what}: {message}")
+REJOIN_OUTCOME = EventOutcome(messages=_SAID_ALL)
+GATE_OUTCOME = EventOutcome(
+    errors={TIMEOUT: AirflowSensorTimeout}, messages={**_SAID_ALL, TIMEOUT: "{message}"}
+)
 
 
 class FleetTurnTrigger(FleetPollTrigger):
@@ -52,7 +74,16 @@ class FleetTurnTrigger(FleetPollTrigger):
     """
 
     def __init__(
-        self, *, dag_id: str, run_id: str, task_id: str, deadline: str, rule: str = GATE, **kwargs: Any
+        self,
+        *,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        deadline: str,
+        rule: str = GATE,
+        reader: TurnReader | None = None,
+        clock: Callable[[], datetime] | None = None,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("aws_conn_id", None)  # no AWS here: the Airflow API, through the Task SDK
         super().__init__(**kwargs)
@@ -66,10 +97,31 @@ class FleetTurnTrigger(FleetPollTrigger):
         self._deadline = datetime.fromisoformat(deadline)
         if self._deadline.tzinfo is None:
             raise ValueError(f"deadline must carry its UTC offset, got {deadline!r}")
-        # Swappable for tests; not serialized.
-        self.reader: TurnReader = SdkTurnReader()
-        self.clock = utcnow
+        # The Task SDK's reads and the time, unless a task that polls here passes its own; not
+        # serialized.
+        self.reader: TurnReader = reader or SdkTurnReader()
+        self.clock = clock or utcnow
         self._last: Turn | None = None
+
+    @classmethod
+    def until(
+        cls, ti: Any, *, task_id: str, deadline: str, remaining: float, poll_interval: float, **kwargs: Any
+    ) -> FleetTurnTrigger:
+        """The wait of ``ti``'s run for ``remaining`` seconds, to ``deadline``: one poll past it."""
+        return cls(
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=task_id,
+            deadline=deadline,
+            waiter_delay=poll_interval,
+            waiter_max_attempts=math.ceil(remaining / poll_interval) + 1,
+            **kwargs,
+        )
+
+    @staticmethod
+    def defer_timeout(remaining: float) -> timedelta:
+        # The trigger's own deadline comes first: its timeout event names the runs still ahead.
+        return timedelta(seconds=remaining + DEFER_TIMEOUT_MARGIN)
 
     def _serialized_args(self) -> dict[str, Any]:
         return {

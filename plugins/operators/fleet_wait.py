@@ -1,13 +1,13 @@
-"""The one bounded wait loop every fleet wait uses, deferred or not.
+"""The fleet's one wait contract: a bounded poll loop, deferred or not, and what its end means.
 
 A wait is a trigger whose ``poll_once()`` makes one batched read and answers either ``None``
 (keep waiting) or a final event payload. The triggerer runs it through :meth:`run` (each poll in
-a worker thread so the event loop never blocks); the synchronous fallback of an operator or
-sensor runs the very same object through :meth:`run_sync`. Both stop after
+a worker thread so the event loop never blocks); a task that is not deferrable runs the very
+same object through :meth:`run_sync` (:class:`FleetDeferring`). Both stop after
 ``waiter_max_attempts`` polls, so no wait is without a bound.
 
 Event payloads always carry ``status`` (``success`` | ``failed`` | ``timeout`` | ``error``)
-and ``message``; :func:`raise_for_event` turns anything but success into an exception.
+and ``message``; an :class:`EventOutcome` turns anything but success into the task's exception.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
-from operators.fleet_aws import FleetError, error_code, error_message
+from operators.fleet_aws import FleetError, error_code, error_message, make_hook
 
 SUCCESS = "success"
 FAILED = "failed"
@@ -39,13 +40,54 @@ def defer_timeout(waiter_delay: float, waiter_max_attempts: int) -> timedelta:
     return timedelta(seconds=waiter_delay * waiter_max_attempts + DEFER_TIMEOUT_MARGIN)
 
 
+# What a task does with its trigger's final event, by status: success returns the event; the
+# others raise. Keys beside the statuses: an event of another status, and no event at all.
+UNEXPECTED = "unexpected"
+NO_EVENT = "no event"
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    """How one kind of task turns its trigger's final event into its result or its exception.
+
+    ``errors`` gives the exception per status (default :class:`FleetError`, to which the task's
+    retries apply), ``messages`` its wording, a template of ``what``, ``status``, ``message``
+    (the event's) and ``event``.
+    """
+
+    errors: Mapping[str, type[Exception]] = field(default_factory=dict)
+    messages: Mapping[str, str] = field(default_factory=dict)
+
+    def check(self, event: dict[str, Any] | None, what: str) -> dict[str, Any]:
+        """Return a success event; raise this outcome's exception for any other."""
+        status = (event or {}).get("status")
+        if status == SUCCESS:
+            return event  # type: ignore[return-value]
+        key = status if status in (FAILED, TIMEOUT, ERROR) else UNEXPECTED if event else NO_EVENT
+        template = self.messages.get(key, DEFAULT_MESSAGES[key])
+        message = template.format(
+            what=what,
+            status=(event or {}).get("status", FAILED),
+            message=(event or {}).get("message", event),
+            event=event,
+        )
+        raise self.errors.get(key, FleetError)(message)
+
+
+DEFAULT_MESSAGES = {
+    FAILED: "{what} {status}: {message}",
+    TIMEOUT: "{what} {status}: {message}",
+    ERROR: "{what} {status}: {message}",
+    UNEXPECTED: "{what} {status}: {message}",
+    NO_EVENT: "{what}: the trigger returned no event",
+}
+# The operators': every end but success is a FleetError, so the task's retries apply.
+RETRYABLE = EventOutcome()
+
+
 def raise_for_event(event: dict[str, Any] | None, what: str) -> dict[str, Any]:
     """Return a success event; raise :class:`FleetError` with the event's message otherwise."""
-    if not event:
-        raise FleetError(f"{what}: the trigger returned no event")
-    if event.get("status") != SUCCESS:
-        raise FleetError(f"{what} {event.get('status', 'failed')}: {event.get('message', event)}")
-    return event
+    return RETRYABLE.check(event, what)
 
 
 class FleetPollTrigger(BaseTrigger):
@@ -54,6 +96,9 @@ class FleetPollTrigger(BaseTrigger):
     Subclasses implement :meth:`poll_once` and :meth:`_serialized_args`, and call
     ``super().__init__`` with the shared arguments.
     """
+
+    # The provider hook a poll reads through; None: the trigger needs no AWS.
+    hook_class: type[AwsGenericHook] | None = None
 
     def __init__(
         self,
@@ -64,7 +109,11 @@ class FleetPollTrigger(BaseTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
+        hook: AwsGenericHook | None = None,
     ) -> None:
+        """``hook`` (never serialized): a task that runs the poll itself passes its own, so that
+        its pokes, its synchronous wait and its ``on_kill`` share one client; in the triggerer
+        the trigger makes its own from the connection arguments."""
         super().__init__()
         if waiter_max_attempts < 1:
             raise ValueError(f"waiter_max_attempts must be at least 1, got {waiter_max_attempts!r}")
@@ -76,6 +125,7 @@ class FleetPollTrigger(BaseTrigger):
         self.region_name = region_name
         self.verify = verify
         self.botocore_config = botocore_config
+        self._hook = hook
 
     # -- what subclasses provide ----------------------------------------------------------------
 
@@ -92,22 +142,8 @@ class FleetPollTrigger(BaseTrigger):
 
     # -- shared machinery -----------------------------------------------------------------------
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                **self._serialized_args(),
-                "waiter_delay": self.waiter_delay,
-                "waiter_max_attempts": self.waiter_max_attempts,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-                "verify": self.verify,
-                "botocore_config": self.botocore_config,
-            },
-        )
-
-    @cached_property
-    def hook_args(self) -> dict[str, Any]:
+    @property
+    def connection_args(self) -> dict[str, Any]:
         return {
             "aws_conn_id": self.aws_conn_id,
             "region_name": self.region_name,
@@ -115,7 +151,26 @@ class FleetPollTrigger(BaseTrigger):
             "botocore_config": self.botocore_config,
         }
 
-    def _poll_guarded(self) -> dict[str, Any] | None:
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                **self._serialized_args(),
+                "waiter_delay": self.waiter_delay,
+                "waiter_max_attempts": self.waiter_max_attempts,
+                **self.connection_args,
+            },
+        )
+
+    @property
+    def hook(self) -> Any:
+        if self._hook is None:
+            if self.hook_class is None:
+                raise TypeError(f"{type(self).__name__} reads no AWS service: it has no hook")
+            self._hook = make_hook(self.hook_class, **self.connection_args)
+        return self._hook
+
+    def poll_guarded(self) -> dict[str, Any] | None:
         """``poll_once`` with AWS and fleet errors turned into an ``error`` event."""
         try:
             return self.poll_once()
@@ -132,7 +187,7 @@ class FleetPollTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         for attempt in range(1, self.waiter_max_attempts + 1):
             # boto3 is blocking: poll in a thread so the triggerer's loop keeps serving others.
-            result = await asyncio.to_thread(self._poll_guarded)
+            result = await asyncio.to_thread(self.poll_guarded)
             if result is not None:
                 yield TriggerEvent(result)
                 return
@@ -143,9 +198,43 @@ class FleetPollTrigger(BaseTrigger):
     def run_sync(self, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
         """The same bounded loop as :meth:`run`, blocking: the non-deferrable fallback."""
         for attempt in range(1, self.waiter_max_attempts + 1):
-            result = self._poll_guarded()
+            result = self.poll_guarded()
             if result is not None:
                 return result
             if attempt < self.waiter_max_attempts:
                 sleep(self.waiter_delay)
         return self._timeout_event()
+
+
+class FleetDeferring:
+    """Mixin for the fleet's tasks: wait on a fleet trigger in the triggerer or in the worker, alike.
+
+    A task that is not ``deferrable`` runs the very trigger it would have deferred to, so both
+    ways decide the same; either way it then ends in the same method.
+    """
+
+    deferrable: bool
+    # The synchronous wait's pause between two polls; swappable in tests.
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
+
+    def defer_or_wait(
+        self,
+        trigger: FleetPollTrigger,
+        *,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | None = None,
+    ) -> dict[str, Any]:
+        """Defer to ``trigger`` (resuming in ``method_name``), or run it here and return its event.
+
+        ``timeout`` defaults to the trigger's polls and :data:`DEFER_TIMEOUT_MARGIN`: Airflow 3.3
+        does not apply ``execution_timeout`` to a deferred task, so each deferral brings its own.
+        """
+        if self.deferrable:
+            self.defer(  # type: ignore[attr-defined]
+                trigger=trigger,
+                method_name=method_name,
+                kwargs=kwargs,
+                timeout=timeout or defer_timeout(trigger.waiter_delay, trigger.waiter_max_attempts),
+            )
+        return trigger.run_sync(sleep=self.sleep)

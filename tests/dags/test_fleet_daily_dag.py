@@ -218,7 +218,7 @@ class TestDagShape:
         running = dag.get_task("tasks.wait_running")
         assert (running.deferrable, running.target_state, running.timeout) == (True, "running", 600)
         ssm = dag.get_task("tasks.wait_ssm_online")
-        assert ssm.deferrable and ssm.waiter_delay * ssm.waiter_max_attempts == 600
+        assert ssm.deferrable and (ssm.poke_interval, ssm.timeout) == (30, 600)
         stopped = dag.get_task("tasks.wait_stopped")
         assert stopped.deferrable and stopped.target_state == "stopped"
         assert stopped.timeout == role.max_runtime.total_seconds() == 4 * 3600

@@ -12,9 +12,7 @@ from operators.fleet_aws import (
     DEFAULT_RETRIES,
     FleetError,
     FleetStateFailure,
-    InstanceView,
     chunked,
-    describe_instances,
     error_code,
     error_message,
     make_ec2_hook,
@@ -22,6 +20,7 @@ from operators.fleet_aws import (
     normalize_instance_ids,
     with_default_retries,
 )
+from operators.fleet_ec2 import InstanceView, describe_instances
 
 from instance_agent.protocol import TAG_PROGRESS, TAG_RUN_DATE, TAG_STATE
 

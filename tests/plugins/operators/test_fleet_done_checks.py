@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 from fleet_operator_testing import launch
-from operators.fleet_aws import FleetStateFailure, InstanceView
+from operators.fleet_aws import FleetStateFailure
+from operators.fleet_ec2 import InstanceView
 from operators.fleet_ec2_operators import FleetStartInstancesOperator
 from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_role_operators import FAIL, SEND, SKIP, WATCH, FleetRunAgentOperator, agent_hand_over
@@ -211,7 +212,7 @@ class TestWaitsWhenDone:
     def test_waiting_for_the_ssm_agent_on_a_day_done_skips_without_asking_ssm(self, api, client, stub, ti):
         ids = launch(client, state="stopped", tags=tags())
         sensor = FleetSsmAgentOnlineSensor(
-            task_id="wait_ssm_online", instance_ids=ids, skip_when_done_for=RUN_DATE, waiter_delay=1
+            task_id="wait_ssm_online", instance_ids=ids, skip_when_done_for=RUN_DATE, poke_interval=1
         )
 
         with pytest.raises(AirflowSkipException, match="nothing to wait for"):

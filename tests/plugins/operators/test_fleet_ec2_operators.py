@@ -11,9 +11,10 @@ from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import DagSerialization
 from fleet_operator_testing import launch, messages, states
 from operators.fleet_aws import FleetError
+from operators.fleet_ec2 import SETTLED
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
 from operators.fleet_ec2_sensors import FleetInstanceStateSensor
-from operators.fleet_ec2_triggers import SETTLED, FleetInstanceStateTrigger
+from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 from operators.fleet_wait import defer_timeout
 
 

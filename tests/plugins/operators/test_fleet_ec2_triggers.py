@@ -9,7 +9,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from fleet_operator_testing import launch, messages, set_tags
-from operators.fleet_ec2_triggers import SETTLED, FleetInstanceStateTrigger, default_failure_states
+from operators.fleet_ec2 import SETTLED, default_failure_states
+from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 from operators.fleet_wait import ERROR, FAILED, SUCCESS, TIMEOUT
 
 from instance_agent.protocol import AgentReport
@@ -248,9 +249,8 @@ class TestDescribeCallsPerPoll:
 
     def test_1500_instances_take_two_calls(self):
         ids = [f"i-{n:017x}" for n in range(1500)]
-        trigger = _trigger(ids, "running")
         client = boto3.client("ec2", region_name="us-east-1")
-        trigger.__dict__["hook"] = type("FakeHook", (), {"conn": client})()
+        trigger = _trigger(ids, "running", hook=type("FakeHook", (), {"conn": client})())
         with Stubber(client) as stub:
             for batch in (ids[:1000], ids[1000:]):
                 stub.add_response(

@@ -50,9 +50,14 @@ class TestFleetSsmAgentOnlineSensor:
         with pytest.raises(AirflowSensorTimeout, match=rf"not online on: {I2} \(Inactive\)"):
             sensor.execute({"ti": None})
 
-    def test_poking_is_bounded_by_the_waiter_settings(self):
-        sensor = make_sensor([I1], waiter_delay=10, waiter_max_attempts=12)
-        assert (sensor.poke_interval, sensor.timeout) == (10, 120)
+    def test_poking_is_bounded_by_default(self):
+        sensor = make_sensor([I1])
+        assert (sensor.poke_interval, sensor.timeout) == (15, 600)
+
+    def test_a_poke_error_is_a_fleet_error_as_for_every_sensor(self, stub):
+        stub.add_client_error("describe_instance_information", "AccessDeniedException", "no")
+        with pytest.raises(FleetError, match="SSM agent online wait error: AccessDeniedException: no"):
+            make_sensor([I1]).poke({})
 
     def test_accepts_a_templated_comma_separated_string(self, stub):
         add_info(stub, [I1, I2], {I1: "Online", I2: "Online"})
@@ -61,7 +66,7 @@ class TestFleetSsmAgentOnlineSensor:
 
     def test_deferrable_defers_with_the_trigger_and_an_explicit_timeout(self, stub):
         add_info(stub, [I1], {})
-        sensor = make_sensor([I1], deferrable=True, waiter_delay=20, waiter_max_attempts=30)
+        sensor = make_sensor([I1], deferrable=True, poke_interval=20, timeout=600)
 
         with pytest.raises(TaskDeferred) as deferred:
             sensor.execute({"ti": None})

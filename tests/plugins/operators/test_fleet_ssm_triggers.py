@@ -13,14 +13,8 @@ import json
 import pytest
 from fleet_operator_testing import I1, I2, I3, iid, text_of
 from operators.fleet_aws import DEFAULT_RETRIES
-from operators.fleet_ssm_triggers import (
-    FAILED_STATUSES,
-    FleetRunCommandTrigger,
-    FleetSsmAgentOnlineTrigger,
-    duration_seconds,
-    invocation_outcome,
-    tail,
-)
+from operators.fleet_ssm import FAILED_STATUSES, duration_seconds, invocation_outcome, tail
+from operators.fleet_ssm_triggers import FleetRunCommandTrigger, FleetSsmAgentOnlineTrigger
 
 CMD_A = "aaaaaaaa-0000-4000-8000-000000000001"
 CMD_B = "bbbbbbbb-0000-4000-8000-000000000002"

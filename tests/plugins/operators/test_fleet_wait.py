@@ -109,9 +109,9 @@ class TestFleetPollTrigger:
         rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
         assert rebuilt.serialize() == trigger.serialize()
 
-    def test_hook_args(self):
+    def test_connection_args(self):
         trigger = ScriptedTrigger(script=[], aws_conn_id="c", region_name="r", verify="ca.pem")
-        assert trigger.hook_args == {
+        assert trigger.connection_args == {
             "aws_conn_id": "c",
             "region_name": "r",
             "verify": "ca.pem",
@@ -127,9 +127,9 @@ class TestFleetPollTrigger:
                 EndpointConnectionError(endpoint_url="https://ec2"),
             ]
         )
-        assert trigger._poll_guarded() == {"status": ERROR, "message": "i-9 not found"}
-        assert trigger._poll_guarded() == {"status": ERROR, "message": "UnauthorizedOperation: denied"}
-        assert trigger._poll_guarded() == {
+        assert trigger.poll_guarded() == {"status": ERROR, "message": "i-9 not found"}
+        assert trigger.poll_guarded() == {"status": ERROR, "message": "UnauthorizedOperation: denied"}
+        assert trigger.poll_guarded() == {
             "status": ERROR,
             "message": 'Could not connect to the endpoint URL: "https://ec2"',
         }
@@ -137,7 +137,7 @@ class TestFleetPollTrigger:
     def test_guarded_poll_lets_programming_errors_through(self):
         trigger = ScriptedTrigger(script=[KeyError("bug")])
         with pytest.raises(KeyError):
-            trigger._poll_guarded()
+            trigger.poll_guarded()
 
 
 class TestRunSync:
