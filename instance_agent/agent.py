@@ -20,9 +20,17 @@ from instance_agent.clock import SystemClock, format_time
 from instance_agent.disk import disk_warnings
 from instance_agent.imds import ImdsClient
 from instance_agent.launcher import PopenLauncher
-from instance_agent.lock import StateDirLock
+from instance_agent.lock import Holder, StateDirLock
 from instance_agent.paths import job_log_path, run_log_dir
-from instance_agent.planner import LOST_PROCESS_REASON, RUN, SKIP, WATCH, Decision, plan_jobs
+from instance_agent.planner import (
+    LOST_PROCESS_REASON,
+    RUN,
+    SKIP,
+    WATCH,
+    Decision,
+    plan_jobs,
+    reasons_by_action,
+)
 from instance_agent.protocol import (
     DEFAULT_IMDS_POLL_SECONDS,
     JOB_INTERRUPTED,
@@ -51,9 +59,6 @@ class RunOptions:
     heartbeat_seconds: float | None = None  # overrides the spec's
     imds_poll_seconds: float = DEFAULT_IMDS_POLL_SECONDS
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
     def store(self) -> StateStore:
         return StateStore(self.state_dir)
 
@@ -71,7 +76,7 @@ class Prepared:
     def to_payload(self) -> dict[str, Any]:
         """What the detached supervisor needs, sent through its stdin (env values stay off disk)."""
         return {
-            "options": self.options.to_dict(),
+            "options": dict(vars(self.options)),
             "spec": self.spec.to_dict(),
             "decisions": [decision.__dict__ for decision in self.decisions],
             "warnings": self.warnings,
@@ -99,10 +104,6 @@ class Prepared:
 
     def summary(self, pid: int) -> dict[str, Any]:
         """The one line of JSON ``run`` prints: what runs, what is skipped, and why."""
-
-        def reasons(action: str) -> dict[str, str]:
-            return {d.job: d.reason for d in self.decisions if d.action == action}
-
         busy = self.names(RUN) or self.names(WATCH)
         return {
             "status": "started" if busy else "nothing_to_do",
@@ -110,9 +111,7 @@ class Prepared:
             "date": self.options.run_date,
             "pid": pid,
             "force": self.options.force,
-            "run": reasons(RUN),
-            "skip": reasons(SKIP),
-            "watch": reasons(WATCH),
+            **reasons_by_action(self.decisions),
             "warnings": self.warnings,
             "state_file": self.store.path(self.options.run_date),
             "log_dir": run_log_dir(self.options.log_dir, self.options.run_date),
@@ -120,8 +119,8 @@ class Prepared:
 
 
 def holder_text(options: RunOptions) -> str:
-    """What a second ``run`` reports as the lock's holder."""
-    return f"pid {os.getpid()} role {options.role} date {options.run_date}\n"
+    """What a second ``run`` reports as the lock's holder: this process, for the run's role and date."""
+    return Holder(os.getpid(), options.role, options.run_date).text()
 
 
 def record_alive(record: JobRecord) -> bool:
@@ -201,9 +200,7 @@ def _apply(
         shutdown=options.shutdown,
         warnings=list(warnings),
     )
-    state.plan = {
-        action: {d.job: d.reason for d in decisions if d.action == action} for action in (RUN, SKIP, WATCH)
-    }
+    state.plan = reasons_by_action(decisions)
     return state
 
 

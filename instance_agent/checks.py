@@ -25,8 +25,6 @@ from instance_agent.display import field_path, label, shorten
 from instance_agent.protocol import (
     JOB_NAME_PATTERN,
     ROLE_NAME_PATTERN,
-    is_job_name,
-    is_role_name,
     split_s3_prefix,
 )
 
@@ -114,7 +112,7 @@ def check_os_text(value: Any, what: str = "a string") -> str:
 
 def check_job_name(value: Any) -> str:
     """A job's name (:data:`~instance_agent.protocol.JOB_NAME_PATTERN`)."""
-    if not is_job_name(value):
+    if not isinstance(value, str) or not JOB_NAME_PATTERN.fullmatch(value):
         raise SpecError(
             f"expected a name matching {JOB_NAME_PATTERN.pattern}, got {shorten(value)}", (), value
         )
@@ -230,7 +228,7 @@ def validate_date(text: Any) -> str:
 
 def validate_role(text: Any) -> str:
     """The role (:data:`~instance_agent.protocol.ROLE_NAME_PATTERN`), the DAG's rule too."""
-    if not is_role_name(text):
+    if not isinstance(text, str) or not ROLE_NAME_PATTERN.fullmatch(text):
         problem = f"expected a name matching {ROLE_NAME_PATTERN.pattern}, got {shorten(text)}"
         raise SpecError(problem, ("--role",), text)
     return text

@@ -6,10 +6,8 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from instance_agent import exit_codes, procinfo
@@ -24,14 +22,13 @@ from instance_agent.checks import (
 )
 from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
 from instance_agent.display import one_line, shorten
-from instance_agent.lock import LockBusy, StateDirLock
+from instance_agent.lock import Holder, LockBusy, StateDirLock, read_holder
 from instance_agent.paths import agent_log_path
 from instance_agent.protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_IMDS_POLL_SECONDS,
     DEFAULT_LOG_DIR,
     DEFAULT_STATE_DIR,
-    JOB_NAME_PATTERN,
     MIN_HEARTBEAT_SECONDS,
 )
 from instance_agent.shutdown import SHUTDOWN_MODES
@@ -41,30 +38,9 @@ from instance_agent.state import StateError, StateStore
 
 log = logging.getLogger("instance_agent")
 
-# What agent.holder_text writes into the lock file (role and date by validate_role/validate_date).
-# The role is read with the job name's rule, looser than today's role rule: an older agent,
-# which took such a role, may still hold the lock.
-_HOLDER = re.compile(
-    r"pid (?P<pid>[0-9]+) role (?P<role>"
-    + JOB_NAME_PATTERN.pattern
-    + r") date (?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
-)
-
-
 # How long an unreadable holder line is read again before the lock counts as another run's.
 HOLDER_REREADS = 10
 HOLDER_REREAD_SECONDS = 0.05
-LOCK_HOLDER_BYTES = 200  # as much as lock.py reads
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who holds the state directory's lock, as its lock file says."""
-
-    pid: int
-    role: str
-    date: str
-
 
 DESCRIPTION = """\
 The fleet's on-VM agent: runs a role's jobs once per run date, reports progress on the
@@ -249,18 +225,6 @@ def command_run(args: argparse.Namespace) -> int:
     return exit_codes.EXIT_OK
 
 
-def parse_holder(text: str) -> Holder | None:
-    """The lock file's holder (``holder_text``: ``pid N role R date D``), or ``None``.
-
-    ``None`` for anything else: an empty file (the moment between taking the lock and writing
-    it, or the hand-over to the detached supervisor), an older agent's format, garbage.
-    """
-    match = _HOLDER.fullmatch(text.strip())
-    if match is None:
-        return None
-    return Holder(pid=int(match["pid"]), role=match["role"], date=match["date"])
-
-
 def _answer_busy(busy: LockBusy, role: str, run_date: str) -> int:
     """Another agent holds this VM's state directory: exit 0 only if it runs this very role and date.
 
@@ -269,15 +233,15 @@ def _answer_busy(busy: LockBusy, role: str, run_date: str) -> int:
     exit 7, nothing started.
     """
     text = busy.holder
-    holder = parse_holder(text)
+    holder = Holder.parse(text)
     for _ in range(HOLDER_REREADS):
         if holder is not None:
             break
         # The holder writes its line right after taking the lock (and again, truncating first,
         # when the detached supervisor takes over): an empty or cut line may be that instant.
         time.sleep(HOLDER_REREAD_SECONDS)
-        text = _reread_holder(busy.path) or text
-        holder = parse_holder(text)
+        text = read_holder(busy.path) or text
+        holder = Holder.parse(text)
     answer: dict[str, Any] = {"role": role, "date": run_date, "holder": text}
     if holder is not None and (holder.role, holder.date) == (role, run_date):
         _print_json({"status": "already_running", **answer})
@@ -294,14 +258,6 @@ def _answer_busy(busy: LockBusy, role: str, run_date: str) -> int:
         f"(exit {exit_codes.EXIT_BUSY}: this VM serves one run at a time)"
     )
     return exit_codes.EXIT_BUSY
-
-
-def _reread_holder(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(LOCK_HOLDER_BYTES).decode(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 def command_supervise(args: argparse.Namespace) -> int:

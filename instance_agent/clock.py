@@ -5,10 +5,6 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from instance_agent.protocol import parse_utc as parse_time
-
-__all__ = ["SystemClock", "format_time", "parse_time"]
-
 
 class SystemClock:
     """Wall time for records (UTC) and a monotonic clock for every timeout and interval."""

@@ -1,4 +1,4 @@
-"""The disk check before the jobs start (monitor.py's "disk over 80 %" warning)."""
+"""The disk check before the jobs start: a full disk would lose the state file and the logs."""
 
 from __future__ import annotations
 

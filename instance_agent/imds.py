@@ -70,16 +70,10 @@ class ImdsClient:
     # -- the calls the agent makes -------------------------------------------------------------
 
     def instance_id(self) -> str:
-        value = self.get(INSTANCE_ID_PATH)
-        if not value:
-            raise ImdsError(f"{self.endpoint}{INSTANCE_ID_PATH}: no instance id")
-        return value.strip()
+        return self._text(INSTANCE_ID_PATH, "no instance id")
 
     def region(self) -> str:
-        value = self.get(REGION_PATH)
-        if not value:
-            raise ImdsError(f"{self.endpoint}{REGION_PATH}: no region")
-        return value.strip()
+        return self._text(REGION_PATH, "no region")
 
     def spot_instance_action(self) -> dict[str, Any] | None:
         """``{"action": "stop"|"terminate"|"hibernate", "time": ...}`` or ``None``."""
@@ -108,6 +102,12 @@ class ImdsClient:
                     continue
                 raise ImdsError(f"{self.endpoint}{path}: HTTP {status}")
         raise AssertionError("unreachable")
+
+    def _text(self, path: str, missing: str) -> str:
+        value = self.get(path)
+        if not value:
+            raise ImdsError(f"{self.endpoint}{path}: {missing}")
+        return value.strip()
 
     def _json(self, path: str) -> dict[str, Any] | None:
         body = self.get(path)

@@ -11,8 +11,41 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
+from dataclasses import dataclass
+
+from instance_agent.protocol import JOB_NAME_PATTERN
 
 LOCK_FILE_NAME = "agent.lock"
+HOLDER_BYTES = 200  # what a second agent reads of the holder line
+# The role is matched with the looser job-name rule: an earlier agent version took such roles
+# and may still hold the lock.
+_HOLDER = re.compile(
+    rf"pid (?P<pid>[0-9]+) role (?P<role>{JOB_NAME_PATTERN.pattern}) "
+    r"date (?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the state directory's lock: the line it writes into the lock file."""
+
+    pid: int
+    role: str
+    date: str
+
+    def text(self) -> str:
+        return f"pid {self.pid} role {self.role} date {self.date}\n"
+
+    @classmethod
+    def parse(cls, text: str) -> Holder | None:
+        """The holder, or ``None`` for anything else.
+
+        ``None`` for an empty file (the moment between taking the lock and writing it, or the
+        hand-over to the detached supervisor), an older agent's format, garbage.
+        """
+        match = _HOLDER.fullmatch(text.strip())
+        return None if match is None else cls(int(match["pid"]), match["role"], match["date"])
 
 
 class LockBusy(Exception):
@@ -65,8 +98,20 @@ class StateDirLock:
             self.fd = None
 
 
+def read_holder(path: str) -> str:
+    """The holder line of the lock file at ``path`` (``""`` when it cannot be read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        return _read(fd)
+    finally:
+        os.close(fd)
+
+
 def _read(fd: int) -> str:
     try:
-        return os.pread(fd, 200, 0).decode(errors="replace").strip()
+        return os.pread(fd, HOLDER_BYTES, 0).decode(errors="replace").strip()
     except OSError:
         return ""

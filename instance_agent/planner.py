@@ -100,3 +100,10 @@ def _decide(
             lost,
         )
     raise ValueError(f"job {name!r}: unknown status {status!r}")  # StateStore validates statuses
+
+
+def reasons_by_action(decisions: list[Decision]) -> dict[str, dict[str, str]]:
+    """``{"run": {job: why}, "skip": {...}, "watch": {...}}``: the plan, as recorded and printed."""
+    return {
+        action: {d.job: d.reason for d in decisions if d.action == action} for action in (RUN, SKIP, WATCH)
+    }

@@ -1,30 +1,13 @@
-"""The whole agent ↔ DAG contract: everything both sides must agree on, and nothing else.
+"""The whole agent ↔ DAG contract: every rule both sides must agree on, written once.
 
 The agent (on the VM: Python 3.9+, standard library only, no Airflow) and the DAG (the operators
-under ``plugins/``, the fleet config under ``dags/``) run on different machines, so no unit test
-of either side alone would catch a drift between two copies of a rule. Each rule is therefore
-written once, here, and both sides import it (``tests/instance_agent/test_contract.py`` drives
-the agent's writers into the DAG's readers):
-
-- the tags the agent writes on its own instance and the DAG reads from the DescribeInstances
-  calls it makes anyway (watching a role costs no extra API call), and :class:`AgentReport`,
-  which reads and writes them;
-- the job outcomes in ``fleet:jobs`` and what counts as a job's success;
-- where the logs go in S3;
-- the names a role and a job may have;
-- the defaults both sides fall back to (heartbeat, kill grace, IMDS poll, directories).
-
-Tags (values are at most 256 characters, an EC2 limit):
-
-- ``fleet:role``       the worker role the agent runs
-- ``fleet:run-date``   the run date (YYYY-MM-DD) the tags describe
-- ``fleet:state``      ``running`` | ``succeeded`` | ``failed`` | ``interrupted``
-- ``fleet:heartbeat``  UTC ISO-8601 time, refreshed while the jobs run
-- ``fleet:progress``   ``<terminal jobs>/<all jobs>``, e.g. ``3/4``
-- ``fleet:jobs``       compact per-job summary (outcome and duration), see :func:`encode_jobs`
-- ``fleet:notice``     an interruption or rebalance notice the agent saw during this run:
-                       ``rebalance@<notice time>``, ``spot-<action>@<time>`` or
-                       ``signal-SIGTERM@<time>``; absent when there was none
+under ``plugins/``, the fleet config under ``dags/``) run on different machines: no unit test of
+either side alone would catch two copies of a rule drifting apart, so both import this module
+(``tests/instance_agent/test_contract.py`` reads what the agent writes with the DAG's readers).
+It holds the defaults both sides fall back to, the names a role and a job may have, the tags the
+agent writes on its own instance (which the DAG reads from the DescribeInstances calls it makes
+anyway: watching a role costs no extra API call) with :class:`AgentReport` to read and write
+them, the job outcomes in ``fleet:jobs`` and what counts as success, and where the logs go in S3.
 """
 
 from __future__ import annotations
@@ -33,7 +16,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Union
 
 # -- defaults both sides use ------------------------------------------------------------------------
 
@@ -54,22 +36,17 @@ JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ROLE_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 
 
-def is_job_name(text: object) -> bool:
-    return isinstance(text, str) and JOB_NAME_PATTERN.fullmatch(text) is not None
-
-
-def is_role_name(text: object) -> bool:
-    return isinstance(text, str) and ROLE_NAME_PATTERN.fullmatch(text) is not None
-
-
 # -- tags -------------------------------------------------------------------------------------------
 
-TAG_ROLE = "fleet:role"
-TAG_RUN_DATE = "fleet:run-date"
-TAG_STATE = "fleet:state"
-TAG_HEARTBEAT = "fleet:heartbeat"
-TAG_PROGRESS = "fleet:progress"
-TAG_JOBS = "fleet:jobs"
+# Each value is at most TAG_VALUE_MAX characters (EC2's limit).
+TAG_ROLE = "fleet:role"  # the worker role the agent runs
+TAG_RUN_DATE = "fleet:run-date"  # the run date (YYYY-MM-DD) the other tags describe
+TAG_STATE = "fleet:state"  # AGENT_STATES
+TAG_HEARTBEAT = "fleet:heartbeat"  # the report's time (format_heartbeat), refreshed while jobs run
+TAG_PROGRESS = "fleet:progress"  # <ended jobs>/<jobs of the spec>, e.g. 3/4
+TAG_JOBS = "fleet:jobs"  # each job's outcome and duration: encode_jobs
+# An interruption or rebalance notice seen during this run, absent when there was none:
+# rebalance@<notice time>, spot-<action>@<time> or signal-SIGTERM@<time>.
 TAG_NOTICE = "fleet:notice"
 
 ALL_TAGS = (TAG_ROLE, TAG_RUN_DATE, TAG_STATE, TAG_HEARTBEAT, TAG_PROGRESS, TAG_JOBS, TAG_NOTICE)
@@ -96,10 +73,8 @@ JOB_SKIPPED = "skipped"  # not run: it succeeded earlier for the date, or the ru
 JOB_WORDS = (JOB_PENDING, JOB_RUNNING, JOB_SKIPPED, JOB_INTERRUPTED, JOB_TIMED_OUT)
 JOB_STATUSES = (*JOB_WORDS, JOB_SUCCEEDED, JOB_FAILED)
 
-Outcome = Union[int, str]
 
-
-def job_outcome(status: str, exit_code: int | None) -> Outcome:
+def job_outcome(status: str, exit_code: int | None) -> int | str:
     """What ``fleet:jobs`` says of a job: its exit code if it ended by itself, else its status."""
     if status in (JOB_SUCCEEDED, JOB_FAILED) and exit_code is not None:
         return exit_code
@@ -180,9 +155,8 @@ def parse_utc(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-parse_heartbeat = parse_utc
-
 # -- S3 logs ----------------------------------------------------------------------------------------
+
 
 AGENT_LOG_NAME = "_agent.log"  # job names cannot start with "_", so this never clashes
 STATE_FILE_NAME = "state.json"  # the final state file, next to the logs
@@ -240,7 +214,7 @@ class AgentReport:
             role=tags.get(TAG_ROLE),
             run_date=tags.get(TAG_RUN_DATE),
             state=tags.get(TAG_STATE),
-            heartbeat=parse_heartbeat(tags.get(TAG_HEARTBEAT)),
+            heartbeat=parse_utc(tags.get(TAG_HEARTBEAT)),
             progress=tags.get(TAG_PROGRESS),
             jobs=decode_jobs(tags.get(TAG_JOBS, "")),
             durations=decode_job_durations(tags.get(TAG_JOBS, "")),

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from instance_agent.clock import format_time, parse_time
+from instance_agent.clock import format_time
 from instance_agent.display import one_line
 from instance_agent.paths import agent_log_path, job_log_path
 from instance_agent.protocol import (
@@ -31,6 +31,7 @@ from instance_agent.protocol import (
     AgentReport,
     job_log_name,
     job_outcome,
+    parse_utc,
 )
 from instance_agent.spec import RunSpec
 from instance_agent.state import RunState, StateStore
@@ -127,7 +128,7 @@ class RunRecords:
             if record is None:
                 continue
             outcomes[name] = job_outcome(record.status, record.exit_code)
-            began, ended = parse_time(record.started_at), parse_time(record.ended_at)
+            began, ended = parse_utc(record.started_at), parse_utc(record.ended_at)
             if began is not None and (ended is not None or record.status == JOB_RUNNING):
                 durations[name] = max(0, int(((ended or now) - began).total_seconds()))
         if agent_state is None:

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from instance_agent import procinfo
-from instance_agent.clock import format_time, parse_time
+from instance_agent.clock import format_time
 from instance_agent.launcher import EXIT_UNKNOWN, LaunchError, ProcessHandle, WatchedProcess
 from instance_agent.paths import job_log_path
 from instance_agent.protocol import (
@@ -39,6 +39,7 @@ from instance_agent.protocol import (
     JOB_SUCCEEDED,
     JOB_TIMED_OUT,
     STATE_INTERRUPTED,
+    parse_utc,
 )
 from instance_agent.records import RunRecords, SupervisorResult, error_text
 from instance_agent.spec import JobSpec, RunSpec
@@ -226,7 +227,7 @@ class Supervisor(RunRecords):
     def _watch(self, name: str) -> None:
         record = self.state.jobs[name]
         handle = WatchedProcess(record.pid or 0, record.process)
-        began = parse_time(record.started_at)
+        began = parse_utc(record.started_at)
         age = (self.clock.now() - began).total_seconds() if began else 0.0
         started = self.clock.monotonic() - max(0.0, age)
         self.active[name] = _Active(name, handle, started, self._deadline(self.spec.job(name), started))
@@ -372,7 +373,7 @@ class Supervisor(RunRecords):
             what = str(action.get("action", "unknown"))
             # Also when already interrupted (by SIGTERM): the notice's deadline may be sooner.
             self._interrupt(
-                f"spot interruption notice: {what} at {when}", f"spot-{what}@{when}", parse_time(when)
+                f"spot interruption notice: {what} at {when}", f"spot-{what}@{when}", parse_utc(when)
             )
             return
         if rebalance and self.notice is None:

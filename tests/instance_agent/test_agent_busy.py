@@ -15,7 +15,7 @@ from agent_testing import ROLE, RUN_DATE
 
 from instance_agent import cli, exit_codes
 from instance_agent.agent import RunOptions, holder_text
-from instance_agent.lock import LockBusy, StateDirLock
+from instance_agent.lock import Holder, LockBusy, StateDirLock
 
 OTHER_DATE = "2026-11-24"
 # exit_codes.EXIT_BUSY (TestHolderText checks it): a literal, so these tests run against any agent.
@@ -153,9 +153,7 @@ class TestHolderText:
         )
 
         # The lock file holds at most what _read() returns: stripped, 200 bytes.
-        assert cli.parse_holder(holder_text(options).strip()) == cli.Holder(
-            pid=os.getpid(), role=role, date=date
-        )
+        assert Holder.parse(holder_text(options).strip()) == Holder(pid=os.getpid(), role=role, date=date)
 
     def test_exit_7_is_documented_for_help_and_scripts(self, agent):
         assert exit_codes.EXIT_BUSY == EXIT_BUSY

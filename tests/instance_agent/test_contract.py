@@ -215,7 +215,7 @@ class TestSharedRules:
             agent_takes = True
         except SpecError:
             agent_takes = False
-        assert dag_takes == agent_takes == protocol.is_role_name(role)
+        assert dag_takes == agent_takes == bool(protocol.ROLE_NAME_PATTERN.fullmatch(role))
 
     def test_the_dag_config_defaults_are_the_agents(self):
         config = AgentConfig()
