@@ -19,6 +19,7 @@ from agent_fakes import Harness, job
 from botocore.exceptions import ClientError
 from fleet_dag.config import AgentConfig, RoleName
 from operators.fleet_done_checks import completed
+from operators.fleet_ec2 import InstanceView
 from operators.fleet_role_operators import FleetRoleReportOperator, agent_hand_over
 from pydantic import TypeAdapter, ValidationError
 
@@ -30,11 +31,6 @@ from instance_agent.spec import SpecError, validate_role
 RUN_DATE = "2026-11-23"
 INSTANCE = "i-0123456789abcdef0"
 S3_LOG_PREFIX = "s3://fleet-logs/agent/"
-
-try:  # the DAG's reader of DescribeInstances; plugins/operators is being split up
-    from operators.fleet_ec2 import InstanceView
-except ImportError:
-    from operators.fleet_aws import InstanceView
 
 
 class FakeEc2:
