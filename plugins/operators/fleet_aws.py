@@ -92,6 +92,14 @@ def hook_parameters(
     return extra
 
 
+# What names an AWS connection, on every fleet task and trigger alike.
+CONNECTION_ARGS = ("aws_conn_id", "region_name", "verify", "botocore_config")
+
+
+def connection_args(holder: Any) -> dict[str, Any]:
+    return {name: getattr(holder, name) for name in CONNECTION_ARGS}
+
+
 def make_hook(
     hook_class: type[AwsGenericHook],
     aws_conn_id: str | None,
@@ -140,12 +148,7 @@ class FleetAwsTask:
     @property
     def connection_args(self) -> dict[str, Any]:
         """The AWS connection arguments of this task, as its triggers take them."""
-        return {
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "verify": self.verify,
-            "botocore_config": self.botocore_config,
-        }
+        return connection_args(self)
 
     @cached_property
     def ec2_hook(self) -> EC2Hook:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import conf
 from botocore.exceptions import ClientError
 
 from operators.fleet_aws import (
@@ -108,7 +107,6 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
         wait_for_completion: bool = True,
         waiter_delay: int = 15,
         waiter_max_attempts: int = 40,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -116,7 +114,6 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
         self.wait_for_completion = wait_for_completion
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
-        self.deferrable = deferrable
 
     # -- what subclasses provide ----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from operators.fleet_ec2 import UP_STATES, describe_instances
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 from operators.fleet_sensors import FleetTriggerSensor
 from operators.fleet_turn_guard import FleetTurnGuard
-from operators.fleet_wait import ERROR, FAILED, NO_EVENT, TIMEOUT, UNEXPECTED, EventOutcome
+from operators.fleet_wait import ERROR, FAILED, TIMEOUT, EventOutcome
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,9 +28,8 @@ STATE_OUTCOME = EventOutcome(
         FAILED: "{what} failed: {message}",
         TIMEOUT: "{what} timed out: {message}",
         ERROR: "{what} hit an error: {message}",
-        UNEXPECTED: "{what}: unexpected trigger event {event!r}",
-        NO_EVENT: "{what}: unexpected trigger event {event!r}",
     },
+    otherwise="{what}: unexpected trigger event {event!r}",
 )
 
 
@@ -67,6 +66,7 @@ class FleetInstanceStateSensor(FleetTurnGuard, FleetTriggerSensor):
 
     aws_hook_class = EC2Hook
     trigger_class = FleetInstanceStateTrigger
+    trigger_fields = ("target_state", "failure_states", "require_status_ok", "heartbeat_grace", "run_date")
     outcome = STATE_OUTCOME
     template_fields: Sequence[str] = aws_template_fields(
         "instance_ids", "target_state", "run_date", "skip_when_done_for"
@@ -96,15 +96,6 @@ class FleetInstanceStateSensor(FleetTurnGuard, FleetTriggerSensor):
     @property
     def what(self) -> str:
         return f"Waiting for {self.target_state}"
-
-    def _trigger_args(self) -> dict[str, Any]:
-        return {
-            "target_state": self.target_state,
-            "failure_states": self.failure_states,
-            "require_status_ok": self.require_status_ok,
-            "heartbeat_grace": self.heartbeat_grace,
-            "run_date": self.run_date,
-        }
 
     def execute(self, context: Context) -> Any:
         self.hold_turn(context)

@@ -44,6 +44,14 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
     """
 
     hook_class = EC2Hook
+    serialized_fields = (
+        "instance_ids",
+        "target_state",
+        "failure_states",
+        "require_status_ok",
+        "heartbeat_grace",
+        "run_date",
+    )
 
     def __init__(
         self,
@@ -73,16 +81,6 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
         # Swappable for tests; not serialized.
         self.clock: Callable[[], datetime] = utcnow
         self._outstanding: list[str] = list(self.instance_ids)
-
-    def _serialized_args(self) -> dict[str, Any]:
-        return {
-            "instance_ids": self.instance_ids,
-            "target_state": self.target_state,
-            "failure_states": self.failure_states,
-            "require_status_ok": self.require_status_ok,
-            "heartbeat_grace": self.heartbeat_grace,
-            "run_date": self.run_date,
-        }
 
     def timeout_message(self) -> str:
         return (

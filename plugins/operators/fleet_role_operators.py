@@ -291,14 +291,9 @@ class FleetRunAgentOperator(FleetTurnGuard, FleetRunCommandOperator):
         self.instance_ids = to_send
         return super().execute(context)
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any] | None = None,
-        command_instances: Mapping[str, Sequence[str]] | None = None,
-    ) -> dict[str, Any]:
+    def _raise_for_event(self, event: dict[str, Any] | None) -> None:
         try:
-            return super().execute_complete(context, event, command_instances)
+            super()._raise_for_event(event)
         except FleetError as error:
             results = (event or {}).get("results") or {}
             final = {

@@ -10,19 +10,19 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 
 from operators.fleet_aws import FleetAwsTask, FleetStateFailure, normalize_instance_ids
 from operators.fleet_done_checks import skip_if_done
 from operators.fleet_ec2 import describe_instances
-from operators.fleet_wait import RETRYABLE, EventOutcome, FleetPollTrigger
+from operators.fleet_wait import RETRYABLE, EventOutcome, FleetDeferring, FleetPollTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class FleetTriggerSensor(FleetAwsTask, AwsBaseSensor):
+class FleetTriggerSensor(FleetDeferring, FleetAwsTask, AwsBaseSensor):
     """Wait on a list of instances through one trigger: each poke is one of its polls, a deferral
     hands it over whole, so poking and deferred the sensor decides alike.
 
@@ -31,8 +31,8 @@ class FleetTriggerSensor(FleetAwsTask, AwsBaseSensor):
     trigger's final event becomes the task's result or exception through :attr:`outcome`; a poll
     that hit an AWS error is an ``error`` event, whether poked or deferred.
 
-    A subclass sets ``trigger_class``, ``what`` (the wait, for messages) and ``outcome``, and
-    gives its own trigger arguments in :meth:`_trigger_args`.
+    A subclass sets ``trigger_class`` and ``trigger_fields``, ``what`` (the wait, for messages)
+    and ``outcome``.
 
     :param instance_ids: the instances to watch: a list, or a comma-separated string (templated)
     :param skip_when_done_for: a run date (templated): when an instance's agent already completed
@@ -44,6 +44,8 @@ class FleetTriggerSensor(FleetAwsTask, AwsBaseSensor):
     """
 
     trigger_class: type[FleetPollTrigger]
+    # The sensor's attributes that its trigger takes by the same names.
+    trigger_fields: tuple[str, ...] = ()
     outcome: EventOutcome = RETRYABLE
     # Seconds a deferral may outlast ``timeout``. With a margin the trigger's own timeout event
     # (whose exception the outcome chooses) normally comes first; without one, the deferral's
@@ -58,21 +60,15 @@ class FleetTriggerSensor(FleetAwsTask, AwsBaseSensor):
         *,
         instance_ids: Sequence[str] | str,
         skip_when_done_for: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.instance_ids = instance_ids
         self.skip_when_done_for = skip_when_done_for
-        self.deferrable = deferrable
 
     @property
     def what(self) -> str:
         raise NotImplementedError
-
-    def _trigger_args(self) -> dict[str, Any]:
-        """The subclass's own trigger arguments (rendered fields are rendered by now)."""
-        return {}
 
     def build_trigger(self, **kwargs: Any) -> FleetPollTrigger:
         """The wait as a trigger: polled once per poke, or handed to the triggerer whole."""
@@ -82,7 +78,8 @@ class FleetTriggerSensor(FleetAwsTask, AwsBaseSensor):
             instance_ids=normalize_instance_ids(self.instance_ids, "instance_ids"),
             waiter_delay=self.poke_interval,
             waiter_max_attempts=polls,
-            **self._trigger_args(),
+            # The subclass's own trigger arguments, rendered by now.
+            **{name: getattr(self, name) for name in self.trigger_fields},
             **self.connection_args,
             **kwargs,
         )

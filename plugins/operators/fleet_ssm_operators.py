@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import conf
 from botocore.exceptions import ClientError
 
 from operators.fleet_aws import (
@@ -108,7 +107,6 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         wait_for_completion: bool = True,
         waiter_delay: int = 15,
         waiter_max_attempts: int = 240,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         send_retry_seconds: float = 120,
         send_retry_delay: float = 10,
         log_tail_lines: int = 20,
@@ -128,7 +126,6 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         self.wait_for_completion = wait_for_completion
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
-        self.deferrable = deferrable
         self.send_retry_seconds = send_retry_seconds
         self.send_retry_delay = send_retry_delay
         self.log_tail_lines = log_tail_lines
@@ -140,10 +137,6 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         self.clock: Callable[[], float] = time.monotonic
         # What this task sent, for on_kill.
         self._command_instances: dict[str, list[str]] = {}
-
-    @property
-    def _what(self) -> str:
-        return f"Run Command of {self.document_name}"
 
     def execute(self, context: Context) -> dict[str, Any]:
         instance_ids = normalize_instance_ids(self.instance_ids)
@@ -226,8 +219,11 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
             # The task fails now; a command still running would go on unwatched, and the task's
             # retry would send it a second time.
             cancel_commands(self.hook.conn, command_instances, self.log)
-        raise_for_event(event, self._what)
+        self._raise_for_event(event)
         return results
+
+    def _raise_for_event(self, event: dict[str, Any] | None) -> None:
+        raise_for_event(event, f"Run Command of {self.document_name}")
 
     def on_kill(self) -> None:
         if not self._command_instances:

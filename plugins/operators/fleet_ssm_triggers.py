@@ -44,14 +44,12 @@ class FleetSsmAgentOnlineTrigger(FleetPollTrigger):
     """
 
     hook_class = SsmHook
+    serialized_fields = ("instance_ids",)
 
     def __init__(self, *, instance_ids: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instance_ids = list(instance_ids)
         self._not_online: dict[str, str] = dict.fromkeys(self.instance_ids, NOT_REGISTERED)
-
-    def _serialized_args(self) -> dict[str, Any]:
-        return {"instance_ids": self.instance_ids}
 
     def timeout_message(self) -> str:
         return (
@@ -113,6 +111,7 @@ class FleetRunCommandTrigger(FleetPollTrigger):
     """
 
     hook_class = SsmHook
+    serialized_fields = ("command_instances", "log_tail_lines")
 
     def __init__(
         self,
@@ -133,9 +132,6 @@ class FleetRunCommandTrigger(FleetPollTrigger):
         # Ended pairs, which can never change again: their commands need no more listing.
         self._ended: dict[tuple[str, str], tuple[str, str | None]] = {}
         self._waiting: list[str] = [f"{instance_id} (Pending, {NOT_LISTED})" for _, instance_id in self.pairs]
-
-    def _serialized_args(self) -> dict[str, Any]:
-        return {"command_instances": self.command_instances, "log_tail_lines": self.log_tail_lines}
 
     @property
     def pairs(self) -> list[tuple[str, str]]:

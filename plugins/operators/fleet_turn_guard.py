@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from operators.fleet_aws import FleetError
 from operators.fleet_turn import SdkTurnReader, TurnReader, decide_rejoin, read_turn
 from operators.fleet_turn_triggers import REJOIN, REJOIN_OUTCOME, FleetTurnTrigger, late_message, utcnow
-from operators.fleet_wait import FleetDeferring
+from operators.fleet_wait import DEFER_TIMEOUT_MARGIN, FleetDeferring
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -94,7 +94,9 @@ class FleetTurnGuard(FleetDeferring):
                 clock=self.turn_clock,
             )
             event = self.defer_or_wait(
-                trigger, method_name="resume_after_turn", timeout=FleetTurnTrigger.defer_timeout(remaining)
+                trigger,
+                method_name="resume_after_turn",
+                timeout=timedelta(seconds=remaining + DEFER_TIMEOUT_MARGIN),
             )
             self._check_turn_event(event)
 

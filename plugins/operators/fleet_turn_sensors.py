@@ -9,6 +9,7 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensor
 
 from operators.fleet_turn import SdkTurnReader, TurnReader, decide_go, read_turn
 from operators.fleet_turn_triggers import GATE_OUTCOME, FleetTurnTrigger, late_message, utcnow
+from operators.fleet_wait import DEFER_TIMEOUT_MARGIN
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -95,5 +96,5 @@ class FleetWaitTurnSensor(BaseSensorOperator):
             ),
             method_name="execute_complete",
             # Airflow 3.3 does not apply execution_timeout to a deferred task: bound it here.
-            timeout=FleetTurnTrigger.defer_timeout(remaining),
+            timeout=timedelta(seconds=remaining + DEFER_TIMEOUT_MARGIN),
         )

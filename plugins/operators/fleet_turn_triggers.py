@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
@@ -18,17 +18,7 @@ from operators.fleet_turn import (
     decide_rejoin,
     read_turn,
 )
-from operators.fleet_wait import (
-    DEFER_TIMEOUT_MARGIN,
-    ERROR,
-    FAILED,
-    NO_EVENT,
-    SUCCESS,
-    TIMEOUT,
-    UNEXPECTED,
-    EventOutcome,
-    FleetPollTrigger,
-)
+from operators.fleet_wait import SUCCESS, TIMEOUT, EventOutcome, FleetPollTrigger
 
 # What a poll asks (operators.fleet_turn): may ``wait_turn`` look again in the worker (``gate``),
 # or may a cleared run's step act (``rejoin``)?
@@ -45,12 +35,11 @@ def late_message(run_id: str, deadline: str, ahead: str) -> str:
     return f"run {run_id} did not get its turn on the fleet by {deadline}; still ahead: {ahead}"
 
 
-# The turn trigger's events say it all: any end but success is "{what}: {message}", a FleetError
-# (the task's retries apply), but for wait_turn's own timeout: the message alone, as a sensor's.
-_SAID_ALL = dict.fromkeys((FAILED, TIMEOUT, ERROR, UNEXPECTED, NO_EVENT), "{what}: {message}")
-REJOIN_OUTCOME = EventOutcome(messages=_SAID_ALL)
+# The turn trigger's messages say it all: any end but success is a FleetError (the task's retries
+# apply), but for wait_turn's own timeout: the message alone, as a sensor's timeout.
+REJOIN_OUTCOME = EventOutcome(messages={}, otherwise="{what}: {message}")
 GATE_OUTCOME = EventOutcome(
-    errors={TIMEOUT: AirflowSensorTimeout}, messages={**_SAID_ALL, TIMEOUT: "{message}"}
+    errors={TIMEOUT: AirflowSensorTimeout}, messages={TIMEOUT: "{message}"}, otherwise="{what}: {message}"
 )
 
 
@@ -72,6 +61,8 @@ class FleetTurnTrigger(FleetPollTrigger):
     :param deadline: ISO-8601 time (with offset) after which the wait gives up
     :param rule: ``gate`` or ``rejoin`` (:data:`RULES`)
     """
+
+    serialized_fields = ("dag_id", "run_id", "task_id", "deadline", "rule")
 
     def __init__(
         self,
@@ -117,20 +108,6 @@ class FleetTurnTrigger(FleetPollTrigger):
             waiter_max_attempts=math.ceil(remaining / poll_interval) + 1,
             **kwargs,
         )
-
-    @staticmethod
-    def defer_timeout(remaining: float) -> timedelta:
-        # The trigger's own deadline comes first: its timeout event names the runs still ahead.
-        return timedelta(seconds=remaining + DEFER_TIMEOUT_MARGIN)
-
-    def _serialized_args(self) -> dict[str, Any]:
-        return {
-            "dag_id": self.dag_id,
-            "run_id": self.run_id,
-            "task_id": self.task_id,
-            "deadline": self.deadline,
-            "rule": self.rule,
-        }
 
     def poll_once(self) -> dict[str, Any] | None:
         view = read_turn(self.reader, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id)

@@ -21,10 +21,11 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
-from operators.fleet_aws import FleetError, error_code, error_message, make_hook
+from operators.fleet_aws import FleetError, connection_args, error_code, error_message, make_hook
 
 SUCCESS = "success"
 FAILED = "failed"
@@ -40,65 +41,50 @@ def defer_timeout(waiter_delay: float, waiter_max_attempts: int) -> timedelta:
     return timedelta(seconds=waiter_delay * waiter_max_attempts + DEFER_TIMEOUT_MARGIN)
 
 
-# What a task does with its trigger's final event, by status: success returns the event; the
-# others raise. Keys beside the statuses: an event of another status, and no event at all.
-UNEXPECTED = "unexpected"
-NO_EVENT = "no event"
-
-
 @dataclass(frozen=True)
 class EventOutcome:
     """How one kind of task turns its trigger's final event into its result or its exception.
 
-    ``errors`` gives the exception per status (default :class:`FleetError`, to which the task's
-    retries apply), ``messages`` its wording, a template of ``what``, ``status``, ``message``
-    (the event's) and ``event``.
+    Success returns the event. Any other status raises ``errors[status]`` (default
+    :class:`FleetError`, to which the task's retries apply), worded by ``messages[status]``, else
+    by ``otherwise``: templates of ``what``, ``status``, ``message`` (the event's) and ``event``.
+    No event at all counts as status ``None``.
     """
 
-    errors: Mapping[str, type[Exception]] = field(default_factory=dict)
-    messages: Mapping[str, str] = field(default_factory=dict)
+    errors: Mapping[str | None, type[Exception]] = field(default_factory=dict)
+    messages: Mapping[str | None, str] = field(
+        default_factory=lambda: {None: "{what}: the trigger returned no event"}
+    )
+    otherwise: str = "{what} {status}: {message}"
 
     def check(self, event: dict[str, Any] | None, what: str) -> dict[str, Any]:
         """Return a success event; raise this outcome's exception for any other."""
         status = (event or {}).get("status")
-        if status == SUCCESS:
-            return event  # type: ignore[return-value]
-        key = status if status in (FAILED, TIMEOUT, ERROR) else UNEXPECTED if event else NO_EVENT
-        template = self.messages.get(key, DEFAULT_MESSAGES[key])
-        message = template.format(
-            what=what,
-            status=(event or {}).get("status", FAILED),
-            message=(event or {}).get("message", event),
-            event=event,
+        if event and status == SUCCESS:
+            return event
+        key = status if event else None
+        message = self.messages.get(key, self.otherwise).format(
+            what=what, status=status or FAILED, message=(event or {}).get("message", event), event=event
         )
         raise self.errors.get(key, FleetError)(message)
 
 
-DEFAULT_MESSAGES = {
-    FAILED: "{what} {status}: {message}",
-    TIMEOUT: "{what} {status}: {message}",
-    ERROR: "{what} {status}: {message}",
-    UNEXPECTED: "{what} {status}: {message}",
-    NO_EVENT: "{what}: the trigger returned no event",
-}
 # The operators': every end but success is a FleetError, so the task's retries apply.
 RETRYABLE = EventOutcome()
-
-
-def raise_for_event(event: dict[str, Any] | None, what: str) -> dict[str, Any]:
-    """Return a success event; raise :class:`FleetError` with the event's message otherwise."""
-    return RETRYABLE.check(event, what)
+raise_for_event = RETRYABLE.check
 
 
 class FleetPollTrigger(BaseTrigger):
     """Base for the fleet's bounded polling triggers.
 
-    Subclasses implement :meth:`poll_once` and :meth:`_serialized_args`, and call
+    Subclasses implement :meth:`poll_once`, name their own constructor arguments in
+    ``serialized_fields`` (JSON-serializable attributes of the same names), and call
     ``super().__init__`` with the shared arguments.
     """
 
     # The provider hook a poll reads through; None: the trigger needs no AWS.
     hook_class: type[AwsGenericHook] | None = None
+    serialized_fields: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -133,9 +119,8 @@ class FleetPollTrigger(BaseTrigger):
     def poll_once(self) -> dict[str, Any] | None:
         """One batched read: ``None`` to keep waiting, or the final event payload."""
 
-    @abstractmethod
     def _serialized_args(self) -> dict[str, Any]:
-        """The subclass's own constructor arguments (JSON-serializable)."""
+        return {name: getattr(self, name) for name in self.serialized_fields}
 
     def timeout_message(self) -> str:
         return f"gave up after {self.waiter_max_attempts} polls every {self.waiter_delay} s"
@@ -144,12 +129,7 @@ class FleetPollTrigger(BaseTrigger):
 
     @property
     def connection_args(self) -> dict[str, Any]:
-        return {
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "verify": self.verify,
-            "botocore_config": self.botocore_config,
-        }
+        return connection_args(self)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -213,9 +193,18 @@ class FleetDeferring:
     ways decide the same; either way it then ends in the same method.
     """
 
-    deferrable: bool
     # The synchronous wait's pause between two polls; swappable in tests.
     sleep: Callable[[float], None] = staticmethod(time.sleep)
+
+    def __init__(
+        self,
+        *,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        """:param deferrable: wait in the triggerer instead of a worker slot"""
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
 
     def defer_or_wait(
         self,
