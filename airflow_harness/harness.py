@@ -24,7 +24,6 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from airflow_harness import run_status
@@ -287,13 +286,6 @@ class AirflowHarness(AirflowComponents):
                     + self.log_tails(("scheduler", "triggerer"))
                 )
             time.sleep(1)
-
-    # -- task logs --------------------------------------------------------------------------------
-
-    def trigger_logs(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> list[Path]:
-        """The triggerer's log files of a task (``attempt=N.log.trigger.<job>.log``): one per deferral run."""
-        directory = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-        return sorted(directory.glob("attempt=*.log.trigger.*.log")) if directory.is_dir() else []
 
 
 def _iso(moment: str | date | datetime | None) -> str | None:
