@@ -17,6 +17,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from botocore.exceptions import ClientError
 
+from operators import fleet_ec2 as ec2
 from operators.fleet_aws import (
     FleetAwsTask,
     FleetError,
@@ -26,16 +27,6 @@ from operators.fleet_aws import (
     normalize_instance_ids,
 )
 from operators.fleet_done_checks import skip_if_done, skip_unless_work
-from operators.fleet_ec2 import (
-    CAPACITY_ERRORS,
-    INCORRECT_STATE,
-    SETTLED,
-    START_STATES,
-    STOP_STATES,
-    ActionStates,
-    InstanceView,
-    describe_instances,
-)
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 from operators.fleet_turn_guard import FleetTurnGuard
 from operators.fleet_wait import raise_for_event
@@ -54,14 +45,14 @@ class _Round:
     settle: list[str] = field(default_factory=list)  # in a transition that must end before we act
     # Set when EC2 refused the call with IncorrectInstanceState (a race with another actor).
     race: str | None = None
-    views: dict[str, InstanceView] = field(default_factory=dict)
+    views: dict[str, ec2.InstanceView] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
         return not self.settle and self.race is None
 
 
-def _states(views: dict[str, InstanceView], ids: Sequence[str]) -> str:
+def _states(views: dict[str, ec2.InstanceView], ids: Sequence[str]) -> str:
     return ", ".join(f"{iid} ({views[iid].state})" for iid in ids if iid in views)
 
 
@@ -87,7 +78,7 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
 
     action: str
     target_state: str
-    states: ActionStates
+    states: ec2.ActionStates
     # Whether the final wait also waits for the EC2 status checks (only a start may).
     require_status_ok = False
     api_call: str
@@ -124,7 +115,7 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
     def _watched_ids(self) -> list[str]:
         return normalize_instance_ids(self.instance_ids, "instance_ids")
 
-    def _check_needed(self, context: Context, views: dict[str, InstanceView]) -> None:
+    def _check_needed(self, context: Context, views: dict[str, ec2.InstanceView]) -> None:
         """Before acting: raise ``AirflowSkipException`` when the action is not needed."""
 
     # -- the flow ---------------------------------------------------------------------------------
@@ -154,7 +145,7 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
         first_round = min(first_round, self.max_state_rounds)
         for round_no in range(first_round, self.max_state_rounds + 1):
             # One DescribeInstances for every instance, whatever their number (batched by 1000).
-            views = describe_instances(self.hook.conn, ids)
+            views = ec2.describe_instances(self.hook.conn, ids)
             self._check_needed(context, views)
             outcome = self._act(views)
             if outcome.done:
@@ -176,7 +167,7 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
                 self.action,
             )
             event = self.defer_or_wait(
-                self._trigger(outcome.settle, SETTLED),
+                self._trigger(outcome.settle, ec2.SETTLED),
                 method_name="resume_after_settle",
                 kwargs={"round_no": round_no},
             )
@@ -188,7 +179,7 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
             + (f"; last error: {outcome.race}" if outcome.race else "")
         )
 
-    def _act(self, views: dict[str, InstanceView]) -> _Round:
+    def _act(self, views: dict[str, ec2.InstanceView]) -> _Round:
         """Classify the instances, then make the one batched call for those that need it."""
         ids = self._watched_ids()
         states = self.states
@@ -211,8 +202,8 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
             try:
                 self._call(to_act)
             except ClientError as error:
-                if error_code(error) == INCORRECT_STATE:
-                    outcome.race = f"{INCORRECT_STATE}: {error_message(error)}"
+                if error_code(error) == ec2.INCORRECT_STATE:
+                    outcome.race = f"{ec2.INCORRECT_STATE}: {error_message(error)}"
                     return outcome
                 raise FleetError(
                     f"{self.action.capitalize()} of {', '.join(to_act)} failed: "
@@ -294,7 +285,7 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
 
     action = "start"
     target_state = "running"
-    states = START_STATES
+    states = ec2.START_STATES
     api_call = "StartInstances"
     already_label = "Already running or starting"
     acted_key = "started"
@@ -327,7 +318,7 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
             return normalize_instance_ids(self.candidates, "candidates")
         return super()._watched_ids()
 
-    def _check_needed(self, context: Context, views: dict[str, InstanceView]) -> None:
+    def _check_needed(self, context: Context, views: dict[str, ec2.InstanceView]) -> None:
         if self.needed_by is not None:
             skip_unless_work(context, self.hook.conn, self.needed_by, self.skip_when_done_for, "starting it")
         else:
@@ -336,12 +327,12 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
     def _call(self, instance_ids: list[str]) -> None:
         self.hook.conn.start_instances(InstanceIds=instance_ids)
 
-    def _act(self, views: dict[str, InstanceView]) -> _Round:
+    def _act(self, views: dict[str, ec2.InstanceView]) -> _Round:
         if self.candidates is None:
             return super()._act(views)
         return self._act_on_candidates(views)
 
-    def _act_on_candidates(self, views: dict[str, InstanceView]) -> _Round:
+    def _act_on_candidates(self, views: dict[str, ec2.InstanceView]) -> _Round:
         candidates = self._watched_ids()
         running = [c for c in candidates if views[c].state in self.states.done]
         if running:
@@ -361,9 +352,9 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
                 self._call([candidate])
             except ClientError as error:
                 code = error_code(error)
-                if code == INCORRECT_STATE:
+                if code == ec2.INCORRECT_STATE:
                     return _Round(race=f"{candidate}: {code}: {error_message(error)}", views=views)
-                if code not in CAPACITY_ERRORS:
+                if code not in ec2.CAPACITY_ERRORS:
                     raise FleetError(
                         f"Start of candidate {candidate} failed: {code}: {error_message(error)}"
                     ) from error
@@ -400,7 +391,7 @@ class FleetStopInstancesOperator(_FleetInstanceActionOperator):
 
     action = "stop"
     target_state = "stopped"
-    states = STOP_STATES
+    states = ec2.STOP_STATES
     api_call = "StopInstances"
     already_label = "Already stopped or stopping"
     acted_key = "stopped"

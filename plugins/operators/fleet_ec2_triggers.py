@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
@@ -17,11 +17,7 @@ from operators.fleet_ec2 import (
     describe_instances,
     status_ok,
 )
-from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger, utcnow
 
 
 class FleetInstanceStateTrigger(FleetPollTrigger):
@@ -90,6 +86,9 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
 
     def poll_once(self) -> dict[str, Any] | None:
         views = describe_instances(self.hook.conn, self.instance_ids)
+        # Every final event carries each instance's state and tags: a failure's, for the force-stop
+        # and the report, as much as a success's.
+        end = {"instances": {view.instance_id: view.to_xcom() for view in views.values()}}
         failed = [view for view in views.values() if view.state in self.failure_states]
         if failed:
             return {
@@ -99,16 +98,12 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
                     + (f" ({view.state_reason})" if view.state_reason else "")
                     for view in failed
                 ),
-                "instances": {view.instance_id: view.to_xcom() for view in views.values()},
+                **end,
             }
         outstanding = [view for view in views.values() if not self._reached(view)]
         silent = self._check_heartbeats(outstanding)
         if silent:
-            return {
-                "status": FAILED,
-                "message": silent,
-                "instances": {view.instance_id: view.to_xcom() for view in views.values()},
-            }
+            return {"status": FAILED, "message": silent, **end}
         if not outstanding and self.require_status_ok:
             outstanding = self._status_not_ok(views)
         self._outstanding = [view.instance_id for view in outstanding]
@@ -119,11 +114,7 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
             for view in outstanding:
                 self.log.info("  %s", self._describe_progress(view))
             return None
-        return {
-            "status": SUCCESS,
-            "message": f"{len(views)} instance(s) {self.target_state}",
-            "instances": {view.instance_id: view.to_xcom() for view in views.values()},
-        }
+        return {"status": SUCCESS, "message": f"{len(views)} instance(s) {self.target_state}", **end}
 
     def _reached(self, view: InstanceView) -> bool:
         if self.target_state == SETTLED:

@@ -65,8 +65,7 @@ class FleetSkipIfDoneOperator(FleetAwsTask, AwsBaseOperator[EC2Hook]):
         self.run_date = run_date
 
     def execute(self, context: Context) -> dict[str, Any]:
-        params = context.get("params") or {}
-        selected = params.get(ROLES_PARAM)
+        selected = (context.get("params") or {}).get(ROLES_PARAM)
         if selected and self.role not in selected:
             raise AirflowSkipException(f"Role {self.role} is not among this run's roles {selected}")
         force = force_requested(context)

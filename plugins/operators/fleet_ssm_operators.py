@@ -11,6 +11,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from botocore.exceptions import ClientError
 
+from operators import fleet_ssm as ssm
 from operators.fleet_aws import (
     FleetAwsTask,
     FleetError,
@@ -18,14 +19,6 @@ from operators.fleet_aws import (
     error_code,
     error_message,
     normalize_instance_ids,
-)
-from operators.fleet_ssm import (
-    COMMENT_MAX,
-    IN_FLIGHT_STATUSES,
-    SSM_INSTANCE_BATCH,
-    SUCCESS_STATUS,
-    cancel_commands,
-    describe_status,
 )
 from operators.fleet_ssm_triggers import FleetRunCommandTrigger
 from operators.fleet_wait import SUCCESS, TIMEOUT, FleetDeferring, raise_for_event
@@ -162,7 +155,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         else:
             instance_ids_to_send = instance_ids
         try:
-            for batch in chunked(instance_ids_to_send, SSM_INSTANCE_BATCH):
+            for batch in chunked(instance_ids_to_send, ssm.SSM_INSTANCE_BATCH):
                 command_id = self._send(batch, parameters)
                 # Recorded batch by batch so that on_kill can cancel what was already sent.
                 self._command_instances[command_id] = batch
@@ -171,7 +164,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
                 # The task fails without watching the batches already sent, and its retry would
                 # send them again: stop them rather than leave them running unwatched.
                 self.log.error("Sending a later batch failed; cancelling the batches already sent")
-                cancel_commands(self.hook.conn, self._command_instances, self.log)
+                ssm.cancel_commands(self.hook.conn, self._command_instances, self.log)
             raise
         command_instances = dict(self._command_instances)
         self.log.info(
@@ -218,7 +211,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         if status == TIMEOUT and self.cancel_on_timeout and command_instances:
             # The task fails now; a command still running would go on unwatched, and the task's
             # retry would send it a second time.
-            cancel_commands(self.hook.conn, command_instances, self.log)
+            ssm.cancel_commands(self.hook.conn, command_instances, self.log)
         self._raise_for_event(event)
         return results
 
@@ -229,7 +222,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         if not self._command_instances:
             return
         # Killed while waiting in a worker: stop the work this task started on the instances.
-        cancel_commands(self.hook.conn, self._command_instances, self.log)
+        ssm.cancel_commands(self.hook.conn, self._command_instances, self.log)
 
     def _document_parameters(self) -> dict[str, list[str]]:
         parameters = {
@@ -254,7 +247,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
     def _in_flight(self, instance_ids: Sequence[str]) -> dict[str, list[str]]:
         """``{command_id: [instance ids]}`` of this task's command still pending or running."""
         found: dict[str, list[str]] = {}
-        comment = (self.comment or "")[:COMMENT_MAX]
+        comment = (self.comment or "")[: ssm.COMMENT_MAX]
         paginator = self.hook.conn.get_paginator("list_commands")
         for instance_id in instance_ids:
             for page in paginator.paginate(InstanceId=instance_id):
@@ -264,7 +257,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
                         for command in page.get("Commands", [])
                         if command.get("DocumentName") == self.document_name
                         and command.get("Comment") == comment
-                        and command.get("Status") in IN_FLIGHT_STATUSES
+                        and command.get("Status") in ssm.IN_FLIGHT_STATUSES
                     ),
                     None,
                 )
@@ -286,7 +279,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         if parameters:
             request["Parameters"] = parameters
         if self.comment:
-            request["Comment"] = self.comment[:COMMENT_MAX]
+            request["Comment"] = self.comment[: ssm.COMMENT_MAX]
         if self.delivery_timeout_seconds is not None:
             request["TimeoutSeconds"] = int(self.delivery_timeout_seconds)
         if self.output_s3_bucket:
@@ -323,11 +316,11 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
 
     def _log_results(self, results: Mapping[str, Mapping[str, Any]]) -> None:
         for instance_id, result in results.items():
-            log = self.log.info if result.get("status") == SUCCESS_STATUS else self.log.error
+            log = self.log.info if result.get("status") == ssm.SUCCESS_STATUS else self.log.error
             log(
                 "%s: %s, exit code %s after %s s (command %s)",
                 instance_id,
-                describe_status(result.get("status", "?"), result.get("status_details")),
+                ssm.describe_status(result.get("status", "?"), result.get("status_details")),
                 result.get("exit_code"),
                 result.get("duration_seconds"),
                 result.get("command_id"),

@@ -16,20 +16,8 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from botocore.exceptions import ClientError
 
+from operators import fleet_ssm as ssm
 from operators.fleet_aws import error_code, error_message, some
-from operators.fleet_ssm import (
-    INVOCATIONS_PAGE,
-    NOT_LISTED,
-    NOT_REGISTERED,
-    PING_ONLINE,
-    SUCCESS_STATUS,
-    cancel_commands,
-    describe_agents,
-    describe_status,
-    duration_seconds,
-    invocation_outcome,
-    tail,
-)
 from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger
 
 
@@ -49,7 +37,7 @@ class FleetSsmAgentOnlineTrigger(FleetPollTrigger):
     def __init__(self, *, instance_ids: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instance_ids = list(instance_ids)
-        self._not_online: dict[str, str] = dict.fromkeys(self.instance_ids, NOT_REGISTERED)
+        self._not_online: dict[str, str] = dict.fromkeys(self.instance_ids, ssm.NOT_REGISTERED)
 
     def timeout_message(self) -> str:
         return (
@@ -61,11 +49,11 @@ class FleetSsmAgentOnlineTrigger(FleetPollTrigger):
         return some([f"{instance_id} ({status})" for instance_id, status in self._not_online.items()])
 
     def poll_once(self) -> dict[str, Any] | None:
-        agents = describe_agents(self.hook.conn, self.instance_ids)
+        agents = ssm.describe_agents(self.hook.conn, self.instance_ids)
         self._not_online = {
-            instance_id: agents.get(instance_id, {}).get("PingStatus", NOT_REGISTERED)
+            instance_id: agents.get(instance_id, {}).get("PingStatus", ssm.NOT_REGISTERED)
             for instance_id in self.instance_ids
-            if agents.get(instance_id, {}).get("PingStatus") != PING_ONLINE
+            if agents.get(instance_id, {}).get("PingStatus") != ssm.PING_ONLINE
         }
         if self._not_online:
             self.log.info(
@@ -131,7 +119,9 @@ class FleetRunCommandTrigger(FleetPollTrigger):
         self.log_tail_lines = log_tail_lines
         # Ended pairs, which can never change again: their commands need no more listing.
         self._ended: dict[tuple[str, str], tuple[str, str | None]] = {}
-        self._waiting: list[str] = [f"{instance_id} (Pending, {NOT_LISTED})" for _, instance_id in self.pairs]
+        self._waiting: list[str] = [
+            f"{instance_id} (Pending, {ssm.NOT_LISTED})" for _, instance_id in self.pairs
+        ]
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -155,9 +145,9 @@ class FleetRunCommandTrigger(FleetPollTrigger):
 
     def _failed_so_far(self) -> list[str]:
         return [
-            f"{instance_id} {describe_status(*status)}"
+            f"{instance_id} {ssm.describe_status(*status)}"
             for (_, instance_id), status in self._ended.items()
-            if invocation_outcome(*status) == FAILED
+            if ssm.invocation_outcome(*status) == FAILED
         ]
 
     def _list_statuses(self) -> dict[tuple[str, str], tuple[str, str | None]]:
@@ -168,7 +158,7 @@ class FleetRunCommandTrigger(FleetPollTrigger):
                 continue
             expected = set(instance_ids)
             for page in paginator.paginate(
-                CommandId=command_id, Details=False, PaginationConfig={"PageSize": INVOCATIONS_PAGE}
+                CommandId=command_id, Details=False, PaginationConfig={"PageSize": ssm.INVOCATIONS_PAGE}
             ):
                 for invocation in page.get("CommandInvocations", []):
                     if invocation.get("InstanceId") in expected:
@@ -183,9 +173,9 @@ class FleetRunCommandTrigger(FleetPollTrigger):
         waiting: list[str] = []
         for pair in self.pairs:
             # Right after SendCommand, SSM may not list an invocation yet: that is pending, not done.
-            status = statuses.get(pair, ("Pending", NOT_LISTED))
-            if invocation_outcome(*status) == "waiting":
-                waiting.append(f"{pair[1]} ({describe_status(*status)})")
+            status = statuses.get(pair, ("Pending", ssm.NOT_LISTED))
+            if ssm.invocation_outcome(*status) == "waiting":
+                waiting.append(f"{pair[1]} ({ssm.describe_status(*status)})")
             else:
                 self._ended[pair] = status
         self._waiting = waiting
@@ -209,22 +199,17 @@ class FleetRunCommandTrigger(FleetPollTrigger):
             for command_id, instance_id in self.pairs
         }
         failed = [
-            f"{instance_id} {describe_status(result['status'], result['status_details'])}"
+            f"{instance_id} {ssm.describe_status(result['status'], result['status_details'])}"
             + (f", exit code {result['exit_code']}" if result["exit_code"] is not None else "")
             + f" (command {result['command_id']})"
             for instance_id, result in results.items()
-            if result["status"] != SUCCESS_STATUS
+            if result["status"] != ssm.SUCCESS_STATUS
         ]
-        if failed:
-            return {
-                "status": FAILED,
-                "message": f"{len(failed)} of {len(results)} instance(s) failed: {'; '.join(failed)}",
-                "command_ids": self.command_ids,
-                "results": results,
-            }
         return {
-            "status": SUCCESS,
-            "message": f"succeeded on {len(results)} instance(s)",
+            "status": FAILED if failed else SUCCESS,
+            "message": f"{len(failed)} of {len(results)} instance(s) failed: {'; '.join(failed)}"
+            if failed
+            else f"succeeded on {len(results)} instance(s)",
             "command_ids": self.command_ids,
             "results": results,
         }
@@ -248,18 +233,18 @@ class FleetRunCommandTrigger(FleetPollTrigger):
             "status": status,
             "status_details": details,
             "exit_code": invocation.get("ResponseCode"),
-            "duration_seconds": duration_seconds(
+            "duration_seconds": ssm.duration_seconds(
                 invocation.get("ExecutionStartDateTime"), invocation.get("ExecutionEndDateTime")
             ),
-            "stdout_tail": tail(invocation.get("StandardOutputContent"), self.log_tail_lines),
-            "stderr_tail": tail(invocation.get("StandardErrorContent"), self.log_tail_lines),
+            "stdout_tail": ssm.tail(invocation.get("StandardOutputContent"), self.log_tail_lines),
+            "stderr_tail": ssm.tail(invocation.get("StandardErrorContent"), self.log_tail_lines),
             "stdout_url": invocation.get("StandardOutputUrl") or None,
             "stderr_url": invocation.get("StandardErrorUrl") or None,
         }
 
     def cancel(self) -> list[str]:
         """Cancel every command on its instances (blocking); returns the IDs SSM accepted."""
-        return cancel_commands(self.hook.conn, self.command_instances, self.log)
+        return ssm.cancel_commands(self.hook.conn, self.command_instances, self.log)
 
     async def on_kill(self) -> None:
         # The user killed the deferred task: the command must not keep running unwatched. Even

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
@@ -18,17 +18,13 @@ from operators.fleet_turn import (
     decide_rejoin,
     read_turn,
 )
-from operators.fleet_wait import SUCCESS, TIMEOUT, EventOutcome, FleetPollTrigger
+from operators.fleet_wait import SUCCESS, TIMEOUT, EventOutcome, FleetPollTrigger, utcnow
 
 # What a poll asks (operators.fleet_turn): may ``wait_turn`` look again in the worker (``gate``),
 # or may a cleared run's step act (``rejoin``)?
 GATE = "gate"
 REJOIN = "rejoin"
 RULES: dict[str, Callable[[TurnView], Turn]] = {GATE: decide_gate, REJOIN: decide_rejoin}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def late_message(run_id: str, deadline: str, ahead: str) -> str:

@@ -17,7 +17,7 @@ import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
@@ -35,6 +35,10 @@ ERROR = "error"
 # Extra time the deferral's own timeout allows beyond the trigger's polls, so that the
 # trigger's clearer "timeout" event normally wins and the deferral timeout is only a backstop.
 DEFER_TIMEOUT_MARGIN = 60
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def defer_timeout(waiter_delay: float, waiter_max_attempts: int) -> timedelta:
