@@ -94,12 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{run,status}")
     commands.required = True
 
-    run = commands.add_parser(
+    def command(name: str, summary: str, description: str, epilog: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=summary, description=description, epilog=epilog, formatter_class=raw
+        )
+
+    run = command(
         "run",
-        help="run the role's jobs for a date (once per date)",
-        description="Run the role's jobs for a run date, at most once per date.",
-        epilog=RUN_EPILOG,
-        formatter_class=raw,
+        "run the role's jobs for a date (once per date)",
+        "Run the role's jobs for a run date, at most once per date.",
+        RUN_EPILOG,
     )
     run.add_argument("--role", required=True, help="the worker role (tags, S3 keys, ROLE of every job)")
     run.add_argument("--date", required=True, help="the run date, YYYY-MM-DD (RUN_DATE of every job)")
@@ -134,12 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="interruption notice polling interval (%(default)s)",
     )
 
-    status = commands.add_parser(
+    status = command(
         "status",
-        help="print the recorded state as JSON",
-        description="Print the state recorded for a date (default: the latest) as JSON.",
-        epilog=EPILOG,
-        formatter_class=raw,
+        "print the recorded state as JSON",
+        "Print the state recorded for a date (default: the latest) as JSON.",
+        EPILOG,
     )
     status.add_argument("--date", help="the run date, YYYY-MM-DD (default: the latest recorded)")
     status.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="(%(default)s)")

@@ -28,7 +28,7 @@ functions, so the two cannot disagree about a job.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from instance_agent.checks import (
@@ -58,16 +58,6 @@ from instance_agent.protocol import (
     MIN_HEARTBEAT_SECONDS,
 )
 
-JOB_KEYS = ("name", "argv", "shell", "cwd", "env", "timeout", "rerun_on_interrupt")
-RUN_KEYS = (
-    "jobs",
-    "s3_log_prefix",
-    "heartbeat_seconds",
-    "kill_grace_seconds",
-    "disk_warn_percent",
-    "max_runtime",
-)
-
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -84,15 +74,7 @@ class JobSpec:
         return ["/bin/sh", "-c", self.argv[0]] if self.shell else list(self.argv)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "argv": list(self.argv),
-            "shell": self.shell,
-            "cwd": self.cwd,
-            "env": dict(self.env),
-            "timeout": self.timeout,
-            "rerun_on_interrupt": self.rerun_on_interrupt,
-        }
+        return {**_fields_of(self), "argv": list(self.argv), "env": dict(self.env)}
 
 
 @dataclass(frozen=True)
@@ -115,14 +97,16 @@ class RunSpec:
         return [job.name for job in self.jobs]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "jobs": [job.to_dict() for job in self.jobs],
-            "s3_log_prefix": self.s3_log_prefix,
-            "heartbeat_seconds": self.heartbeat_seconds,
-            "kill_grace_seconds": self.kill_grace_seconds,
-            "disk_warn_percent": self.disk_warn_percent,
-            "max_runtime": self.max_runtime,
-        }
+        return {**_fields_of(self), "jobs": [job.to_dict() for job in self.jobs]}
+
+
+# The keys a spec may hold: the fields, so that a new field is a new key.
+JOB_KEYS = tuple(item.name for item in fields(JobSpec))
+RUN_KEYS = tuple(item.name for item in fields(RunSpec))
+
+
+def _fields_of(spec: Any) -> dict[str, Any]:
+    return {item.name: getattr(spec, item.name) for item in fields(spec)}
 
 
 class _DuplicateKey(ValueError):

@@ -30,6 +30,12 @@ FORMAT_VERSION = 1
 TERMINAL_JOB_STATUSES = (JOB_SUCCEEDED, JOB_FAILED, JOB_TIMED_OUT, JOB_INTERRUPTED, JOB_SKIPPED)
 
 
+# What an attempt leaves in a job's history when the job is started again.
+_ATTEMPT_KEYS = ("status", "exit_code", "started_at", "ended_at", "reason")
+# A job record's fields that may be null, and their type otherwise (never a bool).
+_OPTIONAL_TYPES = dict(exit_code=int, started_at=str, ended_at=str, pid=int, process=str, reason=str, log=str)
+
+
 class StateError(Exception):
     """The state file is unreadable or corrupt; it was left as it is."""
 
@@ -56,15 +62,7 @@ class JobRecord:
     def archive(self) -> None:
         """Push this attempt into ``history`` before the job is started again."""
         if self.attempts or self.status != JOB_PENDING:
-            self.history.append(
-                {
-                    "status": self.status,
-                    "exit_code": self.exit_code,
-                    "started_at": self.started_at,
-                    "ended_at": self.ended_at,
-                    "reason": self.reason,
-                }
-            )
+            self.history.append({key: getattr(self, key) for key in _ATTEMPT_KEYS})
         self.status, self.exit_code, self.started_at, self.ended_at = JOB_PENDING, None, None, None
         self.pid, self.process, self.reason = None, None, None
 
@@ -81,17 +79,9 @@ class JobRecord:
         if status not in JOB_STATUSES:
             raise StateError(f"{where}.status: unknown status {status!r}")
         record = cls(status=status)
-        for key, kinds in (
-            ("exit_code", (int,)),
-            ("started_at", (str,)),
-            ("ended_at", (str,)),
-            ("pid", (int,)),
-            ("process", (str,)),
-            ("reason", (str,)),
-            ("log", (str,)),
-        ):
+        for key, kind in _OPTIONAL_TYPES.items():
             value = data.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
                 raise StateError(f"{where}.{key}: unexpected value {value!r}")
             setattr(record, key, value)
         attempts = data.get("attempts", 0)
