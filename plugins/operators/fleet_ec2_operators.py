@@ -52,7 +52,7 @@ class _Round:
         return not self.settle and self.race is None
 
 
-def _states(views: dict[str, ec2.InstanceView], ids: Sequence[str]) -> str:
+def _ids_with_states(views: dict[str, ec2.InstanceView], ids: Sequence[str]) -> str:
     return ", ".join(f"{iid} ({views[iid].state})" for iid in ids if iid in views)
 
 
@@ -163,7 +163,7 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
                 continue
             self.log.info(
                 "Waiting for %s to finish their transition before %s",
-                _states(views, outcome.settle),
+                _ids_with_states(views, outcome.settle),
                 self.action,
             )
             event = self.defer_or_wait(
@@ -174,7 +174,7 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
             raise_for_event(event, f"Waiting for instances to settle before {self.action}")
         stuck = outcome.settle or [i for i in ids if outcome.views[i].state not in self.states.done]
         raise FleetError(
-            f"Could not {self.action} {_states(outcome.views, stuck)}: their state kept changing "
+            f"Could not {self.action} {_ids_with_states(outcome.views, stuck)}: their state kept changing "
             f"through {self.max_state_rounds} attempts"
             + (f"; last error: {outcome.race}" if outcome.race else "")
         )
@@ -222,7 +222,7 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
             )
         if outcome.already:
             self.log.info(
-                "%s, no call needed: %s", self.already_label, _states(outcome.views, outcome.already)
+                "%s, no call needed: %s", self.already_label, _ids_with_states(outcome.views, outcome.already)
             )
         ti = context["ti"]
         ti.xcom_push(key=self.acted_key, value=outcome.acted)

@@ -9,14 +9,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 
 from instance_agent.protocol import STATE_RUNNING
-from operators.fleet_ec2 import (
-    SETTLED,
-    TRANSITIONAL_STATES,
-    InstanceView,
-    default_failure_states,
-    describe_instances,
-    status_ok,
-)
+from operators import fleet_ec2 as ec2
 from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger, utcnow
 
 
@@ -64,11 +57,11 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
         self.instance_ids = list(instance_ids)
         self.target_state = target_state
         self.failure_states = (
-            list(failure_states) if failure_states is not None else default_failure_states(target_state)
+            list(failure_states) if failure_states is not None else ec2.default_failure_states(target_state)
         )
         if target_state in self.failure_states:
             raise ValueError(f"target_state {target_state!r} is also listed in failure_states")
-        if target_state == SETTLED and require_status_ok:
+        if target_state == ec2.SETTLED and require_status_ok:
             # Status checks exist only for running instances; a settled one may be stopped.
             raise ValueError("require_status_ok needs target_state 'running', not 'settled'")
         self.require_status_ok = require_status_ok
@@ -85,7 +78,7 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
         )
 
     def poll_once(self) -> dict[str, Any] | None:
-        views = describe_instances(self.hook.conn, self.instance_ids)
+        views = ec2.describe_instances(self.hook.conn, self.instance_ids)
         # Every final event carries each instance's state and tags: a failure's, for the force-stop
         # and the report, as much as a success's.
         end = {"instances": {view.instance_id: view.to_xcom() for view in views.values()}}
@@ -116,18 +109,18 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
             return None
         return {"status": SUCCESS, "message": f"{len(views)} instance(s) {self.target_state}", **end}
 
-    def _reached(self, view: InstanceView) -> bool:
-        if self.target_state == SETTLED:
-            return view.state not in TRANSITIONAL_STATES
+    def _reached(self, view: ec2.InstanceView) -> bool:
+        if self.target_state == ec2.SETTLED:
+            return view.state not in ec2.TRANSITIONAL_STATES
         return view.state == self.target_state
 
-    def _relevant_report(self, view: InstanceView):
+    def _relevant_report(self, view: ec2.InstanceView):
         report = view.report
         if report is None or (self.run_date and report.run_date != self.run_date):
             return None
         return report
 
-    def _describe_progress(self, view: InstanceView) -> str:
+    def _describe_progress(self, view: ec2.InstanceView) -> str:
         text = f"{view.instance_id}: {view.state}"
         report = self._relevant_report(view)
         if report is not None:
@@ -136,7 +129,7 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
             text += f", heartbeat {age:.0f} s ago" if age is not None else ", no heartbeat yet"
         return text
 
-    def _check_heartbeats(self, outstanding: Sequence[InstanceView]) -> str | None:
+    def _check_heartbeats(self, outstanding: Sequence[ec2.InstanceView]) -> str | None:
         if self.heartbeat_grace is None:
             return None
         now = self.clock()
@@ -151,6 +144,6 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
                 silent.append(f"agent on {view.instance_id} silent for {age:.0f} s")
         return "; ".join(silent) or None
 
-    def _status_not_ok(self, views: dict[str, InstanceView]) -> list[InstanceView]:
-        ok = status_ok(self.hook.conn, list(views))
+    def _status_not_ok(self, views: dict[str, ec2.InstanceView]) -> list[ec2.InstanceView]:
+        ok = ec2.status_ok(self.hook.conn, list(views))
         return [view for view in views.values() if view.instance_id not in ok]

@@ -35,8 +35,8 @@ class FleetTurnGuard(FleetDeferring):
     """Mixin for the fleet's operators: :meth:`hold_turn` before acting, in a cleared run.
 
     Put it first among the bases; the operator calls ``self.hold_turn(context)`` at the top of
-    ``execute`` (which :meth:`resume_after_turn` calls again after a deferred wait). It uses the
-    operator's ``deferrable``: without it, the wait blocks the worker.
+    ``execute`` (which :meth:`resume_after_turn` calls again after a deferred wait). Not
+    ``deferrable``, the task waits in the worker (:class:`~operators.fleet_wait.FleetDeferring`).
 
     :param turn_task_id: the DAG's turn-taking task (``wait_turn``); ``None``: no guard
     :param turn_poll_interval: seconds between two looks while waiting

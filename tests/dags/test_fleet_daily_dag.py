@@ -21,7 +21,7 @@ from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineReference
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.timetables.base import TimeRestriction
-from fleet_dag.builder import RUN_DATE, agent_max_runtime, agent_spec, build_dag, run_date_for
+from fleet_dag.builder import RUN_DATE, agent_max_runtime, agent_spec, build_dag, poll_plan, run_date_for
 from fleet_dag.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config, parse_config
 from fleet_dag_testing import DAGS_FOLDER, fleet_dict, parse_agent_command
 from operators.fleet_notifiers import FleetLogNotifier
@@ -250,6 +250,22 @@ class TestDagShape:
             None,
             ["i-0000000000000000c", "i-0000000000000000d"],
         )
+
+
+class TestPollPlan:
+    @pytest.mark.parametrize(
+        ("poll_interval", "bound", "at_most", "plan"),
+        [
+            ("30s", timedelta(minutes=10), None, (30, 20)),  # the boot waits at the defaults
+            ("30s", timedelta(minutes=5), 5, (5, 60)),  # run_agent's command wait
+            ("7s", timedelta(minutes=10), None, (7, 85)),  # whole polls only
+            (0.5, timedelta(seconds=3), None, (1, 3)),  # never faster than once a second
+            ("1h", timedelta(minutes=10), None, (3600, 1)),  # at least one poll
+        ],
+    )
+    def test_every_wait_polls_in_whole_seconds_within_its_bound(self, poll_interval, bound, at_most, plan):
+        config = parse_config(fleet_dict(poll_interval=poll_interval))
+        assert poll_plan(config, bound, at_most=at_most) == plan
 
 
 @pytest.fixture(scope="module")
