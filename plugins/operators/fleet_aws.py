@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from typing import Any
@@ -116,12 +117,8 @@ def make_hook(
     )
 
 
-def make_ec2_hook(*args: Any, **kwargs: Any) -> EC2Hook:
-    return make_hook(EC2Hook, *args, **kwargs)
-
-
-def make_ssm_hook(*args: Any, **kwargs: Any) -> SsmHook:
-    return make_hook(SsmHook, *args, **kwargs)
+make_ec2_hook = functools.partial(make_hook, EC2Hook)
+make_ssm_hook = functools.partial(make_hook, SsmHook)
 
 
 class FleetAwsTask:

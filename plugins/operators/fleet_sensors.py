@@ -44,6 +44,7 @@ class FleetTriggerSensor(FleetDeferring, FleetAwsTask, AwsBaseSensor):
     """
 
     trigger_class: type[FleetPollTrigger]
+    what: str  # the wait, as its messages name it
     # The sensor's attributes that its trigger takes by the same names.
     trigger_fields: tuple[str, ...] = ()
     outcome: EventOutcome = RETRYABLE
@@ -65,10 +66,6 @@ class FleetTriggerSensor(FleetDeferring, FleetAwsTask, AwsBaseSensor):
         super().__init__(**kwargs)
         self.instance_ids = instance_ids
         self.skip_when_done_for = skip_when_done_for
-
-    @property
-    def what(self) -> str:
-        raise NotImplementedError
 
     def build_trigger(self, **kwargs: Any) -> FleetPollTrigger:
         """The wait as a trigger: polled once per poke, or handed to the triggerer whole."""
