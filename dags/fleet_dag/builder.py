@@ -28,11 +28,10 @@ from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert
 from airflow.timetables.trigger import CronTriggerTimetable
 from operators.fleet_deadline_alerts import FleetRunQueuedAtDeadline, fleet_deadline_alert
+from operators.fleet_done_checks import FORCE_PARAM, ROLES_PARAM
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
 from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_role_operators import (
-    FORCE_PARAM,
-    ROLES_PARAM,
     FleetRoleReportOperator,
     FleetRunAgentOperator,
     FleetSkipIfDoneOperator,

@@ -32,14 +32,6 @@ from operators.fleet_turn_guard import FleetTurnGuard
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-__all__ = [
-    "FORCE_PARAM",
-    "ROLES_PARAM",
-    "FleetRoleReportOperator",
-    "FleetRunAgentOperator",
-    "FleetSkipIfDoneOperator",
-]
-
 
 class FleetSkipIfDoneOperator(FleetAwsTask, AwsBaseOperator[EC2Hook]):
     """Skip a role whose agent already completed this run date, so its VM is never booted.
