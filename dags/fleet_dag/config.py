@@ -37,9 +37,15 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from instance_agent.display import shorten
+from instance_agent.protocol import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_LOG_DIR,
+    DEFAULT_STATE_DIR,
+    MIN_HEARTBEAT_SECONDS,
+    ROLE_NAME_PATTERN,
+)
 from instance_agent.spec import (
     MAX_JOBS,
-    MIN_HEARTBEAT_SECONDS,
     SpecError,
     check_argv,
     check_cwd,
@@ -118,10 +124,11 @@ def _agent_error(error: SpecError) -> ValidationError:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # pydantic matches these with Rust's regex, where `$` is the very end (no "tasks\n").
 InstanceId = Annotated[str, StringConstraints(pattern=r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")]
-# A role is also an Airflow task group id (no dots): the DAG's rule, on top of the agent's --role.
+# The agent's --role rule (protocol.ROLE_NAME_PATTERN, also an Airflow task group id: no dots),
+# as a pattern too, so that pydantic's message names it.
 RoleName = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"),
+    StringConstraints(pattern=f"^{ROLE_NAME_PATTERN.pattern}$"),
     AfterValidator(agent_rule(validate_role)),
 ]
 JobName = Annotated[str, AfterValidator(agent_rule(check_job_name))]
@@ -226,13 +233,15 @@ class AgentConfig(_Strict):
     command: Annotated[
         list[Annotated[str, StringConstraints(min_length=1)]], AfterValidator(agent_rule(check_argv))
     ] = Field(default_factory=lambda: ["python3", "-m", "instance_agent"], min_length=1)
-    state_dir: AgentPath = "/var/lib/fleet-agent"
-    log_dir: AgentPath = "/var/log/fleet-agent"
+    state_dir: AgentPath = DEFAULT_STATE_DIR
+    log_dir: AgentPath = DEFAULT_LOG_DIR
     # os: the OS powers off (the instance's shutdown behaviour must be "stop");
     # ec2: the agent calls StopInstances on itself.
     shutdown: Literal["os", "ec2", "none"] = "os"
     # The agent's heartbeat_seconds: a CreateTags call each time, so at least 0.1 s apart.
-    heartbeat: Annotated[Duration, AfterValidator(agent_rule(_heartbeat_seconds))] = timedelta(seconds=60)
+    heartbeat: Annotated[Duration, AfterValidator(agent_rule(_heartbeat_seconds))] = timedelta(
+        seconds=DEFAULT_HEARTBEAT_SECONDS
+    )
 
 
 class NotifierConfig(_Strict):

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 
-from instance_agent.protocol import STATE_RUNNING
+from instance_agent.protocol import STATE_RUNNING, report_for
 from operators import fleet_ec2 as ec2
 from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger, utcnow
 
@@ -115,10 +115,7 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
         return view.state == self.target_state
 
     def _relevant_report(self, view: ec2.InstanceView):
-        report = view.report
-        if report is None or (self.run_date and report.run_date != self.run_date):
-            return None
-        return report
+        return report_for(view.report, self.run_date)
 
     def _describe_progress(self, view: ec2.InstanceView) -> str:
         text = f"{view.instance_id}: {view.state}"

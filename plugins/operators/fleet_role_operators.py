@@ -22,7 +22,7 @@ from airflow.providers.common.compat.sdk import AirflowSkipException
 from botocore.exceptions import BotoCoreError, ClientError
 
 from instance_agent import exit_codes
-from instance_agent.protocol import STATE_RUNNING, STATE_SUCCEEDED, AgentReport
+from instance_agent.protocol import STATE_SUCCEEDED, AgentReport, outcome_ok, s3_job_log
 from operators.fleet_aws import FleetAwsTask, FleetError, FleetStateFailure, normalize_instance_ids
 from operators.fleet_done_checks import FORCE_PARAM, ROLES_PARAM, completed, force_requested, outcomes
 from operators.fleet_ec2 import UP_STATES, InstanceView, describe_instances
@@ -130,7 +130,7 @@ class FleetRoleReportOperator(FleetAwsTask, AwsBaseOperator[S3Hook]):
         problems: list[str] = []
         for instance_id, info in self.instances.items():
             report = AgentReport.from_tags(info.get("tags") or {})
-            if report is None or report.run_date != self.run_date:
+            if report is None or not report.is_for(self.run_date):
                 seen = f"a report for {report.run_date}" if report else "no report at all"
                 problems.append(f"the agent on {instance_id} left {seen}, not one for {self.run_date}")
                 continue
@@ -153,7 +153,7 @@ class FleetRoleReportOperator(FleetAwsTask, AwsBaseOperator[S3Hook]):
                     f" after {duration} s" if duration is not None else "",
                 )
                 self._log_tail(job)
-                if outcome != 0 and outcome != "skipped":
+                if not outcome_ok(outcome):
                     problems.append(f"job {job} on {instance_id} " + _failure(outcome))
             if report.state != STATE_SUCCEEDED and not problems:
                 problems.append(f"the agent on {instance_id} ended {report.state}")
@@ -164,8 +164,7 @@ class FleetRoleReportOperator(FleetAwsTask, AwsBaseOperator[S3Hook]):
     def _log_tail(self, job: str) -> None:
         if not self.s3_log_prefix:
             return
-        bucket, _, prefix = self.s3_log_prefix.removeprefix("s3://").partition("/")
-        key = "/".join(part for part in (prefix.strip("/"), self.run_date, self.role, f"{job}.log") if part)
+        bucket, key = s3_job_log(self.s3_log_prefix, self.run_date, self.role, job)
         try:
             body = self.hook.conn.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "replace")
         except (ClientError, BotoCoreError) as error:
@@ -222,8 +221,7 @@ def agent_hand_over(
     age = report.heartbeat_age(now) if report is not None else None
     if (
         report is not None
-        and report.run_date == run_date
-        and report.state == STATE_RUNNING
+        and report.is_running_for(run_date)
         and age is not None
         and (heartbeat_grace is None or age <= heartbeat_grace)
     ):

@@ -23,7 +23,7 @@ import botocore.session
 import yaml
 from botocore.awsrequest import AWSResponse
 
-from instance_agent.protocol import AgentReport
+from instance_agent.protocol import AgentReport, s3_job_log
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
@@ -216,12 +216,9 @@ class SsmEmulator:
         )
         prefix = invocation["spec"].get("s3_log_prefix")
         if prefix:
-            bucket, _, key_prefix = prefix.removeprefix("s3://").partition("/")
             s3 = boto3.client("s3", region_name="us-east-1")
             for job in jobs:
-                key = "/".join(
-                    p for p in (key_prefix.strip("/"), report.run_date, report.role, f"{job}.log") if p
-                )
+                bucket, key = s3_job_log(prefix, report.run_date, report.role, job)
                 s3.put_object(
                     Bucket=bucket, Key=key, Body=f"{job} starting\n{job} done for {report.run_date}\n"
                 )
