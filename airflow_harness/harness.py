@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -115,11 +115,13 @@ class AirflowHarness(AirflowComponents):
         dag_id: str = DAG_ID,
         poll: float = 1.0,
         stall_after: float | None = STALL_AFTER,
+        on_poll: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
     ) -> RunResult:
         """Poll until the run succeeded or failed; record the states its tasks went through.
 
         :param stall_after: seconds after which a run still queued, or with no task started,
             ends the wait with :class:`HarnessError` naming why (``None``: wait the whole timeout)
+        :param on_poll: called with the run and its task instances (the API's JSON) at every poll
         """
         seen: dict[str, list[str]] = {}
         classpaths: dict[str, set[str]] = {}
@@ -132,6 +134,8 @@ class AirflowHarness(AirflowComponents):
             self.check_processes()
             run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")
             tis = self.task_instances(run_id, dag_id)
+            if on_poll is not None:
+                on_poll(run, tis)
             for ti in tis:
                 states = seen.setdefault(ti["task_id"], [])
                 if ti.get("state") and (not states or states[-1] != ti["state"]):

@@ -13,7 +13,6 @@ is sampled from ``/proc`` (:mod:`bench.procs`).
 from __future__ import annotations
 
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -67,34 +66,31 @@ def write_dag_folder(folder: Path, poll_interval: float) -> Path:
 
 def run_and_sample(af: Any, dag_id: str, run_date: str, timeout: float) -> dict[str, Any]:
     """Trigger a run and follow it: task states and process memory, until it ends."""
+    from airflow_harness import HarnessError
+
     roots = [process.pid for process in af.processes.values()]
     sampler = TreeSampler(roots=lambda: roots).start()
-    triggered = time.time()
-    run_id = af.trigger(run_date, dag_id=dag_id)
-    quoted = urllib.parse.quote(run_id, safe="")
     samples: list[tuple[float, dict[str, Any]]] = []
-    deadline = time.monotonic() + timeout
-    error = None
+    triggered, error = time.time(), None
+    run_id = af.trigger(run_date, dag_id=dag_id)
     try:
-        while True:
-            af.check_processes()
-            tis = af.task_instances(run_id, dag_id)
-            samples.append((time.time(), {ti["task_id"]: ti.get("state") for ti in tis}))
-            if af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")["state"] in ("success", "failed"):
-                break
-            if time.monotonic() > deadline:
-                error = f"not measured: the run did not end in {timeout:.0f} s"
-                break
-            time.sleep(SAMPLE_SECONDS)
+        af.wait_for_run(
+            run_id,
+            timeout,
+            dag_id,
+            poll=SAMPLE_SECONDS,
+            stall_after=None,
+            on_poll=lambda run, tis: samples.append(
+                (time.time(), {ti["task_id"]: ti.get("state") for ti in tis})
+            ),
+        )
+    except HarnessError:
+        af.check_processes()  # a component that exited fails the size; else the run did not end in time
+        error = f"not measured: the run did not end in {timeout:.0f} s"
     finally:
         sampler.stop()
-    return {
-        "run": af.run_result(run_id, dag_id),
-        "triggered": triggered,
-        "samples": samples,
-        "sampler": sampler,
-        "error": error,
-    }
+    run = af.run_result(run_id, dag_id)
+    return {"run": run, "triggered": triggered, "samples": samples, "sampler": sampler, "error": error}
 
 
 def measure_airflow(
