@@ -1,8 +1,4 @@
-"""A simulated EC2 fleet for demos, end-to-end tests and benchmarks (see ``python -m fleet_sim``).
-
-One endpoint on 127.0.0.1 speaks EC2, SSM, S3 and the rest of AWS: an in-process moto server
-behind a front that adds what moto lacks (SSM commands that really run on simulated hosts,
-instances that take time to change state, a fake IMDSv2 per host) and injects faults.
+"""A simulated EC2 fleet for demos, end-to-end tests and benchmarks (fleet_sim/README.md).
 
 The names below are imported on first use, so ``python -m fleet_sim check`` never loads moto.
 """

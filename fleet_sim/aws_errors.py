@@ -1,9 +1,4 @@
-"""AWS error responses in the wire formats botocore parses: EC2's XML, the JSON protocol's body.
-
-- EC2 (``ec2`` protocol): ``<Response><Errors><Error><Code>`` ... with ``<RequestID>``.
-- JSON protocol services (SSM): ``{"__type": "<Code>", "message": ...}``.
-- Other query protocol services (STS, ...): ``<ErrorResponse><Error><Type>Sender</Type>``.
-"""
+"""AWS error responses in the wire formats botocore parses (EC2 XML, JSON protocol, query XML)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""EC2 instance lifecycle as AWS has it, where moto flips states at once.
-
-- StartInstances: ``stopped -> pending``, then ``running`` after the transition delay;
-  ``running``/``pending`` are left as they are; ``stopping``, ``shutting-down`` and
-  ``terminated`` refuse with ``IncorrectInstanceState`` (the whole call fails, as on AWS).
-- StopInstances: ``running -> stopping``, then ``stopped`` after the transition delay, or
-  after a ``stuck_stopping`` fault's seconds; ``Force`` on a stuck instance ends it after the
-  normal delay. ``pending`` refuses with ``IncorrectInstanceState``; stopped/stopping are no-ops.
-- A host whose instance leaves ``running`` runs nothing: its processes get SIGTERM when it
-  enters ``stopping`` (SIGKILL with ``Force``), and SIGKILL when it is ``stopped``.
-- Instances made by anyone else (RunInstances through the front) become hosts too, and go
-  through ``pending`` first.
-
-Everything else about instances (DescribeInstances, tags, DescribeInstanceStatus) is moto's.
-"""
+"""EC2 instance lifecycle as AWS has it, where moto flips states at once (fleet_sim/README.md):
+Start/StopInstances of known instances; instances made any other way are adopted as hosts."""
 
 from __future__ import annotations
 
@@ -39,14 +26,8 @@ STATE_CODES = {
 GOING_DOWN = ("stopping", "shutting-down")
 DOWN = ("stopped", "terminated")
 
-SPOT_REASONS = {
-    "stop": ("Server.SpotInstanceShutdown", "Server.SpotInstanceShutdown: Spot Instance shutdown"),
-    "hibernate": ("Server.SpotInstanceHibernate", "Server.SpotInstanceHibernate: Spot Instance hibernate"),
-    "terminate": (
-        "Server.SpotInstanceTermination",
-        "Server.SpotInstanceTermination: Spot Instance termination",
-    ),
-}
+# A spot interruption's state reason: Server.SpotInstance<word>.
+SPOT_REASONS = {"stop": "Shutdown", "hibernate": "Hibernate", "terminate": "Termination"}
 
 
 class Ec2Lifecycle:
@@ -90,11 +71,7 @@ class Ec2Lifecycle:
     def start(self, ids: Iterable[str]) -> list[tuple[str, str, str]]:
         """Start instances; ``[(id, previous state, current state)]``."""
         with self.fleet.lock:
-            hosts = [self.fleet.host(instance_id) for instance_id in ids]
-            for host in hosts:
-                if host.state in (*GOING_DOWN, "terminated"):
-                    raise incorrect_state_error(host.instance_id, "started")
-            changes = []
+            hosts, changes = self._hosts(ids, (*GOING_DOWN, "terminated"), "started"), []
             for host in hosts:
                 previous = host.state
                 if previous == "stopped":
@@ -107,11 +84,7 @@ class Ec2Lifecycle:
     def stop(self, ids: Iterable[str], *, force: bool = False) -> list[tuple[str, str, str]]:
         """Stop instances; ``[(id, previous state, current state)]``."""
         with self.fleet.lock:
-            hosts = [self.fleet.host(instance_id) for instance_id in ids]
-            for host in hosts:
-                if host.state in ("pending", "shutting-down", "terminated"):
-                    raise incorrect_state_error(host.instance_id, "stopped")
-            changes = []
+            hosts, changes = self._hosts(ids, ("pending", "shutting-down", "terminated"), "stopped"), []
             for host in hosts:
                 previous = host.state
                 if previous == "running":
@@ -127,6 +100,14 @@ class Ec2Lifecycle:
                 changes.append((host.instance_id, previous, host.state))
             return changes
 
+    def _hosts(self, ids: Iterable[str], refused: tuple[str, ...], verb: str) -> list[Host]:
+        """The hosts, if none is in a ``refused`` state (the whole call fails, as on AWS)."""
+        hosts = [self.fleet.host(instance_id) for instance_id in ids]
+        for host in hosts:
+            if host.state in refused:
+                raise incorrect_state_error(host.instance_id, verb)
+        return hosts
+
     def interrupt(self, host: Host, action: str) -> bool:
         """A spot interruption: EC2 stops (or hibernates, or terminates) the instance itself."""
         with self.fleet.lock:
@@ -134,7 +115,8 @@ class Ec2Lifecycle:
                 return False
             instance = self.fleet.moto_instance(host.instance_id)
             instance.stop()
-            code, message = SPOT_REASONS[action]
+            code = f"Server.SpotInstance{SPOT_REASONS[action]}"
+            message = f"{code}: Spot Instance {SPOT_REASONS[action].lower()}"
             instance.state_reason = StateReason(message, code)
             instance._reason = message
             host.force_stop = False
@@ -161,15 +143,8 @@ class Ec2Lifecycle:
                     host.transition = None
                     self._changed(host, host.state, actual)
 
-    def set_state(self, host: Host, state: str) -> None:
-        """Put an instance in ``state`` at once (tests, scenario setup); reactions follow."""
-        with self.fleet.lock:
-            self.fleet.scheduler.cancel(host.transition)
-            host.transition = None
-            self._enter(host, state)
-
     def _adopt(self, instance: Any) -> None:
-        role = instance_tags(instance).get(ROLE_TAG)
+        role = self.fleet.tags(instance.id).get(ROLE_TAG)
         if self.fleet.creating:
             state = self.fleet.scenario.initial_state
             host = self.fleet.add_host(instance.id, role, instance._state.name)
@@ -237,10 +212,6 @@ class Ec2Lifecycle:
     def _set_moto_state(instance: Any, state: str) -> None:
         instance._state.name = state
         instance._state.code = STATE_CODES[state]
-
-
-def instance_tags(instance: Any) -> dict[str, str]:
-    return {tag["key"]: tag["value"] for tag in instance.get_tags()}
 
 
 def instance_ids(params: dict[str, list[str]]) -> list[str]:

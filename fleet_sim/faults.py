@@ -1,9 +1,4 @@
-"""The faults in force: which API call to refuse, which stop to hold, which timed fault to arm.
-
-The :class:`FaultBook` is consulted by the front (throttling, capacity), by the EC2 lifecycle
-(stuck ``stopping``) and by the fleet (registration delays, timed faults). It keeps each
-fault's remaining count; every method is called with the fleet's lock held.
-"""
+"""The faults in force, each with its remaining count; every method runs under the fleet's lock."""
 
 from __future__ import annotations
 
@@ -51,21 +46,14 @@ class FaultBook:
     def add(self, spec: FaultSpec | dict) -> ActiveFault:
         if not isinstance(spec, FaultSpec):
             spec = parse_fault(spec)
-        if spec.kind in TIMED_KINDS:
-            remaining: int | None = None  # once per instance; `armed` says where it went
-        elif spec.kind == "registration_delay":
-            remaining = None
-        else:
-            remaining = spec.count
+        # Timed faults fire once per instance (`armed` says where); a registration delay always holds.
+        remaining = None if spec.kind in (*TIMED_KINDS, "registration_delay") else spec.count
         fault = ActiveFault(next(self._ids), spec, remaining)
         self._faults.append(fault)
         return fault
 
     def remove(self, fault_id: int) -> None:
         self._faults = [fault for fault in self._faults if fault.id != fault_id]
-
-    def clear(self) -> None:
-        self._faults = []
 
     def all(self) -> list[ActiveFault]:
         return list(self._faults)
@@ -78,11 +66,8 @@ class FaultBook:
         operation: str,
         instances: Iterable[tuple[str, str | None, str, str]] = (),
     ) -> tuple[ActiveFault, AwsError] | None:
-        """The error an injected fault makes this call fail with, or ``None``.
-
-        ``instances`` are the call's targets as ``(instance id, role, instance type, zone)``;
-        only StartInstances reads them (capacity faults).
-        """
+        """The error a fault makes this call fail with, or ``None``; ``instances``: StartInstances'
+        ``(instance id, role, instance type, zone)``, for capacity faults."""
         for fault in self._faults:
             spec = fault.spec
             if spec.kind != "throttle" or fault.exhausted:
@@ -92,26 +77,20 @@ class FaultBook:
                 return fault, throttling_error(service, operation)
         if service == "ec2" and operation == "StartInstances":
             for instance_id, role, instance_type, zone in instances:
-                for fault in self._faults:
-                    if (
-                        fault.spec.kind == "capacity"
-                        and not fault.exhausted
-                        and fault.applies_to(instance_id, role)
-                    ):
-                        fault.use()
-                        return fault, capacity_error(fault.spec.code, instance_id, instance_type, zone)
+                fault = self._take("capacity", instance_id, role)
+                if fault is not None:
+                    return fault, capacity_error(fault.spec.code, instance_id, instance_type, zone)
         return None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def stuck_stopping(self, instance_id: str, role: str | None) -> ActiveFault | None:
         """The fault that holds this stop in ``stopping`` (one use of its count), if any."""
+        return self._take("stuck_stopping", instance_id, role)
+
+    def _take(self, kind: str, instance_id: str, role: str | None) -> ActiveFault | None:
         for fault in self._faults:
-            if (
-                fault.spec.kind == "stuck_stopping"
-                and not fault.exhausted
-                and fault.applies_to(instance_id, role)
-            ):
+            if fault.spec.kind == kind and not fault.exhausted and fault.applies_to(instance_id, role):
                 fault.use()
                 return fault
         return None
@@ -124,10 +103,7 @@ class FaultBook:
         return default
 
     def arm(self, instance_id: str, role: str | None, since: str) -> list[ActiveFault]:
-        """Timed faults to schedule now on this instance for reference point ``since``.
-
-        Each one is armed once per instance: a later command does not schedule it again.
-        """
+        """Timed faults to schedule now on this instance for ``since``; each is armed once per instance."""
         armed = []
         for fault in self._faults:
             if (

@@ -1,8 +1,7 @@
-"""The simulator's shared state: hosts, timings, faults, the timeline, one lock, one scheduler.
+"""The simulator's shared state: hosts, timings, faults, the timeline, one scheduler, one lock.
 
-moto's backends are not thread-safe, and the front serves requests on many threads while the
-scheduler moves instances between states: everything that reads or changes moto or a host
-holds :attr:`Fleet.lock`. Nothing slow happens under it (no waiting on processes or sockets).
+moto is not thread-safe: whatever reads or changes moto or a host holds :attr:`Fleet.lock`, and
+nothing slow (waiting on processes or sockets) happens under it.
 """
 
 from __future__ import annotations
@@ -66,6 +65,9 @@ class Fleet:
 
     def moto_instance(self, instance_id: str) -> Any:
         return self.ec2_backend.get_instance(instance_id)
+
+    def tags(self, instance_id: str) -> dict[str, str]:
+        return {tag["key"]: tag["value"] for tag in self.moto_instance(instance_id).get_tags()}
 
     # -- hosts ------------------------------------------------------------------------------------
 

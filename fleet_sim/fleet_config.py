@@ -1,14 +1,6 @@
-"""Fleet configs (``dags/fleet.yaml`` format) for the simulator, and demo jobs that run on it.
+"""Fleet configs (``dags/fleet.yaml`` format) rewritten onto the simulator, and demo jobs to run on it.
 
-:func:`sim_fleet_config` rewrites a real fleet config onto a running simulator: every
-instance ID becomes the simulated instance of its role, the agent runs from this checkout
-with ``--shutdown ec2`` (it stops its own instance through the simulator), durations shrink
-to seconds, and the business jobs become :func:`demo_job` s of the same names, of which some
-may fail or hang. The result is a plain dict, ready for ``yaml.safe_dump`` or the DAG's
-``parse_config``.
-
-This module reads YAML itself and never imports the DAG's pydantic model: the simulator runs
-without Airflow.
+Plain YAML and dicts: no DAG model, so the simulator runs without Airflow.
 """
 
 from __future__ import annotations

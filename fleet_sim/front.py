@@ -1,18 +1,8 @@
-"""The one HTTP endpoint of the simulator: faults first, then the emulation, else moto.
+"""The one HTTP endpoint: injected faults first, then the SSM and EC2 emulation, else moto.
 
-Every request is identified as ``(service, operation, protocol)``: the JSON protocol names its
-operation in ``X-Amz-Target`` (``AmazonSSM.SendCommand``), the query protocols (EC2, STS) in
-the form field ``Action``, and the service comes from the SigV4 credential scope. Then:
-
-1. an injected fault may refuse the call (throttling, capacity), in the service's error format;
-2. the SSM operations of :mod:`fleet_sim.ssm` and EC2 Start/StopInstances of known instances
-   (:mod:`fleet_sim.ec2`) are answered here;
-3. anything else goes to moto unchanged (EC2 query API, S3, STS, SSM parameters, ...).
-
-``/_fleet_sim/...`` is the simulator's own: ``imds/<instance id>/latest/...`` (each host's
-IMDS), ``health``, ``instances``, ``timeline``, ``api_calls[?since=<unix time>]`` (every AWS
-call answered, see :class:`~fleet_sim.timeline.ApiCallLog`) and ``faults`` (GET to list, POST a
-fault to inject it, DELETE ``faults/<id>``). S3 bucket names cannot start with ``_``, so nothing clashes.
+A request is ``(service, operation, protocol)``: the operation from ``X-Amz-Target`` (JSON
+protocol) or the form field ``Action`` (query protocols), the service from the SigV4 scope.
+``/_fleet_sim/...`` is the simulator's own (IMDS, control endpoints); no S3 bucket starts with ``_``.
 """
 
 from __future__ import annotations
@@ -31,7 +21,6 @@ from werkzeug.wrappers import Request, Response
 from fleet_sim.aws_errors import PROTOCOL_EC2, PROTOCOL_JSON, PROTOCOL_QUERY, AwsError
 from fleet_sim.ec2 import instance_ids
 from fleet_sim.fleet import IMDS_PREFIX
-from fleet_sim.scenario import ScenarioError
 from fleet_sim.ssm import OPERATIONS as SSM_OPERATIONS
 
 if TYPE_CHECKING:
@@ -201,7 +190,7 @@ class Front:
             if name.startswith("faults/") and request.method == "DELETE":
                 self.sim.remove_fault(int(name.split("/", 1)[1]))
                 return _json({}, 200)
-        except (ScenarioError, ValueError) as error:
+        except ValueError as error:  # a ScenarioError too
             return _json({"error": str(error)}, 400)
         return _json({"error": f"no such endpoint: {request.method} {path}"}, 404)
 

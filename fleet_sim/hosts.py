@@ -1,10 +1,4 @@
-"""One simulated host per EC2 instance: a sandbox directory, an environment, its processes.
-
-The sandbox (``<workdir>/hosts/<instance id>/``) is the host's disk: commands run there with
-``HOME`` pointing at it, so the agent's relative ``state`` and ``logs`` directories land in it.
-Every process a command starts carries the host's marker (see :mod:`fleet_sim.processes`), so a
-stopped instance can take all of them down, detached or not.
-"""
+"""One simulated host per EC2 instance: its sandbox (its disk and ``HOME``), environment, processes."""
 
 from __future__ import annotations
 
@@ -24,8 +18,7 @@ class Host:
     sandbox: Path
     marker: str
     state: str = "pending"
-    # SSM: `registered` once the agent ever registered (DescribeInstanceInformation lists the
-    # instance from then on); `online` while it pings.
+    # SSM: `registered` once it ever registered (listed from then on), `online` while it pings.
     ssm_registered: bool = False
     ssm_online: bool = False
     last_ping: float | None = None
@@ -39,18 +32,11 @@ class Host:
     spot_action: dict[str, Any] | None = None
     rebalance: dict[str, Any] | None = None
 
-    @property
-    def name(self) -> str:
-        return f"{self.instance_id} ({self.role})" if self.role else self.instance_id
-
     def environment(
         self, *, endpoint_url: str, region: str, imds_url: str, python_bin: str, repo_root: str
     ) -> dict[str, str]:
-        """A clean environment, as on a fresh VM, pointed at the simulator.
-
-        Nothing of the simulator's own environment leaks in except ``PATH`` (behind the venv's
-        ``bin``, so ``python3`` is the Python with boto3) and the locale.
-        """
+        """A clean environment, as on a fresh VM, pointed at the simulator: only ``PATH`` (behind the
+        venv's ``bin``: ``python3`` has boto3) and the locale come from the simulator's own."""
         path = os.pathsep.join(filter(None, [python_bin, os.environ.get("PATH", "/usr/bin:/bin")]))
         return {
             "PATH": path,

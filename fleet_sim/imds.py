@@ -1,14 +1,6 @@
-"""A fake IMDSv2 for each host, served by the front under ``/_fleet_sim/imds/<instance id>``.
-
-A host's processes get ``AWS_EC2_METADATA_SERVICE_ENDPOINT=<front>/_fleet_sim/imds/<id>``, so
-``<endpoint>/latest/api/token`` and ``<endpoint>/latest/meta-data/...`` reach that host's IMDS.
-
-As on EC2 with IMDSv2 required: ``PUT /latest/api/token`` with
-``X-aws-ec2-metadata-token-ttl-seconds`` (1 to 21600) returns a token; every ``GET`` needs a
-valid, unexpired token of that very host in ``X-aws-ec2-metadata-token``, else 401. A token
-request carrying ``X-Forwarded-For`` is refused (403). Missing paths are 404, which is also how
-IMDS says "no interruption notice".
-"""
+"""A fake IMDSv2 per host under ``<endpoint>/_fleet_sim/imds/<instance id>``, as EC2 with IMDSv2
+required: PUT a token (TTL 1 to 21600 s, 403 with ``X-Forwarded-For``), GET with it (else 401);
+404 for what is not there, which is also how IMDS says "no interruption notice"."""
 
 from __future__ import annotations
 
@@ -105,7 +97,7 @@ class ImdsService:
                 values["/latest/meta-data/spot/termination-time"] = host.spot_action["time"]
         if host.rebalance:
             values["/latest/meta-data/events/recommendations/rebalance"] = json.dumps(host.rebalance)
-        tags = {tag["key"]: tag["value"] for tag in instance.get_tags()}
+        tags = self.fleet.tags(host.instance_id)
         values["/latest/meta-data/tags/instance"] = "\n".join(sorted(tags))
         for key, value in tags.items():
             values[f"/latest/meta-data/tags/instance/{key}"] = value

@@ -1,10 +1,7 @@
 """Finding and signalling every process of one simulated host.
 
-A host's processes do not share a process group: the agent detaches into a session of its own
-and starts each job in yet another one. What they do share is their environment, inherited
-from the SSM command the simulator started: ``FLEET_SIM_HOST=<simulator id>/<instance id>``.
-``/proc/<pid>/environ`` holds the environment a process started with, so a scan of ``/proc``
-finds the whole host, whatever it detached or re-parented to, and nothing of another simulator.
+The agent and its jobs detach into sessions of their own, but all inherit the host's
+``FLEET_SIM_HOST=<simulator id>/<instance id>``: ``/proc/<pid>/environ`` finds them all.
 """
 
 from __future__ import annotations

@@ -1,28 +1,4 @@
-"""A scenario: the simulator's timings and the faults to inject, from YAML, JSON or a dict.
-
-```yaml
-transition_delay: 0.5      # s: pending -> running, stopping -> stopped
-registration_delay: 1.0    # s: running -> SSM agent Online
-delivery_delay: 0.1        # s: SendCommand -> the script starts (InProgress)
-initial_state: stopped     # the simulated instances' state when the simulator is up
-instance_type: t3.micro
-faults:
-  - {kind: throttle, operation: StartInstances, count: 2}       # first 2 calls refused
-  - {kind: capacity, role: tasks}                                # every StartInstances of it
-  - {kind: capacity, instance: i-0123456789abcdef0, count: 1}    # only the first one
-  - {kind: stuck_stopping, role: tasks, seconds: 30}             # the next stop takes 30 s
-  - {kind: registration_delay, role: uniswap, seconds: 20}
-  - {kind: spot_interruption, role: tasks, after: 5}             # 5 s after a command starts
-  - {kind: rebalance, role: tasks, after: 2, since: running}
-  - {kind: kill_agent, role: hyperliquid, after: 3}              # SIGKILL the agent mid-run
-```
-
-A fault names its target by ``role`` (every instance of it) or ``instance`` (one ID). Timed
-faults (``spot_interruption``, ``rebalance``, ``kill_agent``) fire once, ``after`` seconds
-from ``since``: ``command`` (the next command started on the instance, the default),
-``running`` (the next time it reaches ``running``) or ``start`` (the simulator's start).
-Failing and hanging jobs need no fault: they are job specs (see :mod:`fleet_sim.fleet_config`).
-"""
+"""A scenario: the simulator's timings and the faults to inject (format: fleet_sim/README.md)."""
 
 from __future__ import annotations
 
@@ -38,11 +14,7 @@ import yaml
 INSTANCE_STATES = ("stopped", "running")
 SINCE = ("command", "running", "start")
 SPOT_ACTIONS = ("stop", "terminate", "hibernate")
-CAPACITY_CODES = (
-    "InsufficientInstanceCapacity",
-    "InsufficientHostCapacity",
-    "InsufficientCapacity",
-)
+CAPACITY_CODES = ("InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity")
 
 
 class ScenarioError(ValueError):
@@ -51,8 +23,6 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    """The instances a fault applies to: every instance of ``role``, or one ``instance``."""
-
     role: str | None = None
     instance: str | None = None
 
@@ -60,9 +30,6 @@ class Target:
         if self.instance is not None:
             return instance_id == self.instance
         return role is not None and role == self.role
-
-    def describe(self) -> str:
-        return f"instance {self.instance}" if self.instance else f"role {self.role}"
 
 
 @dataclass(frozen=True)
@@ -104,12 +71,8 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "transition_delay": self.transition_delay,
-            "registration_delay": self.registration_delay,
-            "delivery_delay": self.delivery_delay,
-            "initial_state": self.initial_state,
-            "instance_type": self.instance_type,
-            "faults": [fault.to_dict() for fault in self.faults],
+            **{key: getattr(self, key) for key in _SETTINGS},
+            "faults": [f.to_dict() for f in self.faults],
         }
 
 
@@ -160,16 +123,15 @@ def parse_scenario(document: Any, source: str = "scenario") -> Scenario:
         raise ScenarioError(
             f"{source}: unknown key {unknown[0]!r} (allowed: {', '.join((*_SETTINGS, 'faults'))})"
         )
-    settings: dict[str, Any] = {}
-    for key in ("transition_delay", "registration_delay", "delivery_delay"):
-        if key in document:
-            settings[key] = _seconds(document[key], f"{source}: {key}")
-    if "initial_state" in document:
-        settings["initial_state"] = _choice(
-            document["initial_state"], INSTANCE_STATES, f"{source}: initial_state"
-        )
-    if "instance_type" in document:
-        settings["instance_type"] = _text(document["instance_type"], f"{source}: instance_type")
+    checks = {
+        "initial_state": lambda value, where: _choice(value, INSTANCE_STATES, where),
+        "instance_type": _text,
+    }
+    settings = {
+        key: checks.get(key, _seconds)(document[key], f"{source}: {key}")
+        for key in _SETTINGS
+        if key in document
+    }
     raw_faults = document.get("faults") or []
     if not isinstance(raw_faults, list):
         raise ScenarioError(f"{source}: faults: expected a list, got {_short(raw_faults)}")

@@ -1,8 +1,5 @@
-"""One thread that runs callbacks at given times: state transitions, timeouts, timed faults.
-
-Callbacks run one after another on the scheduler's thread, outside its own lock, so a callback
-may schedule or cancel others. A callback that raises is logged and the thread goes on.
-"""
+"""One thread that runs callbacks at given times, one after another, outside its lock (a callback
+may schedule or cancel others); one that raises is logged."""
 
 from __future__ import annotations
 
@@ -29,10 +26,7 @@ class Scheduler:
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> int:
         """Run ``callback`` in ``delay`` seconds (at once when ``delay <= 0``); returns its id."""
-        return self.call_at(time.monotonic() + max(0.0, delay), callback)
-
-    def call_at(self, when: float, callback: Callable[[], Any]) -> int:
-        """Run ``callback`` at ``when`` on the monotonic clock; returns its id."""
+        when = time.monotonic() + max(0.0, delay)
         with self._condition:
             handle = next(self._ids)
             heapq.heappush(self._queue, (when, handle, callback))

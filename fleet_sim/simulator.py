@@ -1,19 +1,5 @@
-"""The simulator as one object: start it, point AWS clients at it, inject faults, read what happened.
-
-```python
-with FleetSimulator(fleet_config="dags/fleet.yaml", scenario={"registration_delay": 2}) as sim:
-    sim.endpoint_url                   # AWS_ENDPOINT_URL for every client (EC2, SSM, S3, ...)
-    sim.instance_for("tasks")          # the simulated instance of a role ("signer" too)
-    sim.client("ec2").start_instances(InstanceIds=[sim.instance_for("tasks")])
-    sim.wait_for_state(sim.instance_for("tasks"), "running")
-    sim.inject({"kind": "throttle", "operation": "StopInstances", "count": 2})
-    sim.timeline()                     # state changes, SSM commands, faults, with times
-    sim.api_calls()                    # every AWS call answered, by operation and caller
-    sim.host(instance_id).sandbox      # the host's disk: agent state and logs land here
-```
-
-One simulator per process at a time: it owns moto's in-process state (and resets it on start).
-"""
+"""The simulator as one object: start it, point AWS clients at it, inject faults, read what happened
+(fleet_sim/README.md). One per process at a time: it owns moto's in-process state, and resets it."""
 
 from __future__ import annotations
 
@@ -35,16 +21,16 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from fleet_sim.ec2 import DOWN, Ec2Lifecycle
-from fleet_sim.faults import ActiveFault
+from fleet_sim.ec2 import Ec2Lifecycle
+from fleet_sim.faults import TIMED_KINDS
 from fleet_sim.fleet import ROLE_TAG, Fleet
 from fleet_sim.fleet_config import fleet_roles, load_fleet_config
 from fleet_sim.front import Front
 from fleet_sim.hosts import Host
 from fleet_sim.imds import ImdsService
-from fleet_sim.processes import signal_pids
 from fleet_sim.scenario import FaultSpec, Scenario, load_scenario
 from fleet_sim.ssm import SsmService
+from fleet_sim.timed_faults import TimedFaults
 from fleet_sim.timeline import parse_iso
 
 log = logging.getLogger("fleet_sim")
@@ -71,15 +57,11 @@ class _QuietHandler(MotoRequestHandler):
 class FleetSimulator:
     """A simulated EC2 fleet behind one AWS endpoint on 127.0.0.1.
 
-    :param fleet_config: a fleet config (``dags/fleet.yaml`` format: a path or a dict); one
-        simulated instance per role, one per candidate, and one for the signer (role ``signer``)
+    :param fleet_config: a fleet config (path or dict): one instance per role, per candidate, and
+        one for the signer (role ``signer``)
     :param roles: instead, or besides: role names, or ``{role: number of instances}``
-    :param scenario: timings and faults (a path to YAML/JSON, a dict, or a :class:`Scenario`)
-    :param workdir: where host sandboxes and command output go (default: a temporary directory,
-        removed on close)
-    :param host: the address to bind (127.0.0.1; ``0.0.0.0`` only on purpose, e.g. in a container)
-    :param port: the port to bind (0: any free port)
-    :param region: the region (default: the fleet config's, else us-east-1)
+    :param scenario: timings and faults (a YAML/JSON path, a dict, or a :class:`Scenario`)
+    :param workdir: host sandboxes and command output (default: a temporary directory, removed on close)
     """
 
     def __init__(
@@ -162,8 +144,7 @@ class FleetSimulator:
         self.lifecycle = Ec2Lifecycle(self.fleet)
         self.ssm = SsmService(self.fleet)
         self.imds = ImdsService(self.fleet)
-        self.fleet.state_listeners.append(self._on_state_change)
-        self.fleet.command_listeners.append(lambda host, _command_id: self._arm(host, "command"))
+        self.timed_faults = TimedFaults(self.fleet, self.lifecycle)
 
         front = Front(self, DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
@@ -179,7 +160,7 @@ class FleetSimulator:
 
         self._create_instances()
         for host in list(self.fleet.hosts.values()):
-            self._arm(host, "start")
+            self.timed_faults.arm(host, "start")
         self.fleet.scheduler.call_later(SYNC_INTERVAL, self._periodic_sync)
         log.info("fleet simulator on %s: %s", self.endpoint_url, json.dumps(self.roles()))
 
@@ -188,8 +169,11 @@ class FleetSimulator:
             return
         ec2 = self.client("ec2")
         with self.fleet.lock:
-            images = self.fleet.ec2_backend.describe_images()
-            image_id = images[0].id if images else self._register_image()
+            backend = self.fleet.ec2_backend
+            images = backend.describe_images() or [
+                backend.register_image(name=IMAGE_NAME, description="the simulated hosts' image")
+            ]
+            image_id = images[0].id
         self.fleet.creating = True
         try:
             for role, count in self._roles.items():
@@ -207,12 +191,6 @@ class FleetSimulator:
                 )
         finally:
             self.fleet.creating = False
-
-    def _register_image(self) -> str:
-        image = self.fleet.ec2_backend.register_image(
-            name=IMAGE_NAME, description="the simulated hosts' image"
-        )
-        return image.id
 
     def close(self) -> None:
         """Stop every host process, the scheduler and the server; idempotent."""
@@ -280,7 +258,7 @@ class FleetSimulator:
                     host.instance_id: {
                         "role": host.role,
                         "state": host.state,
-                        "ssm": self.ssm.ping_status(host),
+                        "ssm": self.ssm.agents.ping_status(host),
                         "sandbox": str(host.sandbox),
                         "imds": self.fleet.imds_url(host),
                         "marker": host.marker,  # FLEET_SIM_HOST of each of its processes
@@ -288,15 +266,6 @@ class FleetSimulator:
                     for host in self.fleet.hosts.values()
                 },
             }
-
-    def environment(self) -> dict[str, str]:
-        """Variables that point an AWS SDK or the AWS CLI at the simulator."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": self.region,
-        }
 
     def airflow_connection(self) -> str:
         """An Airflow AWS connection (JSON, for ``AIRFLOW_CONN_AWS_DEFAULT``) to the simulator."""
@@ -327,10 +296,6 @@ class FleetSimulator:
 
     # -- acting -----------------------------------------------------------------------------------
 
-    def set_state(self, instance_id: str, state: str) -> None:
-        """Put an instance in a state at once, as if it had got there (with the reactions)."""
-        self.lifecycle.set_state(self.fleet.host(instance_id), state)
-
     def wait_for_state(self, instance_id: str, state: str, timeout: float = 30.0) -> float:
         """Block until the instance is in ``state``; returns the seconds waited."""
         began = time.monotonic()
@@ -346,12 +311,9 @@ class FleetSimulator:
         """Add a fault (the scenario's format, e.g. ``{"kind": "throttle", ...}``); returns it."""
         with self.fleet.lock:
             active = self.fleet.faults.add(dict(fault) if isinstance(fault, Mapping) else fault)
-            if (
-                active.spec.kind in ("spot_interruption", "rebalance", "kill_agent")
-                and active.spec.since == "start"
-            ):
+            if active.spec.kind in TIMED_KINDS and active.spec.since == "start":
                 for host in self.fleet.hosts.values():
-                    self._arm(host, "start")
+                    self.timed_faults.arm(host, "start")
             return active.to_dict()
 
     def faults(self) -> list[dict[str, Any]]:
@@ -368,8 +330,7 @@ class FleetSimulator:
         return self.fleet.timeline.events(instance_id, event)
 
     def api_calls(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
-        """Every AWS API call answered in ``[since, until)``: ``{t, service, operation, status,
-        instances, caller}`` (see :class:`~fleet_sim.timeline.ApiCallLog`)."""
+        """Every AWS API call answered in ``[since, until)`` (see :class:`~fleet_sim.timeline.ApiCallLog`)."""
         return self.fleet.api_calls.calls(since, until)
 
     def agent_state(self, instance_id: str, state_dir: str = "state") -> dict[str, Any] | None:
@@ -383,11 +344,8 @@ class FleetSimulator:
         return json.loads(files[-1].read_text())
 
     def worker_idle(self, instance_id: str, state_dir: str = "state") -> dict[str, Any]:
-        """How long the instance ran after its last job ended (from the agent's state file).
-
-        ``idle_seconds`` is the time from the last job's end to the instance entering
-        ``stopping`` (when billing ends); ``None`` until both happened.
-        """
+        """How long the instance ran after its last job ended: ``idle_seconds`` from the end in the
+        agent's state file to ``stopping`` (when billing ends), ``None`` until both happened."""
         state = self.agent_state(instance_id, state_dir) or {}
         ends = [parse_iso(job.get("ended_at")) for job in (state.get("jobs") or {}).values()]
         ends = [end for end in ends if end is not None]
@@ -403,60 +361,8 @@ class FleetSimulator:
             "idle_seconds": None if stop_at is None or last_end is None else round(stop_at - last_end, 3),
         }
 
-    # -- timed faults -----------------------------------------------------------------------------
-
-    def _on_state_change(self, host: Host, old: str, new: str) -> None:
-        if new == "running":
-            self._arm(host, "running")
-        elif new in DOWN:
-            host.spot_action = host.rebalance = None  # a new start is a new lifecycle
-        if new != "running":
-            host.imds_tokens.clear()
-
-    def _arm(self, host: Host, since: str) -> None:
-        with self.fleet.lock:
-            for fault in self.fleet.faults.arm(host.instance_id, host.role, since):
-                self.fleet.scheduler.call_later(fault.spec.after, lambda fault=fault: self._fire(fault, host))
-
-    def _fire(self, fault: ActiveFault, host: Host) -> None:
-        spec = fault.spec
-        with self.fleet.lock:
-            if host.state != "running" or fault not in self.fleet.faults.all():
-                return  # the instance went down first, or the fault was removed
-            fault.use()
-            now = time.time()
-            if spec.kind == "spot_interruption":
-                when = now + spec.notice_seconds
-                host.spot_action = {"action": spec.action, "time": _iso_seconds(when)}
-                self.fleet.record("fault", host, fault=spec.kind, fault_id=fault.id, **host.spot_action)
-                self.fleet.scheduler.call_later(spec.notice_seconds, lambda: self._reclaim(fault, host))
-            elif spec.kind == "rebalance":
-                host.rebalance = {"noticeTime": _iso_seconds(now)}
-                self.fleet.record("fault", host, fault=spec.kind, fault_id=fault.id, **host.rebalance)
-            elif spec.kind == "kill_agent":
-                pids = [pid for pid, line in host.processes().items() if spec.match in line]
-                killed = signal_pids(pids, spec.signal)
-                self.fleet.record(
-                    "fault",
-                    host,
-                    fault=spec.kind,
-                    fault_id=fault.id,
-                    pids=killed,
-                    signal=signal.Signals(spec.signal).name,
-                )
-
-    def _reclaim(self, fault: ActiveFault, host: Host) -> None:
-        if self.lifecycle.interrupt(host, fault.spec.action):
-            self.fleet.record(
-                "fault", host, fault="spot_reclaim", fault_id=fault.id, action=fault.spec.action
-            )
-
     def _periodic_sync(self) -> None:
         if self._closed:
             return
         self.lifecycle.sync()
         self.fleet.scheduler.call_later(SYNC_INTERVAL, self._periodic_sync)
-
-
-def _iso_seconds(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
