@@ -18,10 +18,9 @@ from typing import Any
 
 import boto3
 import botocore.handlers
-import botocore.loaders
-import botocore.session
 import yaml
 from botocore.awsrequest import AWSResponse
+from fleet_testing import share_botocore_loader, states
 
 from instance_agent.protocol import AgentReport, s3_job_log
 
@@ -63,9 +62,6 @@ def write_yaml(path: Path, data: Any) -> Path:
     return path
 
 
-# Every hook builds a botocore session, and each one parses the large EC2 model again (~0.3 s).
-_SHARED_LOADER = botocore.loaders.create_loader()
-
 SPEC_OPEN = "<<'FLEET_SPEC'\n"
 SPEC_CLOSE = "\nFLEET_SPEC"
 
@@ -103,7 +99,7 @@ class SsmEmulator:
         self.sent: list[dict[str, Any]] = []
 
     def install(self, monkeypatch: Any) -> SsmEmulator:
-        monkeypatch.setattr(botocore.session, "create_loader", lambda *args, **kwargs: _SHARED_LOADER)
+        share_botocore_loader(monkeypatch)
         # moto builds ~20 000 default AMIs on every reset; these tests need none.
         monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         handlers = [
@@ -158,7 +154,7 @@ class SsmEmulator:
 
     def _SendCommand(self, params):
         ec2 = boto3.client("ec2", region_name="us-east-1")
-        signer_state = _states(ec2, [self.signer])[self.signer]
+        signer_state = states(ec2, [self.signer])[self.signer]
         invocation = parse_agent_command(params["Parameters"]["commands"][0])
         command_id = str(uuid.uuid4())
         self.sent.append(
@@ -223,8 +219,3 @@ class SsmEmulator:
                     Bucket=bucket, Key=key, Body=f"{job} starting\n{job} done for {report.run_date}\n"
                 )
         ec2.stop_instances(InstanceIds=[instance_id])
-
-
-def _states(ec2: Any, ids: list[str]) -> dict[str, str]:
-    response = ec2.describe_instances(InstanceIds=ids)
-    return {i["InstanceId"]: i["State"]["Name"] for r in response["Reservations"] for i in r["Instances"]}

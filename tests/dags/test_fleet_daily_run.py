@@ -20,6 +20,7 @@ from airflow.sdk import DagRunState, TaskInstanceState
 from fleet_dag.builder import agent_spec, build_dag
 from fleet_dag.config import CONFIG_ENV_VAR, load_config
 from fleet_dag_testing import SsmEmulator, fleet_dict, write_yaml
+from fleet_testing import states
 from moto import mock_aws
 from operators.fleet_ec2_operators import FleetStartInstancesOperator
 from operators.fleet_notifiers import FleetLogNotifier
@@ -37,11 +38,6 @@ def _launch_stopped(ec2, count: int) -> list[str]:
     ]
     ec2.stop_instances(InstanceIds=ids)
     return ids
-
-
-def _states(ec2, ids) -> dict[str, str]:
-    response = ec2.describe_instances(InstanceIds=list(ids))
-    return {i["InstanceId"]: i["State"]["Name"] for r in response["Reservations"] for i in r["Instances"]}
 
 
 def _role(name: str, instance: str, jobs: list[str]) -> dict:
@@ -143,7 +139,7 @@ class TestFleetDailyRun:
         stops = [params["InstanceIds"] for name, params in ops if name == "StopInstances"]
         assert stops[-1] == [signer]
 
-        assert _states(ec2, [signer, worker]) == {signer: "stopped", worker: "stopped"}
+        assert states(ec2, [signer, worker]) == {signer: "stopped", worker: "stopped"}
         assert tis["tasks.report"].xcom_pull(task_ids="tasks.report") == {
             job: {"instance_id": worker, "outcome": 0, "duration_seconds": 7}
             for job in ("backoffice", "shield")
@@ -185,7 +181,7 @@ class TestFleetDailyRun:
         )
         # The teardown ran although a role failed: the signer is not left running.
         assert tis["stop_signer"].state == TaskInstanceState.SUCCESS
-        assert _states(ec2, [signer, tasks_vm, uniswap_vm]) == dict.fromkeys(
+        assert states(ec2, [signer, tasks_vm, uniswap_vm]) == dict.fromkeys(
             [signer, tasks_vm, uniswap_vm], "stopped"
         )
         # The skipped role's VM was never booted, and only the other role's agent was called.
@@ -230,7 +226,7 @@ class TestTheSignersStopFollowsTheRunsTurn:
             TaskInstanceState.FAILED,
         )
         assert tis["stop_signer"].state == TaskInstanceState.SUCCESS
-        assert _states(ec2, [signer])[signer] == "stopped"
+        assert states(ec2, [signer])[signer] == "stopped"
 
     def test_a_run_that_never_got_its_turn_leaves_the_signer_alone(
         self, aws, tmp_path, monkeypatch, airflow_db
@@ -256,4 +252,4 @@ class TestTheSignersStopFollowsTheRunsTurn:
         assert [
             name for name, _ in emulator.calls[before:] if name in ("StartInstances", "StopInstances")
         ] == []
-        assert _states(ec2, [signer, worker]) == {signer: "running", worker: "stopped"}
+        assert states(ec2, [signer, worker]) == {signer: "running", worker: "stopped"}

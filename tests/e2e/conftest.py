@@ -17,27 +17,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 from unittest import mock
 
-import botocore.loaders
-import botocore.session
 import pendulum
 import pytest
 import yaml
 from fleet_dag.builder import build_dag
 from fleet_dag.config import CONFIG_ENV_VAR, load_config
+from fleet_testing import FAST, share_botocore_loader
 from operators.fleet_notifiers import FleetLogNotifier
 
 from fleet_sim import FleetSimulator, demo_runs, sim_fleet_config
 
-# Short but real delays: every transition can still be seen between two polls.
-FAST = {"transition_delay": 0.3, "registration_delay": 0.3, "delivery_delay": 0.05}
 LOGICAL_DATE = pendulum.datetime(2026, 11, 23, tz="UTC")
 RUN_DATE = "2026-11-23"
 # Each role's task group, in order (docs/architecture.md, "The flow of fleet_daily").
 CHAIN = ("skip_if_done", "start", "wait_running", "wait_ssm_online", "run_agent", "wait_stopped", "report")
 PLACEHOLDER = "i-{:017x}"  # sim_fleet_config replaces every instance ID with a simulated one
-
-# Every hook builds a botocore session, which parses the large EC2 model again (~0.3 s each).
-_SHARED_LOADER = botocore.loaders.create_loader()
 
 
 def base_fleet(roles: Sequence[str], candidates: Mapping[str, int]) -> dict[str, Any]:
@@ -146,7 +140,7 @@ def run_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: None)
     :param connection_extra: merged into the ``aws_default`` connection's ``extra``
     :param config_kwargs: passed to :func:`fleet_sim.sim_fleet_config` (``heartbeat``, ...)
     """
-    monkeypatch.setattr(botocore.session, "create_loader", lambda *args, **kwargs: _SHARED_LOADER)
+    share_botocore_loader(monkeypatch)
     started: list[FleetSimulator] = []
 
     def start(

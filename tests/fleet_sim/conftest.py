@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fleet_sim_testing import FAST
+from fleet_testing import FAST
 
 from fleet_sim import FleetSimulator
 

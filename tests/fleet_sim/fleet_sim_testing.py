@@ -1,27 +1,12 @@
-"""Helpers for the simulator's tests: quick timings, waiting, running commands on a host."""
+"""Helpers for the simulator's tests: booting a host, running commands on it, reading its timeline."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
-# Short but real delays: every transition is still observable between two calls.
-FAST = {"transition_delay": 0.3, "registration_delay": 0.3, "delivery_delay": 0.05}
+from fleet_testing import wait_for
+
 IN_FLIGHT = ("Pending", "InProgress", "Delayed", "Cancelling")
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def ping_status(ssm: Any, instance_id: str) -> str | None:

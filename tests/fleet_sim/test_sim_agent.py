@@ -6,7 +6,8 @@ import json
 from datetime import timedelta
 
 import pytest
-from fleet_sim_testing import boot, events, send, wait_ended, wait_for
+from fleet_sim_testing import boot, events, send, wait_ended
+from fleet_testing import wait_for
 
 from fleet_sim import demo_job, demo_runs
 from instance_agent.protocol import AgentReport

@@ -15,7 +15,8 @@ import boto3
 import pytest
 import yaml
 from fleet_dag.config import parse_config
-from fleet_sim_testing import FAST, ping_status, send, wait_ended, wait_for
+from fleet_sim_testing import ping_status, send, wait_ended
+from fleet_testing import FAST, wait_for
 
 from fleet_sim.processes import marked_pids
 

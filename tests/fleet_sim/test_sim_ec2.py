@@ -7,7 +7,8 @@ import time
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from fleet_sim_testing import boot, events, send, wait_ended, wait_for
+from fleet_sim_testing import boot, events, send, wait_ended
+from fleet_testing import wait_for
 
 
 def state_of(ec2, instance_id: str) -> str:

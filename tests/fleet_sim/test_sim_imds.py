@@ -8,7 +8,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from fleet_sim_testing import boot, events, send, wait_ended, wait_for
+from fleet_sim_testing import boot, events, send, wait_ended
+from fleet_testing import wait_for
 
 from instance_agent.imds import ImdsClient
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from fleet_dag.config import parse_config
 from fleet_sim_testing import boot, send, wait_ended
-from fleet_sim_testing import wait_for as wait_until
+from fleet_testing import wait_for as wait_until
 
 from fleet_sim import Scenario, ScenarioError, demo_job, demo_runs, load_scenario, sim_fleet_config
 from fleet_sim.fleet_config import fleet_roles

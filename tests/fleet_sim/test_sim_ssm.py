@@ -6,7 +6,8 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from fleet_sim_testing import boot, events, invocation_status, ping_status, send, wait_ended, wait_for
+from fleet_sim_testing import boot, events, invocation_status, ping_status, send, wait_ended
+from fleet_testing import wait_for
 
 
 class TestRegistration:

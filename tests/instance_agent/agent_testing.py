@@ -18,28 +18,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from fleet_testing import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_PYTHON = os.environ.get("FLEET_AGENT_PYTHON", sys.executable)
 RUN_DATE = "2026-11-23"
 ROLE = "tasks"
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def free_port() -> int:

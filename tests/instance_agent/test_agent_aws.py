@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from agent_testing import RUN_DATE, wait_for
+from agent_testing import RUN_DATE
+from fleet_testing import wait_for
 
 from instance_agent.protocol import TAG_NOTICE, AgentReport
 

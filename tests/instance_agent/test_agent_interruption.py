@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from agent_testing import RUN_DATE, wait_for
+from agent_testing import RUN_DATE
+from fleet_testing import wait_for
 
 from instance_agent.imds import SPOT_ACTION_PATH, TOKEN_PATH
 from instance_agent.protocol import TAG_NOTICE, AgentReport

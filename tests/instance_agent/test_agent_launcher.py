@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from agent_testing import wait_for
+from fleet_testing import wait_for
 
 from instance_agent import procinfo
 from instance_agent.launcher import EXIT_UNKNOWN, LaunchError, PopenLauncher, WatchedProcess

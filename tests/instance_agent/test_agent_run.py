@@ -11,7 +11,8 @@ import sys
 import time
 
 import pytest
-from agent_testing import RUN_DATE, kill_group, wait_for
+from agent_testing import RUN_DATE, kill_group
+from fleet_testing import wait_for
 
 
 def _summary(completed: subprocess.CompletedProcess) -> dict:

@@ -9,7 +9,8 @@ import pytest
 import structlog
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from botocore.stub import Stubber
-from fleet_operator_testing import Ec2Api, FakeTaskInstance, ec2_client
+from fleet_operator_testing import Ec2Api, ec2_client
+from fleet_testing import FakeTaskInstance
 from moto import mock_aws
 
 # -- EC2 in moto --------------------------------------------------------------------------------------

@@ -11,16 +11,14 @@ are in this folder's ``conftest.py``.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import botocore.handlers
-import botocore.loaders
-import botocore.session
 from botocore.awsrequest import AWSResponse
+from fleet_testing import share_botocore_loader
 
 AMI = "ami-12c6146b"  # moto runs instances from any image ID
 
@@ -28,11 +26,6 @@ THROTTLE_BODY = (
     b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
     b"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>x</RequestID></Response>"
 )
-
-
-# Every hook builds a new botocore session, and each session parses the large EC2 service model
-# again (about 0.3 s). Sessions may share one loader: it only reads and caches the model files.
-_SHARED_LOADER = botocore.loaders.create_loader()
 
 
 class _Raw:
@@ -79,7 +72,7 @@ class Ec2Api:
         ]
 
     def install(self, monkeypatch: Any) -> Ec2Api:
-        monkeypatch.setattr(botocore.session, "create_loader", lambda *args, **kwargs: _SHARED_LOADER)
+        share_botocore_loader(monkeypatch)
         # moto builds ~20 000 default AMIs (with volumes) on every reset; these tests need none.
         monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         monkeypatch.setattr(
@@ -169,15 +162,6 @@ def launch(
     return ids
 
 
-def states(client: Any, ids: list[str]) -> dict[str, str]:
-    response = client.describe_instances(InstanceIds=ids)
-    return {
-        instance["InstanceId"]: instance["State"]["Name"]
-        for reservation in response["Reservations"]
-        for instance in reservation["Instances"]
-    }
-
-
 def set_tags(client: Any, instance_id: str, tags: dict[str, str]) -> None:
     client.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 
@@ -198,14 +182,3 @@ def messages(events: list[dict[str, Any]]) -> list[Any]:
 def text_of(events: list[dict[str, Any]], level: str | None = None) -> str:
     """Captured log messages (``task_log``) as one text, a line each; only those of ``level`` if given."""
     return "\n".join(str(e["event"]) for e in events if level is None or e["log_level"] == level)
-
-
-class FakeTaskInstance:
-    """A task instance that keeps what is pushed to XCom."""
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        # What Airflow would store must be JSON.
-        self.xcom[key] = json.loads(json.dumps(value))

@@ -9,7 +9,8 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import DagSerialization
-from fleet_operator_testing import launch, messages, states
+from fleet_operator_testing import launch, messages
+from fleet_testing import states
 from operators.fleet_aws import FleetError
 from operators.fleet_ec2 import SETTLED
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator

@@ -8,7 +8,8 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
 from airflow.sdk.exceptions import TaskDeferralError
-from fleet_operator_testing import launch, set_tags, states, text_of
+from fleet_operator_testing import launch, set_tags, text_of
+from fleet_testing import states
 from operators.fleet_aws import FleetError, FleetStateFailure
 from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 
