@@ -50,9 +50,8 @@ class AwsError(Exception):
 
 
 def throttling_error(service: str, operation: str) -> AwsError:
-    """What AWS answers a caller over its request rate: botocore retries both codes."""
+    """What AWS answers a caller over its request rate (EC2: a 503): botocore retries both codes."""
     if service == "ec2":
-        # EC2 says RequestLimitExceeded, with a 503.
         return AwsError("RequestLimitExceeded", "Request limit exceeded.", 503)
     return AwsError("ThrottlingException", f"Rate exceeded ({operation})", 400)
 
@@ -70,8 +69,5 @@ def capacity_error(code: str, instance_id: str, instance_type: str, zone: str) -
 
 
 def incorrect_state_error(instance_id: str, verb: str) -> AwsError:
-    return AwsError(
-        "IncorrectInstanceState",
-        f"The instance '{instance_id}' is not in a state from which it can be {verb}.",
-        400,
-    )
+    message = f"The instance '{instance_id}' is not in a state from which it can be {verb}."
+    return AwsError("IncorrectInstanceState", message, 400)

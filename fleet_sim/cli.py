@@ -8,7 +8,6 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any
 
 import yaml
 
@@ -24,8 +23,7 @@ injected faults.
          SIGTERM or SIGINT, then stop every host process and the server
   check  validate a scenario file and print it as JSON"""
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=0, help="port to bind (default: any free one)")
     serve.add_argument("--fleet", default=str(DEFAULT_FLEET_CONFIG), help="the fleet config (%(default)s)")
-    serve.add_argument("--scenario", help="timings and faults, YAML or JSON (see fleet_sim/scenario.py)")
+    serve.add_argument("--scenario", help="timings and faults, YAML or JSON (see fleet_sim/README.md)")
     serve.add_argument("--workdir", help="host sandboxes and command output (default: a temporary directory)")
     serve.add_argument(
         "--write-config", metavar="OUT.yaml", help="write the fleet config rewritten onto the simulator"
@@ -51,17 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--job-seconds", type=float, default=2.0, help="how long each demo job runs (%(default)s)"
     )
-    serve.add_argument("--failing", nargs="*", default=[], metavar="JOB", help="demo jobs that exit 1")
-    serve.add_argument(
-        "--failing-once",
-        nargs="*",
-        default=[],
-        metavar="JOB",
-        help="demo jobs that exit 1 on their first run for a date, 0 when run again (a Clear)",
-    )
-    serve.add_argument(
-        "--hanging", nargs="*", default=[], metavar="JOB", help="demo jobs that hang until their timeout"
-    )
+    for option, what in (
+        ("--failing", "exit 1"),
+        ("--failing-once", "exit 1 on their first run for a date, 0 when run again (a Clear)"),
+        ("--hanging", "hang until their timeout"),
+    ):
+        serve.add_argument(option, nargs="*", default=[], metavar="JOB", help=f"demo jobs that {what}")
     serve.add_argument(
         "--poll-interval",
         metavar="DURATION",
@@ -101,11 +94,8 @@ def serve(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
 
-    def request_stop(signum: int, frame: Any) -> None:
-        stop.set()  # the main loop below acts
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())  # the main loop below acts
     try:
         sim = FleetSimulator(
             fleet_config=fleet, scenario=scenario, workdir=args.workdir, host=args.host, port=args.port

@@ -34,13 +34,9 @@ class Ec2Lifecycle:
     def __init__(self, fleet: Fleet):
         self.fleet = fleet
 
-    # -- the API calls it answers -----------------------------------------------------------------
-
     def handles(self, operation: str, params: dict[str, list[str]]) -> bool:
         """Start/Stop of known instances; dry runs and unknown IDs go to moto for its errors."""
-        if operation not in ("StartInstances", "StopInstances"):
-            return False
-        if _flag(params, "DryRun"):
+        if operation not in ("StartInstances", "StopInstances") or _flag(params, "DryRun"):
             return False
         ids = instance_ids(params)
         with self.fleet.lock:
@@ -49,10 +45,9 @@ class Ec2Lifecycle:
 
     def respond(self, operation: str, params: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
         ids = instance_ids(params)
-        if operation == "StartInstances":
-            changes = self.start(ids)
-        else:
-            changes = self.stop(ids, force=_flag(params, "Force"))
+        changes = (
+            self.start(ids) if operation == "StartInstances" else self.stop(ids, force=_flag(params, "Force"))
+        )
         element = f"{operation}Response"
         items = "".join(
             f"<item><instanceId>{escape(instance_id)}</instanceId>"
@@ -77,7 +72,7 @@ class Ec2Lifecycle:
                 if previous == "stopped":
                     self.fleet.moto_instance(host.instance_id).start()  # moto's side effects (NICs, reasons)
                     self._enter(host, "pending")
-                    self._schedule(host, "pending", "running", self.fleet.scenario.transition_delay)
+                    self._schedule(host, "running")
                 changes.append((host.instance_id, previous, host.state))
             return changes
 
@@ -91,12 +86,12 @@ class Ec2Lifecycle:
                     self.fleet.moto_instance(host.instance_id).stop()  # reason: user initiated
                     host.force_stop = force
                     self._enter(host, "stopping")
-                    self._schedule(host, "stopping", "stopped", self._stop_delay(host, force))
+                    self._schedule(host, "stopped", self._stop_delay(host, force))
                 elif previous == "stopping" and force and not host.force_stop:
                     # A forced stop ends a stop that hangs, and kills what still runs.
                     host.force_stop = True
                     self._signal(host, signal.SIGKILL, "forced stop")
-                    self._schedule(host, "stopping", "stopped", self.fleet.scenario.transition_delay)
+                    self._schedule(host, "stopped")
                 changes.append((host.instance_id, previous, host.state))
             return changes
 
@@ -120,15 +115,9 @@ class Ec2Lifecycle:
             instance.state_reason = StateReason(message, code)
             instance._reason = message
             host.force_stop = False
-            if action == "terminate":
-                self._enter(host, "shutting-down")
-                self._schedule(host, "shutting-down", "terminated", self.fleet.scenario.transition_delay)
-            else:
-                self._enter(host, "stopping")
-                self._schedule(host, "stopping", "stopped", self.fleet.scenario.transition_delay)
+            self._enter(host, "shutting-down" if action == "terminate" else "stopping")
+            self._schedule(host, "terminated" if action == "terminate" else "stopped")
             return True
-
-    # -- states -----------------------------------------------------------------------------------
 
     def sync(self) -> None:
         """Take note of instances and state changes made in moto behind the lifecycle's back."""
@@ -145,21 +134,18 @@ class Ec2Lifecycle:
 
     def _adopt(self, instance: Any) -> None:
         role = self.fleet.tags(instance.id).get(ROLE_TAG)
+        # The simulator's own start in their initial state; RunInstances through the front, made
+        # running at once by moto, go through pending as on AWS.
+        state = self.fleet.scenario.initial_state if self.fleet.creating else "pending"
+        host = self.fleet.add_host(instance.id, role, state)
+        if state == "stopped":
+            instance.stop()
+        self._set_moto_state(instance, state)
+        self.fleet.record("state", host, **{"from": None, "to": state})
         if self.fleet.creating:
-            state = self.fleet.scenario.initial_state
-            host = self.fleet.add_host(instance.id, role, instance._state.name)
-            if state == "stopped":
-                instance.stop()
-            self._set_moto_state(instance, state)
-            host.state = state
-            self.fleet.record("state", host, **{"from": None, "to": state})
             self.fleet.state_changed(host, "pending", state)
-            return
-        # RunInstances through the front: moto made it running at once; AWS goes through pending.
-        host = self.fleet.add_host(instance.id, role, "pending")
-        self._set_moto_state(instance, "pending")
-        self.fleet.record("state", host, **{"from": None, "to": "pending"})
-        self._schedule(host, "pending", "running", self.fleet.scenario.transition_delay)
+        else:
+            self._schedule(host, "running")
 
     def _stop_delay(self, host: Host, force: bool) -> float:
         fault = None if force else self.fleet.faults.stuck_stopping(host.instance_id, host.role)
@@ -171,20 +157,25 @@ class Ec2Lifecycle:
         )
         return fault.spec.seconds
 
-    def _schedule(self, host: Host, expected: str, target: str, delay: float) -> None:
+    def _schedule(self, host: Host, target: str, delay: float | None = None) -> None:
+        """Move the host from its state to ``target`` in ``delay`` (default: the transition delay).
+
+        Called under the lock, so ``handle`` is set before ``finish`` can run.
+        """
         self.fleet.scheduler.cancel(host.transition)
-        token: dict[str, int] = {}
+        expected = host.state
 
         def finish() -> None:
             with self.fleet.lock:
-                if host.transition != token.get("handle") or host.state != expected:
+                if host.transition != handle or host.state != expected:
                     return  # overtaken by another change
                 host.transition = None
                 if target == "terminated":
                     self.fleet.moto_instance(host.instance_id).terminate()
                 self._enter(host, target)
 
-        token["handle"] = host.transition = self.fleet.scheduler.call_later(delay, finish)
+        delay = self.fleet.scenario.transition_delay if delay is None else delay
+        handle = host.transition = self.fleet.scheduler.call_later(delay, finish)
 
     def _enter(self, host: Host, state: str) -> None:
         self._set_moto_state(self.fleet.moto_instance(host.instance_id), state)

@@ -58,8 +58,6 @@ class FaultBook:
     def all(self) -> list[ActiveFault]:
         return list(self._faults)
 
-    # -- API calls --------------------------------------------------------------------------------
-
     def api_error(
         self,
         service: str,
@@ -81,8 +79,6 @@ class FaultBook:
                 if fault is not None:
                     return fault, capacity_error(fault.spec.code, instance_id, instance_type, zone)
         return None
-
-    # -- lifecycle --------------------------------------------------------------------------------
 
     def stuck_stopping(self, instance_id: str, role: str | None) -> ActiveFault | None:
         """The fault that holds this stop in ``stopping`` (one use of its count), if any."""

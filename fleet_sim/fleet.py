@@ -6,8 +6,10 @@ nothing slow (waiting on processes or sockets) happens under it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from moto.backends import get_backend
 
 from fleet_sim.faults import FaultBook
 from fleet_sim.hosts import Host
+from fleet_sim.processes import MARKER_VARIABLE
 from fleet_sim.scenario import Scenario
 from fleet_sim.scheduler import Scheduler
 from fleet_sim.timeline import ApiCallLog, Timeline
@@ -26,38 +29,28 @@ StateListener = Callable[[Host, str, str], None]
 CommandListener = Callable[[Host, str], None]
 
 
+@dataclass(eq=False)
 class Fleet:
-    def __init__(
-        self,
-        *,
-        scenario: Scenario,
-        region: str,
-        account_id: str,
-        workdir: Path,
-        sim_id: str,
-        python_bin: str,
-        repo_root: str,
-    ):
-        self.scenario = scenario
-        self.region = region
-        self.account_id = account_id
-        self.workdir = workdir
-        self.sim_id = sim_id
-        self.python_bin = python_bin
-        self.repo_root = repo_root
-        self.lock = threading.RLock()
-        self.scheduler = Scheduler()
-        self.timeline = Timeline()
-        self.api_calls = ApiCallLog()
-        self.faults = FaultBook(scenario.faults)
-        self.hosts: dict[str, Host] = {}
-        self.endpoint_url = ""
-        # While True, instances that appear are the simulator's own, made in their initial state.
-        self.creating = False
-        self.state_listeners: list[StateListener] = []
-        self.command_listeners: list[CommandListener] = []
+    scenario: Scenario
+    region: str
+    account_id: str
+    workdir: Path
+    sim_id: str
+    python_bin: str
+    repo_root: str
+    endpoint_url: str = ""
+    # While True, instances that appear are the simulator's own, made in their initial state.
+    creating: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    timeline: Timeline = field(default_factory=Timeline)
+    api_calls: ApiCallLog = field(default_factory=ApiCallLog)
+    hosts: dict[str, Host] = field(default_factory=dict)
+    state_listeners: list[StateListener] = field(default_factory=list)
+    command_listeners: list[CommandListener] = field(default_factory=list)
 
-    # -- moto -------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.faults = FaultBook(self.scenario.faults)
 
     @property
     def ec2_backend(self) -> Any:
@@ -68,8 +61,6 @@ class Fleet:
 
     def tags(self, instance_id: str) -> dict[str, str]:
         return {tag["key"]: tag["value"] for tag in self.moto_instance(instance_id).get_tags()}
-
-    # -- hosts ------------------------------------------------------------------------------------
 
     def host(self, instance_id: str) -> Host:
         try:
@@ -87,7 +78,7 @@ class Fleet:
             marker=f"{self.sim_id}/{instance_id}",
             state=state,
         )
-        host.prepare_sandbox()
+        (host.sandbox / "tmp").mkdir(parents=True, exist_ok=True)
         self.hosts[instance_id] = host
         return host
 
@@ -103,15 +94,24 @@ class Fleet:
         return f"{self.endpoint_url}{IMDS_PREFIX}/{host.instance_id}"
 
     def environment(self, host: Host) -> dict[str, str]:
-        return host.environment(
-            endpoint_url=self.endpoint_url,
-            region=self.region,
-            imds_url=self.imds_url(host),
-            python_bin=self.python_bin,
-            repo_root=self.repo_root,
-        )
-
-    # -- events -----------------------------------------------------------------------------------
+        """A host's clean environment, as on a fresh VM, pointed at the simulator: only ``PATH``
+        (behind the venv's ``bin``: ``python3`` has boto3) and the locale come from the simulator's."""
+        return {
+            "PATH": os.pathsep.join(filter(None, [self.python_bin, os.environ.get("PATH", "/usr/bin:/bin")])),
+            "HOME": str(host.sandbox),
+            "USER": "root",
+            "SHELL": "/bin/bash",
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "TMPDIR": str(host.sandbox / "tmp"),
+            "PYTHONPATH": self.repo_root,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.imds_url(host),
+            MARKER_VARIABLE: host.marker,
+        }
 
     def record(self, event: str, host: Host | None, **fields: Any) -> dict:
         return self.timeline.record(

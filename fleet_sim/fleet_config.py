@@ -100,14 +100,9 @@ def demo_job(
     rerun_on_interrupt: bool = False,
     python: str = sys.executable,
 ) -> dict[str, Any]:
-    """A job (fleet config format) that prints progress for ``seconds`` and exits ``exit_code``.
-
-    ``fail_runs=N`` (N > 0) exits ``exit_code`` only on the job's first N runs for a run date
-    and 0 after: a failed day that a Clear or a second run retries then succeeds.
-    ``hang=True`` makes it sleep for a day, so that its ``timeout`` (or the role's
-    ``max_runtime``) has to end it. Each run appends ``start`` and ``exit N`` lines to
-    ``$HOME/demo-jobs.log``: on the simulator, the host's sandbox.
-    """
+    """A job (fleet config format) that prints progress for ``seconds`` and exits ``exit_code``: on
+    its first ``fail_runs`` runs for a date only if that is > 0 (a retry then succeeds); ``hang``:
+    sleeps a day, for its ``timeout`` to end. Each run is logged in ``$HOME/demo-jobs.log``."""
     argv = [python, "-c", _DEMO_JOB, name, str(86400 if hang else seconds), str(exit_code)]
     if fail_runs:
         argv.append(str(fail_runs))
@@ -152,17 +147,10 @@ def sim_fleet_config(
     state_dir: str = "state",
     log_dir: str = "logs",
 ) -> dict[str, Any]:
-    """``base`` (default: ``dags/fleet.yaml``) rewritten to run on ``sim``.
-
-    :param jobs: ``{role: [job, ...]}`` to use instead of demo jobs for those roles
-    :param keep_jobs: keep the config's own jobs (they must exist on this machine)
-    :param job_seconds: how long each demo job runs
-    :param failing: names of demo jobs that exit 1
-    :param failing_once: names of demo jobs that exit 1 on their first run for a date only
-    :param hanging: names of demo jobs that hang until their timeout
-    :param state_dir: the agent's state directory, relative to each host's sandbox (commands
-        run there) or absolute
-    """
+    """``base`` (default: the simulator's config, else ``dags/fleet.yaml``) rewritten to run on ``sim``:
+    the simulated instances, the agent from this checkout with ``--shutdown ec2``, short durations,
+    and :func:`demo_job` s of the jobs' names (``failing``, ``failing_once``, ``hanging``: by name),
+    unless ``keep_jobs`` or ``jobs={role: [job, ...]}``. ``state_dir``: relative to each sandbox."""
     config = load_fleet_config(base if base is not None else (sim.config or DEFAULT_FLEET_CONFIG))
     if config.get("signer") is not None:
         config["signer"] = {**config["signer"], "instance": sim.instance_for(SIGNER_ROLE)}

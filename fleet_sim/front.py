@@ -108,21 +108,18 @@ class Front:
                     and call.operation
                     and self.sim.lifecycle.handles(call.operation, call.params)
                 ):
-                    status, headers, payload = self.sim.lifecycle.respond(call.operation, call.params)
-                    return Response(payload, status, headers)
+                    return _response(*self.sim.lifecycle.respond(call.operation, call.params))
                 response = self._forward(environ, body)
                 if call.service == "ec2":
                     self.sim.lifecycle.sync()  # RunInstances, TerminateInstances, ... made by moto
                 return response
         except AwsError as error:
-            status, headers, payload = error.render(call.protocol)
-            return Response(payload, status, headers)
+            return _response(*error.render(call.protocol))
         except Exception as error:  # a simulator bug: say so in the caller's format, and log it
             log.exception("the simulator failed on %s %s", call.service, call.operation)
-            status, headers, payload = AwsError("InternalError", f"fleet simulator: {error!r}", 500).render(
-                call.protocol
+            return _response(
+                *AwsError("InternalError", f"fleet simulator: {error!r}", 500).render(call.protocol)
             )
-            return Response(payload, status, headers)
 
     def _check_faults(self, call: ApiCall) -> None:
         if call.operation is None:
@@ -151,48 +148,42 @@ class Front:
         forwarded = dict(environ)
         forwarded["wsgi.input"] = io.BytesIO(body)
         forwarded["CONTENT_LENGTH"] = str(len(body))
-        app_iter, status, headers = run_wsgi_app(self.moto_app, forwarded, buffered=True)
-        try:
-            payload = b"".join(app_iter)
-        finally:
-            close = getattr(app_iter, "close", None)
-            if close is not None:
-                close()
-        return Response(payload, status, headers)
+        app_iter, status, headers = run_wsgi_app(self.moto_app, forwarded, buffered=True)  # closed: a list
+        return Response(b"".join(app_iter), status, headers)
 
     # -- the simulator's own endpoints ------------------------------------------------------------
 
     def _control(self, request: Request) -> Response:
         path = request.path
         if path.startswith(IMDS_PREFIX + "/"):
-            rest = path[len(IMDS_PREFIX) + 1 :]
-            instance_id, _, subpath = rest.partition("/")
-            status, headers, payload = self.sim.imds.handle(
-                instance_id, request.method, "/" + subpath, request.headers
+            instance_id, _, subpath = path[len(IMDS_PREFIX) + 1 :].partition("/")
+            return _response(
+                *self.sim.imds.handle(instance_id, request.method, "/" + subpath, request.headers)
             )
-            return Response(payload, status, headers)
-        name = path[len(CONTROL_PREFIX) :].strip("/")
+        name, method, args = path[len(CONTROL_PREFIX) :].strip("/"), request.method, request.args
         try:
-            if name == "health" and request.method == "GET":
+            if method == "GET" and name == "health":
                 return _json({"ok": True, "endpoint_url": self.fleet.endpoint_url})
-            if name == "instances" and request.method == "GET":
+            if method == "GET" and name == "instances":
                 return _json(self.sim.describe())
-            if name == "timeline" and request.method == "GET":
-                return _json({"events": self.sim.timeline(request.args.get("instance_id"))})
-            if name == "api_calls" and request.method == "GET":
-                since = request.args.get("since", type=float)
-                return _json({"calls": self.sim.api_calls(since=since)})
-            if name == "faults" and request.method == "GET":
+            if method == "GET" and name == "timeline":
+                return _json({"events": self.sim.timeline(args.get("instance_id"))})
+            if method == "GET" and name == "api_calls":
+                return _json({"calls": self.sim.api_calls(since=args.get("since", type=float))})
+            if method == "GET" and name == "faults":
                 return _json({"faults": self.sim.faults()})
-            if name == "faults" and request.method == "POST":
-                fault = self.sim.inject(json.loads(request.get_data() or b"{}"))
-                return _json({"fault": fault}, 201)
-            if name.startswith("faults/") and request.method == "DELETE":
+            if method == "POST" and name == "faults":
+                return _json({"fault": self.sim.inject(json.loads(request.get_data() or b"{}"))}, 201)
+            if method == "DELETE" and name.startswith("faults/"):
                 self.sim.remove_fault(int(name.split("/", 1)[1]))
                 return _json({}, 200)
         except ValueError as error:  # a ScenarioError too
             return _json({"error": str(error)}, 400)
         return _json({"error": f"no such endpoint: {request.method} {path}"}, 404)
+
+
+def _response(status: int, headers: dict[str, str], payload: bytes) -> Response:
+    return Response(payload, status, headers)
 
 
 def _json(document: Any, status: int = 200) -> Response:

@@ -49,16 +49,14 @@ class ImdsService:
         try:
             ttl = int(headers.get(TTL_HEADER, ""))
         except ValueError:
-            return _text(400, "Bad Request")
+            ttl = 0
         if not 1 <= ttl <= MAX_TTL:
             return _text(400, "Bad Request")
         now = self._clock()
         host.imds_tokens = {token: expiry for token, expiry in host.imds_tokens.items() if expiry > now}
         token = secrets.token_urlsafe(32)
         host.imds_tokens[token] = now + ttl
-        status, reply_headers, body = _text(200, token)
-        reply_headers[TTL_HEADER] = str(ttl)
-        return status, reply_headers, body
+        return 200, {"Content-Type": "text/plain", TTL_HEADER: str(ttl)}, token.encode()
 
     def _authorized(self, host: Host, token: str | None) -> bool:
         return bool(token) and host.imds_tokens.get(token, 0.0) > self._clock()

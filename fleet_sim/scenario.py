@@ -168,28 +168,23 @@ def parse_fault(raw: Any, where: str = "fault") -> FaultSpec:
             if default is None:
                 raise ScenarioError(f"{where}.{key}: missing")
             value = None if default == "" else default  # "": no limit / not set
-        values[key] = None if value is None else _field(kind, key, value, f"{where}.{key}")
+        values[key] = None if value is None else _field(key, value, f"{where}.{key}")
     return FaultSpec(**values)
 
 
-def _field(kind: str, key: str, value: Any, where: str) -> Any:
+def _field(key: str, value: Any, where: str) -> Any:
+    choices = {"since": SINCE, "action": SPOT_ACTIONS, "code": CAPACITY_CODES}
+    if key in choices:
+        return _choice(value, choices[key], where)
     if key == "count":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ScenarioError(f"{where}: expected a whole number of at least 1, got {_short(value)}")
         return value
     if key in ("seconds", "after", "notice_seconds"):
         return _seconds(value, where)
-    if key == "since":
-        return _choice(value, SINCE, where)
-    if key == "action":
-        return _choice(value, SPOT_ACTIONS, where)
-    if key == "code":
-        return _choice(value, CAPACITY_CODES, where)
     if key == "signal":
         return _signal(value, where)
-    if key == "service":
-        return _text(value, where).lower()
-    return _text(value, where)
+    return _text(value, where).lower() if key == "service" else _text(value, where)
 
 
 def _seconds(value: Any, where: str) -> float:

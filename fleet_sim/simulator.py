@@ -177,17 +177,13 @@ class FleetSimulator:
         self.fleet.creating = True
         try:
             for role, count in self._roles.items():
+                tags = [{"Key": "Name", "Value": role}, {"Key": ROLE_TAG, "Value": role}]
                 ec2.run_instances(
                     ImageId=image_id,
                     MinCount=count,
                     MaxCount=count,
                     InstanceType=self.scenario.instance_type,
-                    TagSpecifications=[
-                        {
-                            "ResourceType": "instance",
-                            "Tags": [{"Key": "Name", "Value": role}, {"Key": ROLE_TAG, "Value": role}],
-                        }
-                    ],
+                    TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
                 )
         finally:
             self.fleet.creating = False
@@ -269,24 +265,20 @@ class FleetSimulator:
 
     def airflow_connection(self) -> str:
         """An Airflow AWS connection (JSON, for ``AIRFLOW_CONN_AWS_DEFAULT``) to the simulator."""
-        return json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"region_name": self.region, "endpoint_url": self.endpoint_url},
-            }
-        )
+        extra = {"region_name": self.region, "endpoint_url": self.endpoint_url}
+        return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client pointed at the simulator (``config=`` and other kwargs pass through)."""
         import boto3
 
-        kwargs.setdefault("region_name", self.region)
-        kwargs.setdefault("endpoint_url", self.endpoint_url)
-        kwargs.setdefault("aws_access_key_id", "testing")
-        kwargs.setdefault("aws_secret_access_key", "testing")
-        kwargs.setdefault("aws_session_token", None)
+        kwargs = {"region_name": self.region, "endpoint_url": self.endpoint_url, **kwargs}
+        kwargs = {
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "aws_session_token": None,
+            **kwargs,
+        }
         # One session for all: it caches the service models, the costly part of a new client.
         with _session_lock:
             global _session
@@ -339,19 +331,17 @@ class FleetSimulator:
         if not directory.is_absolute():
             directory = self.fleet.host(instance_id).sandbox / directory
         files = sorted(directory.glob("????-??-??.json")) if directory.is_dir() else []
-        if not files:
-            return None
-        return json.loads(files[-1].read_text())
+        return json.loads(files[-1].read_text()) if files else None
 
     def worker_idle(self, instance_id: str, state_dir: str = "state") -> dict[str, Any]:
         """How long the instance ran after its last job ended: ``idle_seconds`` from the end in the
         agent's state file to ``stopping`` (when billing ends), ``None`` until both happened."""
         state = self.agent_state(instance_id, state_dir) or {}
-        ends = [parse_iso(job.get("ended_at")) for job in (state.get("jobs") or {}).values()]
-        ends = [end for end in ends if end is not None]
-        last_end = max(ends) if ends else None
-        stopping = [e["t"] for e in self.timeline(instance_id, "state") if e["to"] == "stopping"]
-        stopped = [e["t"] for e in self.timeline(instance_id, "state") if e["to"] == "stopped"]
+        ends = (parse_iso(job.get("ended_at")) for job in (state.get("jobs") or {}).values())
+        last_end = max((end for end in ends if end is not None), default=None)
+        changes = self.timeline(instance_id, "state")
+        stopping = [e["t"] for e in changes if e["to"] == "stopping"]
+        stopped = [e["t"] for e in changes if e["to"] == "stopped"]
         stop_at = next((t for t in stopping if last_end is not None and t >= last_end), None)
         stopped_at = next((t for t in stopped if stop_at is not None and t >= stop_at), None)
         return {

@@ -16,19 +16,12 @@ from fleet_sim.ssm_agents import SsmAgents
 from fleet_sim.ssm_commands import PLUGIN_NAME, Command, Invocation
 from fleet_sim.ssm_runs import ScriptRunner
 
-OPERATIONS = (
-    "SendCommand",
-    "ListCommands",
-    "ListCommandInvocations",
-    "GetCommandInvocation",
-    "CancelCommand",
-    "DescribeInstanceInformation",
-)
 DOCUMENTS = ("AWS-RunShellScript",)
 PARAMETERS = ("commands", "executionTimeout", "workingDirectory")
 DEFAULT_EXECUTION_TIMEOUT = 3600
 MAX_EXECUTION_TIMEOUT = 172800
 DEFAULT_DELIVERY_TIMEOUT = 3600
+MAX_DELIVERY_TIMEOUT = 2592000
 
 
 class SsmService:
@@ -68,15 +61,10 @@ class SsmService:
         unknown = [key for key in parameters if key not in PARAMETERS]
         if unknown:
             raise AwsError("InvalidParameters", f"Unknown parameter {unknown[0]!r} for {name}.")
-        execution_timeout = _bounded(
-            (parameters.get("executionTimeout") or [DEFAULT_EXECUTION_TIMEOUT])[0],
-            1,
-            MAX_EXECUTION_TIMEOUT,
-            "executionTimeout",
-        )
-        delivery_timeout = _bounded(
-            request.get("TimeoutSeconds", DEFAULT_DELIVERY_TIMEOUT), 30, 2592000, "TimeoutSeconds"
-        )
+        execution = (parameters.get("executionTimeout") or [DEFAULT_EXECUTION_TIMEOUT])[0]
+        execution_timeout = _bounded(execution, 1, MAX_EXECUTION_TIMEOUT, "executionTimeout")
+        delivery = request.get("TimeoutSeconds", DEFAULT_DELIVERY_TIMEOUT)
+        delivery_timeout = _bounded(delivery, 30, MAX_DELIVERY_TIMEOUT, "TimeoutSeconds")
         instance_ids = self._targets(request)
         hosts = self.fleet.hosts
         offline = [
@@ -190,6 +178,10 @@ class SsmService:
         with self.fleet.lock:
             invocations = [i for command in self.commands.values() for i in command.invocations.values()]
         self.runner.close(invocations, timeout)
+
+
+# The SSM operations answered here; the front sends every other one to moto.
+OPERATIONS = tuple(name[4:] for name in dir(SsmService) if name.startswith("_op_"))
 
 
 def _bounded(value: Any, low: int, high: int, name: str) -> int:

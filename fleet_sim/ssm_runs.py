@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
 from moto.backends import get_backend
 
@@ -32,7 +33,7 @@ class ScriptRunner:
             invocation.command.delivery_timeout, lambda: self._locked(self._delivery_timed_out, invocation)
         )
 
-    def _locked(self, method, invocation: Invocation) -> None:
+    def _locked(self, method: Callable[[Invocation], None], invocation: Invocation) -> None:
         with self.fleet.lock:
             method(invocation)
 
