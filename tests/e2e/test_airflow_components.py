@@ -1,6 +1,6 @@
 """fleet_daily through the real Airflow: scheduler, triggerer, DAG processor and API server.
 
-These start Airflow's components as subprocesses (fleet_demo.harness) against the fleet
+These start Airflow's components as subprocesses (airflow_harness) against the fleet
 simulator, the way a user runs them, and drive them through the REST API and the demo's CLI.
 """
 
