@@ -15,53 +15,23 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-import yaml
+from airflow_fleet import airflow_on_fleet, starts_by_date, task_log
 
 from airflow_harness import AirflowHarness, RunResult
 from fleet_demo.trigger_plan import second_trigger
-from fleet_sim import FleetSimulator, demo_job, demo_runs, sim_fleet_config
+from fleet_sim import FleetSimulator, demo_job, demo_runs
 
 ROLES = ("alpha", "beta")
-FLEET = {
-    "timezone": "UTC",
-    "schedule": "0 0 * * *",
-    "region": "us-east-1",
-    "signer": {"instance": "i-00000000000000000"},
-    "roles": [
-        {"name": "alpha", "instance": "i-00000000000000001", "max_runtime": "5m", "jobs": [{"name": "a1"}]},
-        {"name": "beta", "instance": "i-00000000000000002", "max_runtime": "5m", "jobs": [{"name": "b1"}]},
-    ],
-    "poll_interval": "1s",
-    "boot_timeout": "2m",
-}
 # The tasks of a run that touch a VM: the span of a run on the fleet is from its first to its last.
 VM_STEPS = ("start", "wait_running", "wait_ssm_online", "run_agent", "wait_stopped")
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory) -> Iterator[tuple[FleetSimulator, AirflowHarness]]:
-    work = tmp_path_factory.mktemp("one-vm-per-run")
-    scenario = {"transition_delay": 0.5, "registration_delay": 1.0}
-    with FleetSimulator(fleet_config=FLEET, scenario=scenario, workdir=work / "sim") as sim:
-        # Jobs long enough that two runs' jobs on one VM would overlap if both were let in.
-        jobs = {"alpha": [demo_job("a1", seconds=2)], "beta": [demo_job("b1", seconds=2)]}
-        config = sim_fleet_config(FLEET, sim, jobs=jobs, heartbeat="2s")
-        path = work / "fleet.yaml"
-        path.write_text(yaml.safe_dump(config))
-        with AirflowHarness(
-            work / "airflow", fleet_config=path, aws_connection=sim.airflow_connection()
-        ) as af:
-            af.wait_for_dag()
-            yield sim, af
-
-
-def starts_by_date(sim: FleetSimulator, role: str) -> dict[str, list[str]]:
-    """``{RUN_DATE the job saw: [job names started]}`` on the role's host."""
-    seen: dict[str, list[str]] = {}
-    for run in demo_runs(sim.host(sim.instance_for(role)).sandbox):
-        if run["event"] == "start":
-            seen.setdefault(run["date"], []).append(run["job"])
-    return seen
+    # Jobs long enough that two runs' jobs on one VM would overlap if both were let in.
+    jobs = {"alpha": [demo_job("a1", seconds=2)], "beta": [demo_job("b1", seconds=2)]}
+    with airflow_on_fleet(tmp_path_factory.mktemp("one-vm-per-run"), jobs, poll_interval="1s") as (sim, af):
+        yield sim, af
 
 
 def dates_in_turn(sim: FleetSimulator, role: str) -> list[str]:
@@ -81,12 +51,6 @@ def fleet_span(run: RunResult) -> tuple[datetime, datetime]:
     starts = [task.start_date for task in steps if task.start_date]
     ends = [task.end_date for task in steps if task.end_date]
     return min(starts), max(ends)
-
-
-def turn_log(af: AirflowHarness, run_id: str) -> str:
-    """Everything ``wait_turn`` logged for a run: its worker attempts and its triggers."""
-    directory = af.home / "logs" / "dag_id=fleet_daily" / f"run_id={run_id}" / "task_id=wait_turn"
-    return "\n".join(path.read_text() for path in sorted(directory.glob("attempt=*")))
 
 
 def test_a_backfill_of_three_dates_ten_at_a_time_runs_each_date_once_one_run_at_a_time(fleet: Any) -> None:
@@ -113,7 +77,7 @@ def test_a_backfill_of_three_dates_ten_at_a_time_runs_each_date_once_one_run_at_
     assert len(waited) >= 2, [run.tasks["wait_turn"].seen_states for run in runs]
     for run in waited:
         assert run.tasks["wait_turn"].picked_by_triggerer
-        assert "waits for its turn on the fleet: backfill__2026-11-2" in turn_log(af, run.run_id)
+        assert "waits for its turn on the fleet: backfill__2026-11-2" in task_log(af, run.run_id, "wait_turn")
     assert {sim.state(sim.instance_for(role)) for role in (*ROLES, "signer")} == {"stopped"}
 
 
@@ -141,7 +105,7 @@ def test_a_manual_run_while_a_run_of_its_date_is_on_the_fleet_waits_then_finds_t
     assert second.tasks["wait_turn"].deferred and second.tasks["wait_turn"].picked_by_triggerer
     assert second.tasks["wait_turn"].end_date >= fleet_span(first_result)[1]
     held = f"waits for its turn on the fleet: {first} (holds the fleet"
-    assert held in turn_log(af, manual), turn_log(af, manual)
+    assert held in task_log(af, manual, "wait_turn"), task_log(af, manual, "wait_turn")
     assert {sim.state(sim.instance_for(role)) for role in (*ROLES, "signer")} == {"stopped"}
 
 
