@@ -23,8 +23,8 @@ class Host:
     last_ping: float | None = None
     registered_at: float | None = None
     # Scheduler handles of the pending state transition and SSM registration.
-    transition: int | None = None
-    registration: int | None = None
+    transition: Any = None
+    registration: Any = None
     force_stop: bool = False
     # IMDS: tokens (token -> monotonic expiry) and the notices it serves.
     imds_tokens: dict[str, float] = field(default_factory=dict)

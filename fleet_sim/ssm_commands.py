@@ -36,7 +36,7 @@ class Invocation:
     timed_out: bool = False
     stdout_url: str = ""
     stderr_url: str = ""
-    timeout_handle: int | None = None
+    timeout_handle: Any = None
 
     @property
     def in_flight(self) -> bool:
