@@ -1,5 +1,6 @@
-"""Fakes of the supervisor's world: a clock, processes and their launcher, the reporter, IMDS,
-signals, and a harness wiring them to a real :class:`Supervisor` and a real state file.
+"""Fakes of the supervisor's world: a clock, processes and their launcher, the reporter, signals,
+and a harness wiring them to a real :class:`Supervisor` and a real state file; IMDS is the real
+client on the agent tests' one ``FakeImds``, with notices due at fake-clock times.
 
 Shared by the supervisor's tests and the launch-failure tests; no real process, no real time.
 """
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent_testing import FakeImds
+
 from instance_agent.clock import format_time
-from instance_agent.imds import ImdsError
+from instance_agent.imds import ImdsClient
 from instance_agent.launcher import LaunchError, ProcessHandle
 from instance_agent.spec import spec_from_document
 from instance_agent.state import JobRecord, RunState, StateStore
@@ -112,32 +116,28 @@ class FakeReporter:
         return []
 
 
-class FakeImds:
-    def __init__(
-        self, clock: FakeClock, *, spot_at=None, deadline_after=120.0, rebalance_at=None, broken=False
-    ):
-        self.clock = clock
-        self.spot_at, self.deadline_after, self.rebalance_at, self.broken = (
-            spot_at,
-            deadline_after,
-            rebalance_at,
-            broken,
-        )
-        self.polls = 0
+def imds_on_the_clock(
+    imds: FakeImds, *, spot_at=None, deadline_after=120.0, rebalance_at=None, broken=False
+) -> Callable[[FakeClock], ImdsClient]:
+    """For ``Harness(imds=...)``: the real ``ImdsClient`` on the (HTTP) ``imds``, on the fake clock.
 
-    def spot_instance_action(self):
-        self.polls += 1
-        if self.broken:
-            raise ImdsError("http://169.254.169.254: timed out")
-        if self.spot_at is not None and self.clock.seconds >= self.spot_at:
-            deadline = START + timedelta(seconds=self.spot_at + self.deadline_after)
-            return {"action": "stop", "time": format_time(deadline).replace(".000", "")}
-        return None
+    A spot stop notice appears at ``spot_at`` s (its deadline ``deadline_after`` s later) and a
+    rebalance recommendation at ``rebalance_at`` s of the fake clock; ``broken``: every request fails.
+    """
 
-    def rebalance_recommendation(self):
-        if self.rebalance_at is not None and self.clock.seconds >= self.rebalance_at:
-            return {"noticeTime": "2026-11-23T00:00:01Z"}
-        return None
+    def client(clock: FakeClock) -> ImdsClient:
+        def notices() -> None:
+            if spot_at is not None and clock.seconds >= spot_at:
+                deadline = START + timedelta(seconds=spot_at + deadline_after)
+                imds.spot_action = {"action": "stop", "time": format_time(deadline).replace(".000", "")}
+            if rebalance_at is not None and clock.seconds >= rebalance_at:
+                imds.rebalance = {"noticeTime": "2026-11-23T00:00:01Z"}
+
+        imds.on_request = notices
+        imds.failing = broken
+        return ImdsClient(imds.url, monotonic=clock.monotonic)
+
+    return client
 
 
 class FakeSignals:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,11 @@ def kill_group(pid: int) -> None:
 
 
 class FakeImds:
-    """IMDSv2 on 127.0.0.1: tokens by PUT, 401 without a valid token, notices the test sets."""
+    """IMDSv2 on 127.0.0.1: tokens by PUT, 401 without a valid token, notices the test sets.
+
+    The one IMDS of the agent's tests: the agent as a subprocess, the real ``ImdsClient`` and (on
+    a fake clock, ``agent_fakes.imds_on_the_clock``) the supervisor all talk to it over HTTP.
+    """
 
     def __init__(self) -> None:
         self.instance_id = "i-0123456789abcdef0"
@@ -217,6 +222,8 @@ class FakeImds:
         self.rebalance: dict | None = None
         self.unauthorized_next = 0  # answer this many GETs with 401 (and forget every token)
         self.delay = 0.0
+        self.failing = False  # answer every request with HTTP 500
+        self.on_request: Callable[[], None] | None = None  # called before each answer (sets notices)
         self.tokens: list[str] = []
         self.ttls: list[str] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
@@ -244,7 +251,11 @@ class FakeImds:
 
     def _answer(self, method: str, path: str, headers: Any) -> tuple[int, str]:
         time.sleep(self.delay)
+        if self.on_request is not None:
+            self.on_request()
         with self._lock:
+            if self.failing:
+                return 500, ""
             if method == "PUT":
                 if path != "/latest/api/token" or not headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                     return 400, ""

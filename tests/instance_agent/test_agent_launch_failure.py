@@ -14,6 +14,7 @@ from agent_fakes import FakeClock, FakeLauncher, FakeSignals, Harness, job
 
 from instance_agent.agent import RunOptions, execute, prepare
 from instance_agent.exit_codes import EXIT_JOBS_FAILED
+from instance_agent.imds import ImdsClient
 from instance_agent.planner import RUN, SKIP, plan_jobs
 from instance_agent.spec import spec_from_document
 from instance_agent.state import StateStore
@@ -34,24 +35,6 @@ def _next_plan(harness: Harness) -> dict:
     state = harness.store.load("2026-11-23")
     decisions = plan_jobs(harness.spec, state, force=False, alive=lambda record: False)
     return {decision.job: decision for decision in decisions}
-
-
-class QuietImds:
-    """An IMDS that knows the instance and never has a notice."""
-
-    disabled = False
-
-    def instance_id(self) -> str:
-        return INSTANCE
-
-    def region(self) -> str:
-        return "us-east-1"
-
-    def spot_instance_action(self):
-        return None
-
-    def rebalance_recommendation(self):
-        return None
 
 
 class FakeEc2:
@@ -97,8 +80,9 @@ class TestLaunchFailure:
         # It never ran: not `interrupted` (which at most once would never re-run that day).
         assert (decision.action, decision.lost) == (RUN, False)
 
-    def test_after_a_launch_failure_the_final_tags_are_written_and_the_machine_stops(self, tmp_path):
+    def test_after_a_launch_failure_the_final_tags_are_written_and_the_machine_stops(self, tmp_path, imds):
         clock = FakeClock()
+        imds.instance_id = INSTANCE  # and never a notice
         options = RunOptions(
             role="tasks",
             run_date="2026-11-23",
@@ -117,7 +101,7 @@ class TestLaunchFailure:
                 signals=FakeSignals(clock),
                 clock=clock,
                 launcher=launcher,
-                imds=QuietImds(),
+                imds=ImdsClient(imds.url, monotonic=clock.monotonic),
                 client_factory=lambda region: lambda service: ec2,
                 env={"PATH": "/usr/bin"},
             )

@@ -7,7 +7,7 @@ import signal
 from datetime import timedelta
 
 import pytest
-from agent_fakes import FakeImds, Harness, job
+from agent_fakes import Harness, imds_on_the_clock, job
 
 
 class TestSupervisor:
@@ -87,7 +87,7 @@ class TestSupervisor:
         assert jobs["b"]["status"] == "timed_out"
         assert "max_runtime" in jobs["b"]["reason"]
 
-    def test_a_spot_notice_stops_the_jobs_within_its_deadline(self, tmp_path):
+    def test_a_spot_notice_stops_the_jobs_within_its_deadline(self, tmp_path, imds):
         timings = dict(
             heartbeat_seconds=60, kill_grace_seconds=30, imds_poll_seconds=1, flush_reserve_seconds=20
         )
@@ -95,7 +95,7 @@ class TestSupervisor:
             tmp_path,
             [job("a"), job("b")],
             timings=timings,
-            imds=lambda clock: FakeImds(clock, spot_at=2, deadline_after=25),
+            imds=imds_on_the_clock(imds, spot_at=2, deadline_after=25),
             a={"exits_at": None, "obeys_term": False},
             b={"exits_at": None},
         )
@@ -114,9 +114,9 @@ class TestSupervisor:
         assert interrupted[0].notice.startswith("spot-stop@")
         assert interrupted[0].progress == "0/2"  # tagged before the jobs were even stopped
 
-    def test_a_rebalance_recommendation_only_tags_and_warns(self, tmp_path, caplog):
+    def test_a_rebalance_recommendation_only_tags_and_warns(self, tmp_path, caplog, imds):
         harness = Harness(
-            tmp_path, [job("a")], imds=lambda clock: FakeImds(clock, rebalance_at=1), a={"exits_at": 5}
+            tmp_path, [job("a")], imds=imds_on_the_clock(imds, rebalance_at=1), a={"exits_at": 5}
         )
 
         with caplog.at_level("WARNING", logger="instance_agent"):
@@ -127,14 +127,15 @@ class TestSupervisor:
         assert harness.reporter.reports[-1].notice == "rebalance@2026-11-23T00:00:01Z"
         assert "rebalance recommendation" in caplog.text
 
-    def test_imds_failures_never_stop_the_jobs(self, tmp_path, caplog):
-        harness = Harness(tmp_path, [job("a")], imds=lambda clock: FakeImds(clock, broken=True))
+    def test_imds_failures_never_stop_the_jobs(self, tmp_path, caplog, imds):
+        harness = Harness(tmp_path, [job("a")], imds=imds_on_the_clock(imds, broken=True))
 
         with caplog.at_level("WARNING", logger="instance_agent"):
             result = harness.run()
 
         assert result.state == "succeeded"
-        assert 2 <= harness.imds.polls <= 4  # at 0, 2, 6 s: backing off, not every second
+        # A poll is one request (its token request fails): at 0, 2, 6 s, backing off, not every second.
+        assert 2 <= len(imds.log) <= 4
         assert caplog.text.count("cannot poll IMDS") == 1  # warned once, not on every poll
 
     def test_sigterm_interrupts_and_a_second_one_kills_at_once(self, tmp_path):
