@@ -15,9 +15,8 @@ from fleet_sim.fleet_config import DEFAULT_FLEET_CONFIG, FleetConfigError, load_
 from fleet_sim.scenario import ScenarioError, load_scenario
 
 DESCRIPTION = """\
-A simulated EC2 fleet behind one AWS endpoint: moto, plus SSM commands that really run on
-simulated hosts, instances that take time to start and stop, a fake IMDSv2 per host, and
-injected faults.
+A simulated EC2 fleet behind one AWS endpoint (moto, plus SSM commands that really run, instances
+that take time, a fake IMDSv2 per host, injected faults; see fleet_sim/README.md).
 
   serve  start it; print one line of JSON (endpoint, instances) when ready; run until
          SIGTERM or SIGINT, then stop every host process and the server

@@ -104,29 +104,18 @@ def demo_job(
     its first ``fail_runs`` runs for a date only if that is > 0 (a retry then succeeds); ``hang``:
     sleeps a day, for its ``timeout`` to end. Each run is logged in ``$HOME/demo-jobs.log``."""
     argv = [python, "-c", _DEMO_JOB, name, str(86400 if hang else seconds), str(exit_code)]
-    if fail_runs:
-        argv.append(str(fail_runs))
-    return {
-        "name": name,
-        "argv": argv,
-        "timeout": timeout,
-        "rerun_on_interrupt": rerun_on_interrupt,
-    }
+    argv += [str(fail_runs)] if fail_runs else []
+    return {"name": name, "argv": argv, "timeout": timeout, "rerun_on_interrupt": rerun_on_interrupt}
 
 
 def demo_runs(sandbox: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The runs recorded in a host's ``demo-jobs.log``: ``{t, date, role, job, event}``."""
     path = Path(sandbox) / DEMO_LOG
-    if not path.exists():
-        return []
-    runs = []
-    for line in path.read_text().splitlines():
-        parts = line.split(" ", 4)
-        if len(parts) == 5:
-            runs.append(
-                {"t": float(parts[0]), "date": parts[1], "role": parts[2], "job": parts[3], "event": parts[4]}
-            )
-    return runs
+    records = [line.split(" ", 4) for line in path.read_text().splitlines()] if path.exists() else []
+    return [
+        {"t": float(t), "date": date, "role": role, "job": job, "event": event}
+        for t, date, role, job, event in (parts for parts in records if len(parts) == 5)
+    ]
 
 
 def sim_fleet_config(

@@ -78,11 +78,8 @@ class Invocation:
             "StandardErrorUrl": self.stderr_url,
             **self.command.s3_output(region),
         }
-        if self.started is not None:
-            plugin["ResponseStartDateTime"] = self.started
-        if self.ended is not None:
-            plugin["ResponseFinishDateTime"] = self.ended
-        return plugin
+        times = {"ResponseStartDateTime": self.started, "ResponseFinishDateTime": self.ended}
+        return {**plugin, **{key: value for key, value in times.items() if value is not None}}
 
     def to_listing(self, region: str, details: bool) -> dict[str, Any]:
         """An entry of ListCommandInvocations."""
