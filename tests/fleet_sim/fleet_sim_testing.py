@@ -1,10 +1,21 @@
-"""Helpers for the simulator's tests: booting a host, running commands on it, reading its timeline."""
+"""Helpers for the simulator's tests: booting a host, running commands on it, reading its timeline,
+serving the simulator as a process."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 from fleet_testing import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
 
 IN_FLIGHT = ("Pending", "InProgress", "Delayed", "Cancelling")
 
@@ -59,3 +70,31 @@ def events(sim: Any, instance_id: str, event: str, **match: Any) -> list[dict[st
         for entry in sim.timeline(instance_id, event)
         if all(entry.get(key) == value for key, value in match.items())
     ]
+
+
+def read_line(process: subprocess.Popen, timeout: float = 60.0) -> str:
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, "the simulator printed nothing"
+    return process.stdout.readline()
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, *options: str) -> Generator[tuple[subprocess.Popen, dict[str, Any]]]:
+    """``python -m fleet_sim serve --workdir <tmp_path>/work *options`` run in ``tmp_path``.
+
+    Yields the process and the JSON line it printed once ready; kills it if it still runs at the end.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleet_sim", "serve", "--workdir", str(tmp_path / "work"), *options],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        yield process, json.loads(read_line(process))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

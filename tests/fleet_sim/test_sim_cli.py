@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import boto3
 import pytest
 import yaml
 from fleet_dag.config import parse_config
-from fleet_sim_testing import ping_status, send, wait_ended
+from fleet_sim_testing import REPO, ping_status, send, serving, wait_ended
 from fleet_testing import FAST, wait_for
 
 from fleet_sim.processes import marked_pids
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def read_line(process: subprocess.Popen, timeout: float = 30.0) -> str:
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    assert ready, "the simulator printed nothing"
-    return process.stdout.readline()
 
 
 def get_json(url: str, data: dict | None = None) -> dict:
@@ -44,33 +34,17 @@ def get_json(url: str, data: dict | None = None) -> dict:
 def served(tmp_path):
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump(FAST))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fleet_sim",
-            "serve",
-            "--fleet",
-            str(REPO / "dags" / "fleet.yaml"),
-            "--scenario",
-            str(scenario),
-            "--workdir",
-            str(tmp_path / "work"),
-            "--write-config",
-            str(tmp_path / "fleet.yaml"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+    fleet = REPO / "dags" / "fleet.yaml"
+    options = (
+        "--fleet",
+        str(fleet),
+        "--scenario",
+        str(scenario),
+        "--write-config",
+        str(tmp_path / "fleet.yaml"),
     )
-    try:
-        yield process, json.loads(read_line(process)), tmp_path
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with serving(tmp_path, *options) as (process, ready):
+        yield process, ready, tmp_path
 
 
 class TestServe:

@@ -7,20 +7,16 @@ simulator answers.
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import yaml
+from fleet_sim_testing import serving
 
 from fleet_sim import demo_job, demo_runs, sim_fleet_config
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_job(job: dict, home: Path, run_date: str) -> int:
@@ -61,38 +57,12 @@ def test_sim_fleet_config_makes_the_failing_once_jobs_fail_once():
 
 def test_serve_writes_the_poll_interval_and_the_failing_once_jobs_it_is_given(tmp_path):
     written = tmp_path / "fleet.yaml"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fleet_sim",
-            "serve",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--write-config",
-            str(written),
-            "--poll-interval",
-            "2s",
-            "--failing-once",
-            "uniswap",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        assert ready, "the simulator printed nothing"
-        assert json.loads(process.stdout.readline())["config"] == str(written)
+    options = ("--write-config", str(written), "--poll-interval", "2s", "--failing-once", "uniswap")
+    with serving(tmp_path, *options) as (process, ready):
+        assert ready["config"] == str(written)
         config = yaml.safe_load(written.read_text())
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
     assert config["poll_interval"] == "2s"
     jobs = {job["name"]: job for role in config["roles"] for job in role["jobs"]}
