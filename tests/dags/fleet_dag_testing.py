@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.client
 import botocore.handlers
+import pytest
 import yaml
 from botocore.awsrequest import AWSResponse
 from fleet_testing import share_botocore_loader, states
@@ -219,3 +221,28 @@ class SsmEmulator:
                     Bucket=bucket, Key=key, Body=f"{job} starting\n{job} done for {report.run_date}\n"
                 )
         ec2.stop_instances(InstanceIds=[instance_id])
+
+
+class ParseGuard:
+    """Fails any AWS call and any Variable read, and remembers them, while a DagBag parses."""
+
+    def __init__(self) -> None:
+        self.aws_calls: list[str] = []
+        self.variable_reads: list[str] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> ParseGuard:
+        from airflow.models.variable import Variable as CoreVariable
+        from airflow.sdk import Variable
+
+        def api_call(client, operation_name, api_params):
+            self.aws_calls.append(operation_name)
+            raise RuntimeError(f"AWS call {operation_name} at parse time")
+
+        def variable_get(key, *args, **kwargs):
+            self.variable_reads.append(key)
+            raise RuntimeError(f"Variable.get({key!r}) at parse time")
+
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", api_call)
+        monkeypatch.setattr(Variable, "get", staticmethod(variable_get))
+        monkeypatch.setattr(CoreVariable, "get", staticmethod(variable_get))
+        return self

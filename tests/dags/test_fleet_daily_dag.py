@@ -1,4 +1,4 @@
-"""fleet_daily as Airflow sees it: integrity, shape, params, run dates, rendered command, alerts.
+"""fleet_daily as Airflow sees it: integrity, shape, params, run dates, the rendered command.
 
 Integrity tests follow astro-cli's Airflow 3 template: one case per DAG file, and failure messages
 that name the file and the dag_id.
@@ -11,20 +11,16 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-import botocore.client
 import pendulum
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.exceptions import ParamValidationError
 from airflow.sdk import TriggerRule
-from airflow.sdk.definitions.callback import AsyncCallback
-from airflow.sdk.definitions.deadline import DeadlineReference
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.timetables.base import TimeRestriction
-from fleet_dag.builder import RUN_DATE, agent_max_runtime, agent_spec, build_dag, poll_plan, run_date_for
-from fleet_dag.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config, parse_config
-from fleet_dag_testing import DAGS_FOLDER, fleet_dict, parse_agent_command
-from operators.fleet_notifiers import FleetLogNotifier
+from fleet_dag.builder import RUN_DATE, agent_spec, build_dag, poll_plan, run_date_for
+from fleet_dag.config import DEFAULT_CONFIG_PATH, load_config, parse_config
+from fleet_dag_testing import DAGS_FOLDER, ParseGuard, fleet_dict, parse_agent_command
 
 from instance_agent.cli import build_parser
 from instance_agent.spec import parse_spec
@@ -32,51 +28,6 @@ from instance_agent.spec import parse_spec
 DAG_FILES = sorted(DAGS_FOLDER.glob("*.py"))
 CHAIN = ["skip_if_done", "start", "wait_running", "wait_ssm_online", "run_agent", "wait_stopped", "report"]
 UTC = pendulum.UTC
-
-
-class ParseGuard:
-    """Fails any AWS call and any Variable read, and remembers them, while a DagBag parses."""
-
-    def __init__(self) -> None:
-        self.aws_calls: list[str] = []
-        self.variable_reads: list[str] = []
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> ParseGuard:
-        from airflow.models.variable import Variable as CoreVariable
-        from airflow.sdk import Variable
-
-        def api_call(client, operation_name, api_params):
-            self.aws_calls.append(operation_name)
-            raise RuntimeError(f"AWS call {operation_name} at parse time")
-
-        def variable_get(key, *args, **kwargs):
-            self.variable_reads.append(key)
-            raise RuntimeError(f"Variable.get({key!r}) at parse time")
-
-        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", api_call)
-        monkeypatch.setattr(Variable, "get", staticmethod(variable_get))
-        monkeypatch.setattr(CoreVariable, "get", staticmethod(variable_get))
-        return self
-
-
-@pytest.fixture(scope="module")
-def parsed():
-    """dags/ parsed as the DAG processor does (safe mode, .airflowignore), under the guard."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.delenv(CONFIG_ENV_VAR, raising=False)
-        guard = ParseGuard().install(monkeypatch)
-        bag = DagBag(dag_folder=DAGS_FOLDER, safe_mode=True)
-    return bag, guard
-
-
-@pytest.fixture(scope="module")
-def dag(parsed):
-    return parsed[0].dags["fleet_daily"]
-
-
-@pytest.fixture(scope="module")
-def fleet():
-    return load_config(DEFAULT_CONFIG_PATH)
 
 
 class TestDagIntegrity:
@@ -469,86 +420,3 @@ class TestRenderedAgentCommand:
         assert invocation["spec"]["jobs"][0]["argv"][2] == "print('{{ ds }}', \"$HOME\", `id`)"
         assert invocation["spec"]["jobs"][0]["env"]["ESCAPE"] == "{% endraw %}{{ 7*7 }}{%- endraw -%}{# #}{{"
         assert invocation["spec"]["s3_log_prefix"] == "s3://fleet-logs/agent"
-
-
-class TestAlerts:
-    def test_failure_callback_is_the_default_log_notifier(self, dag):
-        callback = dag.on_failure_callback
-        assert isinstance(callback, FleetLogNotifier)
-        assert callback.message == "fleet_daily failed"
-
-    def test_a_configured_notifier_replaces_it(self):
-        data = fleet_dict(
-            notifier={
-                "class_path": "operators.fleet_notifiers.FleetLogNotifier",
-                "kwargs": {"message": "page the on-call"},
-            }
-        )
-        built = build_dag(parse_config(data))
-        assert isinstance(built.on_failure_callback, FleetLogNotifier)
-        assert built.on_failure_callback.message == "page the on-call"
-        (alert,) = built.deadline
-        assert alert.callback == AsyncCallback(
-            "operators.fleet_deadline_alerts.fleet_deadline_alert",
-            kwargs={
-                "notifier": "operators.fleet_notifiers.FleetLogNotifier",
-                "notifier_kwargs": {"message": "page the on-call"},
-                "alert_after": 900.0,
-            },
-        )
-
-    def test_a_notifier_that_cannot_be_imported_is_named(self):
-        data = fleet_dict(notifier={"class_path": "fleet_alerts.PagerNotifier"})
-        with pytest.raises(
-            ImportError, match=r"notifier\.class_path 'fleet_alerts\.PagerNotifier' cannot be imported"
-        ):
-            build_dag(parse_config(data))
-
-    def test_a_run_still_going_after_alert_after_notifies(self, dag, fleet):
-        from operators.fleet_deadline_alerts import FleetRunQueuedAtDeadline
-
-        (alert,) = dag.deadline
-        assert alert.reference == FleetRunQueuedAtDeadline()
-        assert alert.interval == fleet.alert_after == timedelta(minutes=15)
-        # The notifier, wrapped: the wrapper calls it only for a run that has not ended.
-        assert alert.callback == AsyncCallback(
-            "operators.fleet_deadline_alerts.fleet_deadline_alert",
-            kwargs={
-                "notifier": "operators.fleet_notifiers.FleetLogNotifier",
-                "notifier_kwargs": {"message": "fleet_daily still running 0:15:00 after it was queued"},
-                "alert_after": 900.0,
-            },
-        )
-
-    def test_the_deadline_is_not_the_queued_at_reference_a_clear_fails_on(self, dag):
-        """apache/airflow#70368: Airflow recalculates, and crashes on, references of this name only."""
-        (alert,) = dag.deadline
-        assert alert.reference != DeadlineReference.DAGRUN_QUEUED_AT
-        assert alert.reference.serialize_reference()["reference_type"] != "DagRunQueuedAtDeadline"
-
-    def test_the_parsed_deadline_is_one_airflow_can_load_back(self, dag):
-        """A custom reference is stored by import path; the components load only registered ones."""
-        from airflow import plugins_manager
-        from airflow.serialization.decoders import decode_deadline_reference
-        from operators.fleet_deadline_alerts import FleetRunQueuedAtDeadline
-
-        serialized = DagSerialization.serialize_dag(dag)["deadline"][0]["reference"]
-        assert serialized["__class_path"] == "operators.fleet_deadline_alerts.FleetRunQueuedAtDeadline"
-        assert serialized["__class_path"] in plugins_manager.get_deadline_references_plugins()
-        assert isinstance(decode_deadline_reference(serialized).inner_ref, FleetRunQueuedAtDeadline)
-
-
-class TestAgentMaxRuntime:
-    @pytest.mark.parametrize(
-        ("max_runtime", "expected"),
-        [
-            ("4h", timedelta(hours=4) - timedelta(minutes=5)),  # the margin is capped at 5 minutes
-            ("10m", timedelta(minutes=9)),  # 10 % of a short bound
-        ],
-    )
-    def test_the_agent_stops_its_jobs_before_the_dag_would_force_stop(self, max_runtime, expected):
-        data = fleet_dict()
-        data["roles"][0]["max_runtime"] = max_runtime
-        config = parse_config(data)
-        assert agent_max_runtime(config.roles[0]) == expected
-        assert agent_spec(config, config.roles[0])["max_runtime"] == expected.total_seconds()
