@@ -182,3 +182,28 @@ def messages(events: list[dict[str, Any]]) -> list[Any]:
 def text_of(events: list[dict[str, Any]], level: str | None = None) -> str:
     """Captured log messages (``task_log``) as one text, a line each; only those of ``level`` if given."""
     return "\n".join(str(e["event"]) for e in events if level is None or e["log_level"] == level)
+
+
+def pushed_xcoms(context) -> dict:
+    """The XComs an operator pushed through the context's MagicMock task instance."""
+    return {call.kwargs["key"]: call.kwargs["value"] for call in context["ti"].xcom_push.call_args_list}
+
+
+def start_operator(**kwargs):
+    """A start operator that polls without waiting and at most three times, in the worker."""
+    from operators.fleet_ec2_operators import FleetStartInstancesOperator
+
+    kwargs.setdefault("waiter_delay", 0)
+    kwargs.setdefault("waiter_max_attempts", 3)
+    kwargs.setdefault("deferrable", False)
+    return FleetStartInstancesOperator(task_id="start", **kwargs)
+
+
+def stop_operator(**kwargs):
+    """A stop operator like :func:`start_operator`."""
+    from operators.fleet_ec2_operators import FleetStopInstancesOperator
+
+    kwargs.setdefault("waiter_delay", 0)
+    kwargs.setdefault("waiter_max_attempts", 3)
+    kwargs.setdefault("deferrable", False)
+    return FleetStopInstancesOperator(task_id="stop", **kwargs)

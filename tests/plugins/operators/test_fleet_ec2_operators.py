@@ -9,7 +9,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import DagSerialization
-from fleet_operator_testing import launch, messages
+from fleet_operator_testing import launch, messages, pushed_xcoms, start_operator, stop_operator
 from fleet_testing import states
 from operators.fleet_aws import FleetError
 from operators.fleet_ec2 import SETTLED
@@ -32,24 +32,6 @@ def backoff(monkeypatch):
     return asked
 
 
-def _xcom(context) -> dict:
-    return {call.kwargs["key"]: call.kwargs["value"] for call in context["ti"].xcom_push.call_args_list}
-
-
-def _start(**kwargs) -> FleetStartInstancesOperator:
-    kwargs.setdefault("waiter_delay", 0)
-    kwargs.setdefault("waiter_max_attempts", 3)
-    kwargs.setdefault("deferrable", False)
-    return FleetStartInstancesOperator(task_id="start", **kwargs)
-
-
-def _stop(**kwargs) -> FleetStopInstancesOperator:
-    kwargs.setdefault("waiter_delay", 0)
-    kwargs.setdefault("waiter_max_attempts", 3)
-    kwargs.setdefault("deferrable", False)
-    return FleetStopInstancesOperator(task_id="stop", **kwargs)
-
-
 SUCCESS_EVENT = {"status": "success", "message": "ok", "instances": {}}
 
 
@@ -65,7 +47,7 @@ class TestFleetStartInstancesOperator:
         }
 
     def test_hook_is_a_client_with_standard_retries(self):
-        op = _start(instance_ids=["i-1"], botocore_config={"read_timeout": 4})
+        op = start_operator(instance_ids=["i-1"], botocore_config={"read_timeout": 4})
         assert op.hook.conn.meta.config.retries == {"mode": "standard", "total_max_attempts": 9}
         assert op.hook.conn.meta.config.read_timeout == 4
 
@@ -75,12 +57,12 @@ class TestFleetStartInstancesOperator:
         ids = [running[0], *stopped]
         api.reset()
 
-        result = _start(instance_ids=ids).execute(context)
+        result = start_operator(instance_ids=ids).execute(context)
 
         assert result == ids
         assert api.params("StartInstances") == [{"InstanceIds": stopped}]
         assert states(client, ids) == dict.fromkeys(ids, "running")
-        assert _xcom(context) == {"started": stopped, "already_running": running}
+        assert pushed_xcoms(context) == {"started": stopped, "already_running": running}
         assert f"StartInstances called for 2 instance(s): {stopped[0]}, {stopped[1]}" in messages(task_log)
         assert f"Already running or starting, no call needed: {running[0]} (running)" in messages(task_log)
         assert f"3 instance(s) running: {', '.join(ids)}" in messages(task_log)
@@ -88,37 +70,37 @@ class TestFleetStartInstancesOperator:
     def test_reads_all_states_with_one_describe(self, api, client, context):
         ids = launch(client, 5, state="stopped")
         api.reset()
-        _start(instance_ids=ids, wait_for_completion=False).execute(context)
+        start_operator(instance_ids=ids, wait_for_completion=False).execute(context)
         assert api.count("DescribeInstances") == 1
         assert api.count("StartInstances") == 1
 
     def test_all_running_makes_no_call(self, api, client, context):
         ids = launch(client, 2)
         api.reset()
-        assert _start(instance_ids=ids, deferrable=True).execute(context) == ids
+        assert start_operator(instance_ids=ids, deferrable=True).execute(context) == ids
         assert api.count("StartInstances") == 0
         assert api.count("DescribeInstances") == 1  # nothing to wait for, so no deferral either
-        assert _xcom(context) == {"started": [], "already_running": ids}
+        assert pushed_xcoms(context) == {"started": [], "already_running": ids}
 
     def test_comma_separated_ids(self, api, client, context):
         ids = launch(client, 2, state="stopped")
-        assert _start(instance_ids=f"{ids[0]}, {ids[1]}").execute(context) == ids
+        assert start_operator(instance_ids=f"{ids[0]}, {ids[1]}").execute(context) == ids
         assert api.params("StartInstances") == [{"InstanceIds": ids}]
 
     def test_pending_counts_as_starting(self, api, client, context):
         ids = launch(client, 1)
         api.report_states(ids[0], "pending")
         api.reset()
-        assert _start(instance_ids=ids).execute(context) == ids
+        assert start_operator(instance_ids=ids).execute(context) == ids
         assert api.count("StartInstances") == 0
-        assert _xcom(context)["already_running"] == ids
+        assert pushed_xcoms(context)["already_running"] == ids
 
     def test_stopping_instance_is_waited_out_then_started(self, api, client, context, task_log):
         ids = launch(client, 1, state="stopped")
         api.report_states(ids[0], "stopping", "stopping")
         api.reset()
 
-        assert _start(instance_ids=ids).execute(context) == ids
+        assert start_operator(instance_ids=ids).execute(context) == ids
 
         assert f"Waiting for {ids[0]} (stopping) to finish their transition before start" in messages(
             task_log
@@ -126,13 +108,13 @@ class TestFleetStartInstancesOperator:
         assert api.params("StartInstances") == [{"InstanceIds": ids}]
         # operator read, two settle polls (stopping, then stopped), second read, one poll for running
         assert api.count("DescribeInstances") == 5
-        assert _xcom(context)["started"] == ids
+        assert pushed_xcoms(context)["started"] == ids
 
     def test_terminated_instance_fails_naming_it_without_retries(self, api, client, context):
         stopped = launch(client, 1, state="stopped")
         terminated = launch(client, 1, state="terminated")
         with pytest.raises(FleetError, match=f"Cannot start {terminated[0]}: it is terminated") as failed:
-            _start(instance_ids=[*stopped, *terminated]).execute(context)
+            start_operator(instance_ids=[*stopped, *terminated]).execute(context)
         # A retry would find it terminated all the same.
         assert isinstance(failed.value, AirflowFailException)
         assert api.count("StartInstances") == 0
@@ -142,12 +124,12 @@ class TestFleetStartInstancesOperator:
         ids = launch(client, 1)
         api.report_states(ids[0], "shutting-down")
         with pytest.raises(FleetError, match=f"Cannot start {ids[0]}: it is shutting-down"):
-            _start(instance_ids=ids).execute(context)
+            start_operator(instance_ids=ids).execute(context)
 
     def test_unknown_instance_fails_naming_it(self, api, client, context):
         ids = launch(client, 1, state="stopped")
         with pytest.raises(FleetError, match="i-0000000000000dead"):
-            _start(instance_ids=[*ids, "i-0000000000000dead"]).execute(context)
+            start_operator(instance_ids=[*ids, "i-0000000000000dead"]).execute(context)
         assert api.count("StartInstances") == 0
 
     def test_incorrect_state_race_is_read_again_and_retried(self, api, client, context, task_log):
@@ -159,7 +141,7 @@ class TestFleetStartInstancesOperator:
         )
         api.reset()
 
-        assert _start(instance_ids=ids).execute(context) == ids
+        assert start_operator(instance_ids=ids).execute(context) == ids
 
         assert api.params("StartInstances") == [{"InstanceIds": ids}, {"InstanceIds": ids}]
         assert states(client, ids) == {ids[0]: "running"}
@@ -171,7 +153,7 @@ class TestFleetStartInstancesOperator:
     def test_a_race_that_never_ends_fails_naming_the_instance_and_state(self, api, client, context):
         ids = launch(client, 1, state="stopped")
         api.fail("StartInstances", "IncorrectInstanceState", "not startable", times=10)
-        op = _start(instance_ids=ids)
+        op = start_operator(instance_ids=ids)
 
         with pytest.raises(FleetError) as failure:
             op.execute(context)
@@ -189,46 +171,46 @@ class TestFleetStartInstancesOperator:
             FleetError,
             match=f"Start of {ids[0]}, {ids[1]} failed: InsufficientInstanceCapacity: no t3.micro",
         ):
-            _start(instance_ids=ids).execute(context)
+            start_operator(instance_ids=ids).execute(context)
 
     def test_throttling_is_retried_by_botocore(self, api, client, context, backoff):
         ids = launch(client, 1, state="stopped")
         api.throttle("StartInstances", 3)
         api.reset()
 
-        assert _start(instance_ids=ids, wait_for_completion=False).execute(context) == ids
+        assert start_operator(instance_ids=ids, wait_for_completion=False).execute(context) == ids
 
         assert api.count("StartInstances") == 1  # one API call ...
         assert api.sent["StartInstances"] == 4  # ... sent four times: three throttled, then accepted
         assert backoff == [1, 2, 3]
-        assert _xcom(context)["started"] == ids
+        assert pushed_xcoms(context)["started"] == ids
 
     def test_throttling_past_the_retry_bound_fails(self, api, client, context, backoff):
         ids = launch(client, 1, state="stopped")
         api.throttle("StartInstances", 50)
         api.reset()
         with pytest.raises(FleetError, match=f"Start of {ids[0]} failed: RequestLimitExceeded"):
-            _start(instance_ids=ids).execute(context)
+            start_operator(instance_ids=ids).execute(context)
         assert api.sent["StartInstances"] == 9
         assert len(backoff) == 8
 
     def test_waits_for_status_checks_when_asked(self, api, client, context):
         ids = launch(client, 1, state="stopped")
         api.reset()
-        _start(instance_ids=ids, require_status_ok=True).execute(context)
+        start_operator(instance_ids=ids, require_status_ok=True).execute(context)
         assert api.params("DescribeInstanceStatus") == [{"InstanceIds": ids}]
 
     def test_already_running_still_waits_for_status_checks(self, api, client, context):
         ids = launch(client, 1)
         api.reset()
-        _start(instance_ids=ids, require_status_ok=True).execute(context)
+        start_operator(instance_ids=ids, require_status_ok=True).execute(context)
         assert api.count("StartInstances") == 0
         assert api.params("DescribeInstanceStatus") == [{"InstanceIds": ids}]
 
     def test_no_wait_when_not_asked(self, api, client, context):
         ids = launch(client, 1, state="stopped")
         api.reset()
-        _start(instance_ids=ids, wait_for_completion=False).execute(context)
+        start_operator(instance_ids=ids, wait_for_completion=False).execute(context)
         assert api.count("DescribeInstances") == 1
 
     def test_a_failed_wait_fails_the_task(self, api, client, context):
@@ -236,94 +218,18 @@ class TestFleetStartInstancesOperator:
         # After the start, the wait for running sees the instance stopping: a failure state.
         api.report_states(ids[0], "stopped", "stopping")
         with pytest.raises(FleetError, match=f"Waiting for running failed: {ids[0]} is stopping"):
-            _start(instance_ids=ids).execute(context)
+            start_operator(instance_ids=ids).execute(context)
 
     @pytest.mark.parametrize("kwargs", [{}, {"instance_ids": ["i-1"], "candidates": ["i-2"]}])
     def test_needs_exactly_one_of_ids_and_candidates(self, kwargs, context):
         with pytest.raises(ValueError, match="start: give exactly one of instance_ids and candidates"):
-            _start(**kwargs).execute(context)
-
-
-class TestFleetStartInstancesOperatorCandidates:
-    def test_a_running_candidate_is_used(self, api, client, context, task_log):
-        stopped = launch(client, 1, state="stopped")
-        running = launch(client, 1)
-        api.report_states(running[0], "pending")
-        api.reset()
-        assert _start(candidates=[*stopped, *running]).execute(context) == running
-        assert api.count("StartInstances") == 0
-        assert _xcom(context) == {"started": [], "already_running": running}
-        assert f"Candidate {running[0]} is already pending: using it" in messages(task_log)
-        assert api.count("DescribeInstances") == 2  # the read, then one poll for running
-
-    def test_the_first_stopped_candidate_is_started(self, api, client, context):
-        ids = launch(client, 2, state="stopped")
-        assert _start(candidates=ids).execute(context) == [ids[0]]
-        assert api.params("StartInstances") == [{"InstanceIds": [ids[0]]}]
-        assert states(client, ids) == {ids[0]: "running", ids[1]: "stopped"}
-
-    def test_capacity_error_moves_to_the_next_candidate(self, api, client, context, task_log):
-        ids = launch(client, 2, state="stopped")
-        api.fail("StartInstances", "InsufficientInstanceCapacity", "no capacity in us-east-1a")
-        api.reset()
-
-        assert _start(candidates=ids).execute(context) == [ids[1]]
-
-        assert api.params("StartInstances") == [{"InstanceIds": [ids[0]]}, {"InstanceIds": [ids[1]]}]
-        assert _xcom(context) == {"started": [ids[1]], "already_running": []}
-        assert states(client, ids) == {ids[0]: "stopped", ids[1]: "running"}
-        assert (
-            f"Candidate {ids[0]} has no capacity (InsufficientInstanceCapacity); trying the next"
-            in messages(task_log)
-        )
-
-    def test_all_candidates_failing_lists_each_with_its_error(self, api, client, context):
-        stopped = launch(client, 2, state="stopped")
-        terminated = launch(client, 1, state="terminated")
-        api.fail("StartInstances", "InsufficientInstanceCapacity", "no capacity in 1a")
-        api.fail("StartInstances", "InsufficientHostCapacity", "no host in 1b")
-        candidates = [stopped[0], terminated[0], stopped[1]]
-
-        with pytest.raises(FleetError) as failure:
-            _start(candidates=candidates).execute(context)
-
-        message = str(failure.value)
-        assert message.startswith("No candidate could be started: ")
-        assert f"{stopped[0]}: InsufficientInstanceCapacity: no capacity in 1a" in message
-        assert f"{terminated[0]}: terminated" in message
-        assert f"{stopped[1]}: InsufficientHostCapacity: no host in 1b" in message
-        assert api.count("StartInstances") == 2
-
-    def test_a_non_capacity_error_stops_the_search(self, api, client, context):
-        ids = launch(client, 2, state="stopped")
-        api.fail("StartInstances", "UnauthorizedOperation", "denied")
-        with pytest.raises(FleetError, match=f"Start of candidate {ids[0]} failed: UnauthorizedOperation"):
-            _start(candidates=ids).execute(context)
-        assert api.count("StartInstances") == 1
-
-    def test_stopping_candidates_are_waited_out_so_order_holds(self, api, client, context):
-        ids = launch(client, 2, state="stopped")
-        api.report_states(ids[0], "stopping")
-        api.reset()
-        assert _start(candidates=ids).execute(context) == [ids[0]]
-        assert api.params("StartInstances") == [{"InstanceIds": [ids[0]]}]
-
-    def test_race_on_a_candidate_reads_again(self, api, client, context):
-        ids = launch(client, 1, state="stopped")
-        api.fail("StartInstances", "IncorrectInstanceState", "busy")
-        assert _start(candidates=ids).execute(context) == ids
-        assert api.count("StartInstances") == 2
-
-    def test_unknown_candidate_fails_naming_it(self, api, client, context):
-        ids = launch(client, 1, state="stopped")
-        with pytest.raises(FleetError, match="i-0000000000000dead"):
-            _start(candidates=[*ids, "i-0000000000000dead"]).execute(context)
+            start_operator(**kwargs).execute(context)
 
 
 class TestFleetStartInstancesOperatorDeferrable:
     def test_defers_the_wait_for_running(self, api, client, context):
         ids = launch(client, 2, state="stopped")
-        op = _start(instance_ids=ids, deferrable=True, waiter_delay=20, waiter_max_attempts=30)
+        op = start_operator(instance_ids=ids, deferrable=True, waiter_delay=20, waiter_max_attempts=30)
 
         with pytest.raises(TaskDeferred) as deferred:
             op.execute(context)
@@ -337,18 +243,18 @@ class TestFleetStartInstancesOperatorDeferrable:
         assert trigger.instance_ids == ids
         assert trigger.target_state == "running"
         assert (trigger.waiter_delay, trigger.waiter_max_attempts) == (20, 30)
-        assert _xcom(context)["started"] == ids
+        assert pushed_xcoms(context)["started"] == ids
 
     def test_candidate_deferral_carries_the_chosen_instance(self, api, client, context):
         ids = launch(client, 2, state="stopped")
         with pytest.raises(TaskDeferred) as deferred:
-            _start(candidates=ids, deferrable=True, require_status_ok=True).execute(context)
+            start_operator(candidates=ids, deferrable=True, require_status_ok=True).execute(context)
         assert deferred.value.kwargs == {"instance_ids": [ids[0]]}
         assert deferred.value.trigger.instance_ids == [ids[0]]
         assert deferred.value.trigger.require_status_ok is True
 
     def test_execute_complete(self, context, task_log):
-        op = _start(instance_ids=["i-1", "i-2"])
+        op = start_operator(instance_ids=["i-1", "i-2"])
         assert op.execute_complete(context, SUCCESS_EVENT, instance_ids=["i-1", "i-2"]) == ["i-1", "i-2"]
         assert "2 instance(s) running: i-1, i-2" in messages(task_log)
         with pytest.raises(FleetError, match="Waiting for running timeout: i-2 still pending"):
@@ -359,7 +265,7 @@ class TestFleetStartInstancesOperatorDeferrable:
     def test_stopping_instance_defers_a_settle_wait_then_resumes(self, api, client, context):
         ids = launch(client, 1, state="stopped")
         api.report_states(ids[0], "stopping")
-        op = _start(instance_ids=ids, deferrable=True)
+        op = start_operator(instance_ids=ids, deferrable=True)
 
         with pytest.raises(TaskDeferred) as deferred:
             op.execute(context)
@@ -374,14 +280,16 @@ class TestFleetStartInstancesOperatorDeferrable:
         # The triggerer saw it settle; a fresh run of the task resumes at the start step.
         settled = {"status": "success", "message": "1 instance(s) settled", "instances": {}}
         with pytest.raises(TaskDeferred) as deferred_again:
-            _start(instance_ids=ids, deferrable=True).resume_after_settle(context, event=settled, round_no=1)
+            start_operator(instance_ids=ids, deferrable=True).resume_after_settle(
+                context, event=settled, round_no=1
+            )
 
         assert api.params("StartInstances") == [{"InstanceIds": ids}]
         assert deferred_again.value.method_name == "execute_complete"
 
     def test_a_failed_settle_wait_fails_the_task(self, context):
         with pytest.raises(FleetError, match="settle before start failed: i-1 is terminated"):
-            _start(instance_ids=["i-1"]).resume_after_settle(
+            start_operator(instance_ids=["i-1"]).resume_after_settle(
                 context, event={"status": "failed", "message": "i-1 is terminated"}, round_no=1
             )
 
@@ -401,23 +309,23 @@ class TestFleetStopInstancesOperator:
         ids = [*running, *stopped]
         api.reset()
 
-        assert _stop(instance_ids=ids).execute(context) == ids
+        assert stop_operator(instance_ids=ids).execute(context) == ids
 
         assert api.params("StopInstances") == [{"InstanceIds": running, "Force": False}]
         assert states(client, ids) == dict.fromkeys(ids, "stopped")
-        assert _xcom(context) == {"stopped": running, "already_stopped": stopped}
+        assert pushed_xcoms(context) == {"stopped": running, "already_stopped": stopped}
         assert f"StopInstances called for 2 instance(s): {running[0]}, {running[1]}" in messages(task_log)
         assert f"Already stopped or stopping, no call needed: {stopped[0]} (stopped)" in messages(task_log)
 
     def test_force_is_passed(self, api, client, context):
         ids = launch(client, 1)
-        _stop(instance_ids=ids, force=True).execute(context)
+        stop_operator(instance_ids=ids, force=True).execute(context)
         assert api.params("StopInstances") == [{"InstanceIds": ids, "Force": True}]
 
     def test_all_stopped_makes_no_call(self, api, client, context):
         ids = launch(client, 2, state="stopped")
         api.reset()
-        assert _stop(instance_ids=ids, deferrable=True).execute(context) == ids
+        assert stop_operator(instance_ids=ids, deferrable=True).execute(context) == ids
         assert api.count("StopInstances") == 0
         assert api.count("DescribeInstances") == 1
 
@@ -425,9 +333,9 @@ class TestFleetStopInstancesOperator:
         ids = launch(client, 1, state="stopped")
         api.report_states(ids[0], "stopping", "stopping")
         api.reset()
-        assert _stop(instance_ids=ids).execute(context) == ids
+        assert stop_operator(instance_ids=ids).execute(context) == ids
         assert api.count("StopInstances") == 0
-        assert _xcom(context)["already_stopped"] == ids
+        assert pushed_xcoms(context)["already_stopped"] == ids
         # one read, then polls: stopping, stopped
         assert api.count("DescribeInstances") == 3
 
@@ -435,7 +343,7 @@ class TestFleetStopInstancesOperator:
         ids = launch(client, 1)
         api.report_states(ids[0], "pending")
         api.reset()
-        assert _stop(instance_ids=ids).execute(context) == ids
+        assert stop_operator(instance_ids=ids).execute(context) == ids
         assert f"Waiting for {ids[0]} (pending) to finish their transition before stop" in messages(task_log)
         assert api.params("StopInstances") == [{"InstanceIds": ids, "Force": False}]
 
@@ -443,23 +351,25 @@ class TestFleetStopInstancesOperator:
         running = launch(client, 1)
         terminated = launch(client, 1, state="terminated")
         with pytest.raises(FleetError, match=f"Cannot stop {terminated[0]}: it is terminated"):
-            _stop(instance_ids=[*running, *terminated]).execute(context)
+            stop_operator(instance_ids=[*running, *terminated]).execute(context)
         assert api.count("StopInstances") == 0
 
     def test_unknown_instance_fails_naming_it(self, api, client, context):
         with pytest.raises(FleetError, match="i-0000000000000dead"):
-            _stop(instance_ids=["i-0000000000000dead"]).execute(context)
+            stop_operator(instance_ids=["i-0000000000000dead"]).execute(context)
 
     def test_incorrect_state_race_is_retried(self, api, client, context):
         ids = launch(client, 1)
         api.fail("StopInstances", "IncorrectInstanceState", "busy")
-        assert _stop(instance_ids=ids).execute(context) == ids
+        assert stop_operator(instance_ids=ids).execute(context) == ids
         assert api.count("StopInstances") == 2
 
     def test_defers_the_wait_for_stopped(self, api, client, context):
         ids = launch(client, 1)
         with pytest.raises(TaskDeferred) as deferred:
-            _stop(instance_ids=ids, deferrable=True, waiter_delay=15, waiter_max_attempts=8).execute(context)
+            stop_operator(instance_ids=ids, deferrable=True, waiter_delay=15, waiter_max_attempts=8).execute(
+                context
+            )
         assert api.count("StopInstances") == 1
         assert deferred.value.method_name == "execute_complete"
         assert deferred.value.trigger.target_state == "stopped"
@@ -467,7 +377,7 @@ class TestFleetStopInstancesOperator:
         assert deferred.value.timeout == defer_timeout(15, 8)
 
     def test_execute_complete_returns_the_ids_or_fails(self, context):
-        op = _stop(instance_ids=["i-1"])
+        op = stop_operator(instance_ids=["i-1"])
         assert op.execute_complete(context, SUCCESS_EVENT, instance_ids=["i-1"]) == ["i-1"]
         with pytest.raises(FleetError, match="Waiting for stopped failed: i-1 is terminated"):
             op.execute_complete(context, {"status": "failed", "message": "i-1 is terminated"}, ["i-1"])
