@@ -13,7 +13,6 @@ import json
 import pytest
 from fleet_operator_testing import I1, I2, I3, iid, text_of
 from operators.fleet_aws import DEFAULT_RETRIES
-from operators.fleet_ssm import FAILED_STATUSES, duration_seconds, invocation_outcome, tail
 from operators.fleet_ssm_triggers import FleetRunCommandTrigger, FleetSsmAgentOnlineTrigger
 
 CMD_A = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -439,43 +438,3 @@ class TestFleetRunCommandTrigger:
             command_trigger({})
         with pytest.raises(ValueError, match="command_instances"):
             command_trigger({CMD_A: []})
-
-
-class TestInvocationOutcome:
-    @pytest.mark.parametrize(
-        ("status", "details"),
-        [
-            ("Failed", "Failed"),
-            ("Failed", "Undeliverable"),
-            ("Failed", "Terminated"),
-            ("Failed", "InvalidPlatform"),
-            ("Failed", "AccessDenied"),
-            ("Cancelled", "Cancelled"),
-            ("TimedOut", "DeliveryTimedOut"),
-            ("TimedOut", "ExecutionTimedOut"),
-            ("DeliveryTimedOut", None),
-            ("Undeliverable", None),
-        ],
-    )
-    def test_terminal_failures(self, status, details):
-        assert invocation_outcome(status, details) == "failed"
-
-    @pytest.mark.parametrize("status", ["Pending", "InProgress", "Delayed", "Cancelling", "SomethingNew"])
-    def test_still_waiting(self, status):
-        assert invocation_outcome(status, None) == "waiting"
-
-    def test_success_only_on_success(self):
-        assert invocation_outcome("Success", "Success") == "success"
-        assert all(invocation_outcome(status, None) != "success" for status in FAILED_STATUSES)
-
-
-class TestHelpers:
-    def test_tail_is_bounded_in_characters(self):
-        assert len(tail("x" * 100_000, 5)) == 4000
-        assert tail("", 5) == ""
-        assert tail("a\nb\n", 0) == ""
-
-    def test_duration_needs_both_ends(self):
-        assert duration_seconds("2026-11-23T00:00:00Z", "2026-11-23T00:02:00.250Z") == pytest.approx(120.25)
-        assert duration_seconds("2026-11-23T00:00:00Z", "") is None
-        assert duration_seconds(None, None) is None
