@@ -15,6 +15,7 @@ The policies are templates: ACCOUNT_ID, REGION, BUCKET and PREFIX are replaced a
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import functools
 import json
@@ -70,6 +71,8 @@ NOT_OPERATIONS = {"get_paginator", "get_waiter", "can_paginate", "close"}
 # it on failure.
 CUSTOMIZATIONS = {"upload_file": ("s3", ["s3:PutObject", "s3:AbortMultipartUpload"])}
 SERVICES = ("ec2", "ssm", "s3")
+# The operators' service layer (imported as ``ec2`` and ``ssm``), see _service_layer_functions.
+SERVICE_LAYER = ("plugins/operators/fleet_ec2.py", "plugins/operators/fleet_ssm.py")
 
 CALL = re.compile(r"\b(?:conn|client|ec2|s3|ssm)\.([a-z][a-z0-9_]*)\(")
 PAGINATOR = re.compile(r"get_paginator\(\s*[\"']([a-z0-9_]+)[\"']\s*\)")
@@ -193,9 +196,25 @@ def _operation_services() -> dict[str, dict[str, str]]:
     return result
 
 
+def _service_layer_functions() -> set[str]:
+    """The functions of the operators' EC2 and SSM modules, called as ``ec2.x()`` / ``ssm.x()``.
+
+    Their names look like client calls to the scan; the boto3 calls they make are in those
+    modules themselves, which the scan reads like any other.
+    """
+    names = set()
+    for module in SERVICE_LAYER:
+        tree = ast.parse((REPO / module).read_text())
+        names |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    return names
+
+
 def actions_called(*folders: str, root: Path = REPO) -> dict[str, set[str]]:
     """{IAM action: files that need it} for every boto3 call under ``folders`` (of ``root``)."""
     operations = _operation_services()
+    known = set().union(*operations.values())
+    # A service-layer function named like an operation (ec2.describe_instances) maps to it: it makes it.
+    layer = _service_layer_functions() - known
     needed: dict[str, set[str]] = {}
     unknown = []
     for folder in folders:
@@ -203,7 +222,9 @@ def actions_called(*folders: str, root: Path = REPO) -> dict[str, set[str]]:
             text = path.read_text()
             where = path.relative_to(root).as_posix()
             unknown += [f"{where}: hook.{name}()" for name in HOOK_METHOD.findall(text)]
-            methods = [m for m in CALL.findall(text) if m not in NOT_OPERATIONS] + PAGINATOR.findall(text)
+            methods = [m for m in CALL.findall(text) if m not in NOT_OPERATIONS | layer] + PAGINATOR.findall(
+                text
+            )
             for method in methods:
                 if method in CUSTOMIZATIONS:
                     actions = CUSTOMIZATIONS[method][1]
