@@ -295,8 +295,10 @@ def build_role_group(config: FleetConfig, role: RoleConfig) -> RoleTasks:
             deferrable=True,
             poke_interval=poll,
             timeout=int(role.max_runtime.total_seconds()),
-            # An overrun or a silent agent is final: the instance has been force-stopped.
-            retries=0,
+            # The DAG's retries, for an AWS error and for Airflow 3.3's race that fails a deferred
+            # try whose trigger fires within a second or so (a stale executor event for the
+            # deferring process: apache/airflow#67287, #72716). An overrun or a silent agent is
+            # final all the same: AirflowSensorTimeout and FleetStateFailure are never retried.
             **guarded,
             **common,
         )

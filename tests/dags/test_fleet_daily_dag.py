@@ -155,8 +155,9 @@ class TestDagShape:
         for task in dag.tasks:
             if task.task_id != "wait_turn":  # it asks Airflow's API, not AWS
                 assert (task.aws_conn_id, task.region_name) == ("aws_default", "us-east-1"), task.task_id
-            if task.task_id.endswith(("wait_stopped", "report")):
-                # An overrun has force-stopped the VM and a report reads final tags: no retry helps.
+            if task.task_id.endswith("report"):
+                # A report reads final tags: no retry helps. (wait_stopped's final failures are
+                # exceptions Airflow never retries; its retries cover AWS errors and lost tries.)
                 assert task.retries == 0, task.task_id
                 continue
             assert task.retries == 2, task.task_id
