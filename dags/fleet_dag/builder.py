@@ -227,7 +227,7 @@ def build_role_group(config: FleetConfig, role: RoleConfig) -> RoleTasks:
     common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
     poll, boot_polls = poll_plan(config, config.boot_timeout)
     command_poll, command_polls = poll_plan(config, AGENT_COMMAND_TIMEOUT, at_most=5)
-    guarded = _turn_guard(config)
+    guarded = _turn_guard(poll)
     with TaskGroup(
         group_id=role.name, tooltip=f"{role.name}: {', '.join(j.name for j in role.jobs)}"
     ) as group:
@@ -316,10 +316,12 @@ def build_role_group(config: FleetConfig, role: RoleConfig) -> RoleTasks:
     return RoleTasks(group=group, skip_if_done=skip_if_done, run_agent=run_agent, wait_stopped=wait_stopped)
 
 
-def _turn_guard(config: FleetConfig) -> dict[str, Any]:
-    """For the steps that act on a VM: in a cleared run, first make sure the fleet is the run's."""
-    # The guard polls at least once a second itself.
-    return {"turn_task_id": TURN_TASK_ID, "turn_poll_interval": config.poll_interval.total_seconds()}
+def _turn_guard(poll: int) -> dict[str, Any]:
+    """For the steps that act on a VM: in a cleared run, first make sure the fleet is the run's.
+
+    :param poll: the pace of :func:`poll_plan`, the same as ``wait_turn``'s
+    """
+    return {"turn_task_id": TURN_TASK_ID, "turn_poll_interval": poll}
 
 
 def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
@@ -361,7 +363,7 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
             # The signer boots only when some role has work: a second run for a date already
             # done boots nothing at all.
             trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-            **_turn_guard(config),
+            **_turn_guard(poll),
             **signer_wait,
             **common,
         )
@@ -373,7 +375,7 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
             # a forgotten one costs. Never when it had no turn: then the signer is another run's.
             # (Airflow's rule for a teardown, which as_teardown below sets too.)
             trigger_rule=TriggerRule.ALL_DONE_SETUP_SUCCESS,
-            **_turn_guard(config),
+            **_turn_guard(poll),
             **signer_wait,
             **common,
         )

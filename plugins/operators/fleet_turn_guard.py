@@ -70,9 +70,9 @@ class FleetTurnGuard(FleetDeferring):
             view = read_turn(self.turn_reader, dag_id=ti.dag_id, task_id=self.turn_task_id, run_id=ti.run_id)
             turn = decide_rejoin(view)
             if turn.go:
-                self.log.info(
+                self.log.info(  # type: ignore[attr-defined]
                     "Run %s was cleared; the fleet is still its own: no other run holds it", ti.run_id
-                )  # type: ignore[attr-defined]
+                )
                 return
             self.log.info(  # type: ignore[attr-defined]
                 "Run %s was cleared after it took its turn on the fleet, and another run may be on it"
