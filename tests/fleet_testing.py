@@ -63,3 +63,11 @@ class FakeTaskInstance:
     def xcom_push(self, key: str, value: object) -> None:
         # What Airflow would store must be JSON.
         self.xcom[key] = json.loads(json.dumps(value))
+
+
+def role_named(config: Any, name: str) -> Any:
+    """The role called ``name`` of a fleet config (the DAG itself only ever walks them all)."""
+    matches = [role for role in config.roles if role.name == name]
+    if not matches:
+        raise KeyError(f"no role named {name!r}; roles are {[role.name for role in config.roles]}")
+    return matches[0]

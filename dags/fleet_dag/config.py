@@ -314,12 +314,6 @@ class FleetConfig(_Strict):
         _raise(type(self), errors)
         return self
 
-    def role(self, name: str) -> RoleConfig:
-        for role in self.roles:
-            if role.name == name:
-                return role
-        raise KeyError(f"no role named {name!r}; roles are {[r.name for r in self.roles]}")
-
 
 def _field_path(location: tuple[Any, ...]) -> str:
     path = ""

@@ -7,6 +7,7 @@ from airflow.providers.amazon.aws.operators.ec2 import EC2StartInstanceOperator,
 from airflow.providers.amazon.aws.operators.ssm import SsmRunCommandOperator
 from airflow.providers.amazon.aws.sensors.ec2 import EC2InstanceStateSensor
 from fleet_dag.config import parse_config
+from fleet_testing import role_named
 
 from bench.fleets import fleet_config
 from bench.stock_dag import StockIntervals, build_stock_dag
@@ -29,7 +30,7 @@ def test_one_start_one_command_and_one_sensor_per_role_between_the_signers_start
     assert dag.get_task("stop_signer").upstream_task_ids == {"w001.wait_stopped", "w002.wait_stopped"}
     run = dag.get_task("w002.run_agent")
     assert isinstance(run, SsmRunCommandOperator)
-    assert run.run_command_kwargs["InstanceIds"] == [config.role("w002").instance]
+    assert run.run_command_kwargs["InstanceIds"] == [role_named(config, "w002").instance]
     assert "--role w002" in run.run_command_kwargs["Parameters"]["commands"][0]
 
 

@@ -13,6 +13,7 @@ import pendulum
 from fleet_dag.builder import agent_command, agent_spec, build_dag
 from fleet_dag.config import parse_config
 from fleet_dag_testing import fleet_dict, parse_agent_command
+from fleet_testing import role_named
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,7 +45,7 @@ def test_any_argument_and_env_value_reach_the_agent_byte_for_byte(argument, valu
     data["roles"][0]["jobs"][0]["argv"] = ["python", argument]
     data["roles"][0]["jobs"][0]["env"] = {"VALUE": value}
     config = parse_config(data)
-    role = config.role("tasks")
+    role = role_named(config, "tasks")
     # The DAG's own template environment (its fleet_run_date macro), as Airflow renders the task.
     template = build_dag(config).get_template_env().from_string(agent_command(config, role))
     script = template.render(params={"force": False}, dag_run=DAG_RUN)

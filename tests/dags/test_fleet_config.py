@@ -18,6 +18,7 @@ from fleet_dag.config import (
     parse_duration,
 )
 from fleet_dag_testing import DAGS_FOLDER, fleet_dict, write_yaml
+from fleet_testing import role_named
 
 SIGNER = "i-0000000000000000a"
 WORKER = "i-0000000000000000b"
@@ -104,7 +105,7 @@ INVALID = [
 class TestParseConfig:
     def test_small_fleet_is_valid(self):
         config = parse_config(fleet_dict(), "fleet.yaml")
-        role = config.role("tasks")
+        role = role_named(config, "tasks")
         assert role.instance_ids == [WORKER]
         assert role.heartbeat_grace == timedelta(minutes=5)
         assert [job.timeout for job in role.jobs] == [timedelta(minutes=30), timedelta(seconds=600)]

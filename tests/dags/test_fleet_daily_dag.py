@@ -21,6 +21,7 @@ from airflow.timetables.base import TimeRestriction
 from fleet_dag.builder import RUN_DATE, agent_spec, build_dag, poll_plan, run_date_for
 from fleet_dag.config import DEFAULT_CONFIG_PATH, load_config, parse_config
 from fleet_dag_testing import DAGS_FOLDER, ParseGuard, fleet_dict, parse_agent_command
+from fleet_testing import role_named
 
 from instance_agent.cli import build_parser
 from instance_agent.spec import parse_spec
@@ -166,7 +167,7 @@ class TestDagShape:
             assert task.max_retry_delay == timedelta(minutes=10), task.task_id
 
     def test_waits_are_deferrable_and_bounded(self, dag, fleet):
-        role = fleet.role("tasks")
+        role = role_named(fleet, "tasks")
         running = dag.get_task("tasks.wait_running")
         assert (running.deferrable, running.target_state, running.timeout) == (True, "running", 600)
         ssm = dag.get_task("tasks.wait_ssm_online")
@@ -351,7 +352,7 @@ class TestRenderedAgentCommand:
             "os",
         ]
         assert invocation["force"] is False
-        assert invocation["spec"] == agent_spec(fleet, fleet.role("tasks"))
+        assert invocation["spec"] == agent_spec(fleet, role_named(fleet, "tasks"))
         assert invocation["spec"]["jobs"][0]["argv"] == [
             "/root/backoffice/venv/bin/python",
             "aws_run.py",
@@ -417,7 +418,7 @@ class TestRenderedAgentCommand:
         )
 
         invocation = parse_agent_command(task.parameters["commands"][0])
-        assert invocation["spec"] == agent_spec(config, config.role("tasks"))
+        assert invocation["spec"] == agent_spec(config, role_named(config, "tasks"))
         assert invocation["spec"]["jobs"][0]["argv"][2] == "print('{{ ds }}', \"$HOME\", `id`)"
         assert invocation["spec"]["jobs"][0]["env"]["ESCAPE"] == "{% endraw %}{{ 7*7 }}{%- endraw -%}{# #}{{"
         assert invocation["spec"]["s3_log_prefix"] == "s3://fleet-logs/agent"

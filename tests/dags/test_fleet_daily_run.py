@@ -20,7 +20,7 @@ from airflow.sdk import DagRunState, TaskInstanceState
 from fleet_dag.builder import agent_spec, build_dag
 from fleet_dag.config import CONFIG_ENV_VAR, load_config
 from fleet_dag_testing import SsmEmulator, fleet_dict, write_yaml
-from fleet_testing import states
+from fleet_testing import role_named, states
 from moto import mock_aws
 from operators.fleet_ec2_operators import FleetStartInstancesOperator
 from operators.fleet_notifiers import FleetLogNotifier
@@ -128,7 +128,7 @@ class TestFleetDailyRun:
             "2026-11-23",
             False,
         )
-        assert sent["spec"] == agent_spec(config, config.role("tasks"))
+        assert sent["spec"] == agent_spec(config, role_named(config, "tasks"))
         assert sent["signer_state"] == "running"
 
         ops = emulator.calls

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from fleet_dag.config import parse_config
 from fleet_sim_testing import REPO, ping_status, send, serving, wait_ended
-from fleet_testing import FAST, wait_for
+from fleet_testing import FAST, role_named, wait_for
 
 from fleet_sim.processes import marked_pids
 
@@ -66,7 +66,7 @@ class TestServe:
         assert sorted(ready["roles"]) == ["hyperliquid", "signer", "tasks", "uniswap"]
         tasks = ready["roles"]["tasks"][0]
         config = parse_config(yaml.safe_load((tmp_path / "fleet.yaml").read_text()))
-        assert config.role("tasks").instance == tasks
+        assert role_named(config, "tasks").instance == tasks
         ec2.start_instances(InstanceIds=[tasks])
         wait_for(lambda: ping_status(ssm, tasks) == "Online")
         wait_ended(ssm, send(ssm, tasks, "setsid nohup sleep 300 >/dev/null 2>&1 &"), tasks)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from fleet_dag.config import parse_config
 from fleet_sim_testing import boot, send, wait_ended
+from fleet_testing import role_named
 from fleet_testing import wait_for as wait_until
 
 from fleet_sim import Scenario, ScenarioError, demo_job, demo_runs, load_scenario, sim_fleet_config
@@ -127,10 +128,10 @@ class TestFleetConfig:
         }
         assert model.agent.command == [sys.executable, "-m", "instance_agent"]
         assert (model.agent.state_dir, model.agent.log_dir, model.agent.shutdown) == ("state", "logs", "ec2")
-        tasks = model.role("tasks")
+        tasks = role_named(model, "tasks")
         assert [job.name for job in tasks.jobs] == ["backoffice", "uniswap2", "hyperliquid", "shield"]
         assert tasks.jobs[3].argv[-1] == "1"  # shield exits 1
-        assert model.role("uniswap").jobs[0].argv[-2] == "86400"  # hangs
+        assert role_named(model, "uniswap").jobs[0].argv[-2] == "86400"  # hangs
         assert tasks.max_runtime.total_seconds() == 300
 
     def test_roles_with_candidates_get_one_instance_per_candidate(self, make_sim, tmp_path):
