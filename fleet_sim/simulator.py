@@ -29,7 +29,7 @@ from fleet_sim.front import Front
 from fleet_sim.hosts import Host
 from fleet_sim.imds import ImdsService
 from fleet_sim.scenario import FaultSpec, Scenario, load_scenario
-from fleet_sim.ssm import SsmService
+from fleet_sim.ssm import SsmService, ping_status
 from fleet_sim.timed_faults import TimedFaults
 from fleet_sim.timeline import parse_iso
 
@@ -254,7 +254,7 @@ class FleetSimulator:
                     host.instance_id: {
                         "role": host.role,
                         "state": host.state,
-                        "ssm": self.ssm.agents.ping_status(host),
+                        "ssm": ping_status(host),
                         "sandbox": str(host.sandbox),
                         "imds": self.fleet.imds_url(host),
                         "marker": host.marker,  # FLEET_SIM_HOST of each of its processes

@@ -1,6 +1,6 @@
-"""Systems Manager as the fleet uses it (moto has none of this, or a stub that runs nothing):
-the API calls, answered from :mod:`fleet_sim.ssm_commands`, run by :mod:`fleet_sim.ssm_runs` on
-hosts whose agents :mod:`fleet_sim.ssm_agents` registers. What each call does: fleet_sim/README.md."""
+"""Systems Manager as the fleet uses it (moto has none of this, or a stub that runs nothing): the
+hosts' agents registering (``Online`` a delay after ``running``, then ``ConnectionLost``) and the API
+calls, answered from :mod:`fleet_sim.ssm_commands`, run by :mod:`fleet_sim.ssm_runs`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 from fleet_sim.aws_errors import AwsError
 from fleet_sim.fleet import Fleet
 from fleet_sim.hosts import Host
-from fleet_sim.ssm_agents import SsmAgents
 from fleet_sim.ssm_commands import PLUGIN_NAME, Command, Invocation
 from fleet_sim.ssm_runs import ScriptRunner
 
@@ -22,6 +21,16 @@ DEFAULT_EXECUTION_TIMEOUT = 3600
 MAX_EXECUTION_TIMEOUT = 172800
 DEFAULT_DELIVERY_TIMEOUT = 3600
 MAX_DELIVERY_TIMEOUT = 2592000
+AGENT_VERSION = "3.3.1611.0"
+# SendCommand's fields that SSM echoes back, with their defaults.
+ECHOED = {
+    "DocumentVersion": "$DEFAULT",
+    "Comment": "",
+    "OutputS3BucketName": "",
+    "OutputS3KeyPrefix": "",
+    "MaxConcurrency": "50",
+    "MaxErrors": "0",
+}
 
 
 class SsmService:
@@ -29,23 +38,93 @@ class SsmService:
         self.fleet = fleet
         self.commands: dict[str, Command] = {}
         self.runner = ScriptRunner(fleet)
-        self.agents = SsmAgents(fleet, on_online=self._deliver_pending)
+        fleet.state_listeners.append(self._on_state_change)
 
     def handle(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one SSM API call (``request`` is its JSON body); raises :class:`AwsError`."""
         with self.fleet.lock:
             return getattr(self, f"_op_{operation}")(request)
 
-    def _deliver_pending(self, host: Host) -> None:
-        for command in self.commands.values():
-            invocation = command.invocations.get(host.instance_id)
-            if invocation is not None and invocation.status == "Pending":
-                self.runner.deliver(invocation)
+    def _on_state_change(self, host: Host, old: str, new: str) -> None:
+        if new == "running":
+            delay = self.fleet.faults.registration_delay(
+                host.instance_id, host.role, self.fleet.scenario.registration_delay
+            )
+            self.fleet.scheduler.cancel(host.registration)
+            host.registration = self.fleet.scheduler.call_later(delay, lambda: self._register(host))
+        elif old == "running":
+            self.fleet.scheduler.cancel(host.registration)
+            host.registration = None
+            if host.ssm_online:
+                host.ssm_online = False
+                host.last_ping = time.time()
+                self.fleet.record("ssm_offline", host)
+
+    def _register(self, host: Host) -> None:
+        with self.fleet.lock:
+            host.registration = None
+            if host.state != "running" or host.ssm_online:
+                return
+            host.ssm_registered = host.ssm_online = True
+            host.registered_at = host.last_ping = time.time()
+            self.fleet.record("ssm_online", host)
+            for command in self.commands.values():
+                invocation = command.invocations.get(host.instance_id)
+                if invocation is not None and invocation.status == "Pending":
+                    self.runner.deliver(invocation)
 
     def _op_DescribeInstanceInformation(self, request: dict[str, Any]) -> dict[str, Any]:
-        return _paged(
-            "InstanceInformationList", self.agents.instance_information(request), request, minimum=5
-        )
+        return _paged("InstanceInformationList", self._instance_information(request), request, minimum=5)
+
+    def _instance_information(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """DescribeInstanceInformation's entries for the request's filters (not paged)."""
+        wanted_ids: set[str] | None = None
+        wanted_pings: set[str] | None = None
+        tag_filters: list[tuple[str, set[str]]] = []
+        filters = [
+            (item.get("key"), item.get("valueSet") or [])
+            for item in request.get("InstanceInformationFilterList") or []
+        ]
+        filters += [(item.get("Key"), item.get("Values") or []) for item in request.get("Filters") or []]
+        for key, values in filters:
+            if key == "InstanceIds":
+                wanted_ids = set(values) if wanted_ids is None else wanted_ids & set(values)
+            elif key == "PingStatus":
+                wanted_pings = set(values)
+            elif key == "ResourceType" and "EC2Instance" not in values:
+                wanted_ids = set()
+            elif isinstance(key, str) and key.startswith("tag:"):
+                tag_filters.append((key[4:], set(values)))
+        entries = []
+        for host in self.fleet.hosts.values():
+            ping = ping_status(host)
+            if ping is None or (wanted_ids is not None and host.instance_id not in wanted_ids):
+                continue
+            if wanted_pings is not None and ping not in wanted_pings:
+                continue
+            tags = self.fleet.tags(host.instance_id)
+            if not all(tags.get(key) in values for key, values in tag_filters):
+                continue
+            instance = self.fleet.moto_instance(host.instance_id)
+            entries.append(
+                {
+                    "InstanceId": host.instance_id,
+                    "PingStatus": ping,
+                    "LastPingDateTime": time.time() if host.ssm_online else host.last_ping,
+                    "AgentVersion": AGENT_VERSION,
+                    "IsLatestVersion": True,
+                    "PlatformType": "Linux",
+                    "PlatformName": "Amazon Linux",
+                    "PlatformVersion": "2023",
+                    "ResourceType": "EC2Instance",
+                    "IPAddress": instance.private_ip,
+                    "ComputerName": instance.private_dns_name,
+                    "SourceId": host.instance_id,
+                    "SourceType": "AWS::EC2::Instance",
+                    "RegistrationDate": host.registered_at,
+                }
+            )
+        return entries
 
     def _op_SendCommand(self, request: dict[str, Any]) -> dict[str, Any]:
         document = str(request.get("DocumentName") or "")
@@ -70,9 +149,7 @@ class SsmService:
         offline = [
             instance_id
             for instance_id in instance_ids
-            if instance_id not in hosts
-            or not hosts[instance_id].ssm_online
-            or hosts[instance_id].state != "running"
+            if (host := hosts.get(instance_id)) is None or not host.ssm_online or host.state != "running"
         ]
         if offline:
             raise AwsError(
@@ -80,22 +157,14 @@ class SsmService:
                 f"Instances [[{', '.join(offline)}]] not in a valid state "
                 f"for account {self.fleet.account_id}",
             )
-        command = Command(
-            command_id=str(uuid.uuid4()),
-            document_name=document,
-            document_version=str(request.get("DocumentVersion") or "$DEFAULT"),
-            parameters=parameters,
-            instance_ids=list(request.get("InstanceIds") or []),
-            targets=list(request.get("Targets") or []),
-            comment=str(request.get("Comment") or ""),
-            requested=time.time(),
-            delivery_timeout=delivery_timeout,
-            execution_timeout=execution_timeout,
-            output_s3_bucket=str(request.get("OutputS3BucketName") or ""),
-            output_s3_prefix=str(request.get("OutputS3KeyPrefix") or ""),
-            max_concurrency=str(request.get("MaxConcurrency") or "50"),
-            max_errors=str(request.get("MaxErrors") or "0"),
-        )
+        echo = {
+            "DocumentName": document,
+            "Parameters": parameters,
+            "InstanceIds": list(request.get("InstanceIds") or []),
+            "Targets": list(request.get("Targets") or []),
+            **{key: str(request.get(key) or default) for key, default in ECHOED.items()},
+        }
+        command = Command(str(uuid.uuid4()), echo, time.time(), delivery_timeout, execution_timeout)
         self.commands[command.command_id] = command
         for instance_id in instance_ids:
             invocation = command.invocations[instance_id] = Invocation(command, instance_id)
@@ -178,6 +247,13 @@ class SsmService:
         with self.fleet.lock:
             invocations = [i for command in self.commands.values() for i in command.invocations.values()]
         self.runner.close(invocations, timeout)
+
+
+def ping_status(host: Host) -> str | None:
+    """``Online``, ``ConnectionLost``, or ``None`` for a host that never registered."""
+    if not host.ssm_registered:
+        return None
+    return "Online" if host.ssm_online else "ConnectionLost"
 
 
 # The SSM operations answered here; the front sends every other one to moto.

@@ -51,13 +51,10 @@ class Invocation:
             return ""
 
     def _common(self) -> dict[str, Any]:
-        command = self.command
         return {
-            "CommandId": command.command_id,
+            "CommandId": self.command.command_id,
             "InstanceId": self.instance_id,
-            "Comment": command.comment,
-            "DocumentName": command.document_name,
-            "DocumentVersion": command.document_version,
+            **{key: self.command.request[key] for key in ("Comment", "DocumentName", "DocumentVersion")},
             "Status": self.status,
             "StatusDetails": self.details,
             "StandardOutputUrl": self.stdout_url,
@@ -111,20 +108,16 @@ class Invocation:
 @dataclass
 class Command:
     command_id: str
-    document_name: str
-    document_version: str
-    parameters: dict[str, list[str]]
-    instance_ids: list[str]
-    targets: list[dict[str, Any]]
-    comment: str
+    # What SendCommand was asked, as SSM echoes it back: DocumentName, Parameters, Comment, ...
+    request: dict[str, Any]
     requested: float
     delivery_timeout: int
     execution_timeout: int
-    output_s3_bucket: str
-    output_s3_prefix: str
-    max_concurrency: str
-    max_errors: str
     invocations: dict[str, Invocation] = field(default_factory=dict)
+
+    @property
+    def parameters(self) -> dict[str, list[str]]:
+        return self.request["Parameters"]
 
     @property
     def script(self) -> str:
@@ -142,30 +135,20 @@ class Command:
         return next((status for status in ("Cancelled", "TimedOut") if status in statuses), "Failed")
 
     def s3_output(self, region: str) -> dict[str, str]:
-        return {
-            "OutputS3Region": region,
-            "OutputS3BucketName": self.output_s3_bucket,
-            "OutputS3KeyPrefix": self.output_s3_prefix,
-        }
+        keys = ("OutputS3BucketName", "OutputS3KeyPrefix")
+        return {"OutputS3Region": region, **{key: self.request[key] for key in keys}}
 
     def to_api(self, region: str) -> dict[str, Any]:
         """The command as SendCommand and ListCommands answer it."""
         status, invocations = self.status(), list(self.invocations.values())
         return {
             "CommandId": self.command_id,
-            "DocumentName": self.document_name,
-            "DocumentVersion": self.document_version,
-            "Comment": self.comment,
+            **self.request,
             "ExpiresAfter": self.requested + self.delivery_timeout + self.execution_timeout,
-            "Parameters": self.parameters,
-            "InstanceIds": self.instance_ids,
-            "Targets": self.targets,
             "RequestedDateTime": self.requested,
             "Status": status,
             "StatusDetails": status,
-            **self.s3_output(region),
-            "MaxConcurrency": self.max_concurrency,
-            "MaxErrors": self.max_errors,
+            "OutputS3Region": region,
             "TargetCount": len(invocations),
             "CompletedCount": sum(not invocation.in_flight for invocation in invocations),
             "ErrorCount": sum(invocation.status in ("Failed", "TimedOut") for invocation in invocations),

@@ -126,14 +126,15 @@ class ScriptRunner:
     def _upload(self, invocation: Invocation) -> None:
         """stdout and stderr to moto's S3 at SSM's key layout; no bucket: no URL, the result stands."""
         command = invocation.command
-        if not command.output_s3_bucket or invocation.directory is None:
+        bucket, prefix = command.request["OutputS3BucketName"], command.request["OutputS3KeyPrefix"]
+        if not bucket or invocation.directory is None:
             return
         s3 = get_backend("s3")[self.fleet.account_id]["aws"]
-        prefix = [command.output_s3_prefix.strip("/")] if command.output_s3_prefix.strip("/") else []
         for stream in ("stdout", "stderr"):
-            key = "/".join([*prefix, command.command_id, invocation.instance_id, STEP_DIR, stream])
+            path = [prefix.strip("/"), command.command_id, invocation.instance_id, STEP_DIR, stream]
+            key = "/".join(filter(None, path))
             try:
-                s3.put_object(command.output_s3_bucket, key, (invocation.directory / stream).read_bytes())
+                s3.put_object(bucket, key, (invocation.directory / stream).read_bytes())
             except Exception as error:
                 self.fleet.record(
                     "output_upload_failed",
@@ -142,7 +143,7 @@ class ScriptRunner:
                     error=str(error),
                 )
                 return
-            url = f"https://s3.{self.fleet.region}.amazonaws.com/{command.output_s3_bucket}/{key}"
+            url = f"https://s3.{self.fleet.region}.amazonaws.com/{bucket}/{key}"
             setattr(invocation, f"{stream}_url", url)
 
     def close(self, invocations: list[Invocation], timeout: float = 5.0) -> None:
