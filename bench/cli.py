@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -207,7 +208,7 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchResults:
     results.duration = time.monotonic() - began
     args.out.write_text(render(results))
     if args.json:
-        args.json.write_text(json.dumps(results.to_dict(), indent=1, default=str))
+        args.json.write_text(json.dumps(dataclasses.asdict(results), indent=1, default=str))
     return results
 
 

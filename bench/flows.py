@@ -1,30 +1,12 @@
-"""The daily flow at operator level, ours and stock, run in one process like a worker and a triggerer.
+"""The daily flow at operator level, ours and stock, run in one process like a worker and a triggerer
+(``bench/method.md``, *Operator level*).
 
-Both flows are the tasks of a real DAG: *ours* of :func:`fleet_dag.builder.build_dag` (the
-project's own ``fleet_daily``), *stock* of :func:`bench.stock_dag.build_stock_dag`. A task runs
-the way Airflow runs it: its templates are rendered (the DAG's own macros, this run's date),
-``execute`` runs in a worker slot; a ``TaskDeferred``'s trigger runs to its first event through
-the trigger's own ``run()`` (as the triggerer runs it) with no slot held; the event resumes the
-task, in a slot again. :class:`SlotMeter` counts the slots held: how many at once, and for how
-many seconds, by step.
+A task's templates are rendered for the run date and its ``execute`` runs in a worker slot; a
+``TaskDeferred``'s trigger runs to its first event through its own ``run()`` with no slot held, and
+the event resumes the task. :class:`SlotMeter` counts the slots held, at once and by step.
 
-- **ours** (:func:`run_ours`): ``fleet_daily`` built for one role whose ``start`` is given every
-  worker, so each step is one task over all N workers: start the signer (waits for ``running``,
-  deferred), start the workers (one batched call), wait ``running``, wait for the SSM agents, run
-  the agent command, wait ``stopped`` (the agents stop their own instances), stop the signer.
-- **stock** (:func:`run_stock`): start the signer, then per worker role its chain ``start →
-  run_agent → wait_stopped`` (their own threads, all at once: as many worker slots as Airflow
-  would give), then stop the signer.
-
-Both leave out ``skip_if_done``, ``report`` and ``wait_turn`` (one DescribeInstances and no AWS
-call per role; a turn needs Airflow's database). :func:`probe_poll_rounds` polls the fleet's
-state once the way each side does, to count the AWS calls of one poll round.
-
-``python -m bench.flows SPEC OUT`` runs one flow in a process of its own, so that its peak
-resident memory (``ru_maxrss``) is the flow's alone: the simulator, its moto server and the hosts
-live in the parent. Its boto3 clients share one botocore loader, so that hundreds of operators
-(each with its own hook and client) do not each parse the EC2 service model again (~0.3 s of CPU
-each); a real Airflow task pays that once in its own process. It changes no AWS call.
+``python -m bench.flows SPEC OUT`` runs one flow in a process of its own, so that its peak resident
+memory (``ru_maxrss``) is the flow's alone: the simulator, its moto server and the hosts live in the parent.
 """
 
 from __future__ import annotations
@@ -37,13 +19,16 @@ import resource
 import sys
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from airflow_harness.in_process import TaskInstance, share_botocore_loader
 from bench.metrics import step_of
 
 # Past a deferral's own timeout, how long to wait for the trigger before giving up.
@@ -77,9 +62,9 @@ class FlowSpec:
         if not self.workers:
             raise ValueError("a flow needs at least one worker instance")
 
-    @property
-    def common(self) -> dict[str, Any]:
-        return {"aws_conn_id": self.fleet["aws_conn_id"], "region_name": self.fleet["region"]}
+
+def _rounded(totals: dict[str, float]) -> dict[str, float]:
+    return {step: round(seconds, 3) for step, seconds in sorted(totals.items())}
 
 
 class SlotMeter:
@@ -91,13 +76,10 @@ class SlotMeter:
         self._local = threading.local()
         self.held_now = self.peak = self.triggers_run = 0
         self.slot_seconds = self.waiting_seconds = 0.0
-        self.by_step: dict[str, float] = {}
+        self.by_step: defaultdict[str, float] = defaultdict(float)
         # Seconds slept while holding a slot (a poke, a waiter, a loop), and deferred (no slot).
-        self.waiting_by_step: dict[str, float] = {}
-        self.deferred_by_step: dict[str, float] = {}
-
-    def _add(self, totals: dict[str, float], step: str, seconds: float) -> None:
-        totals[step] = totals.get(step, 0.0) + seconds
+        self.waiting_by_step: defaultdict[str, float] = defaultdict(float)
+        self.deferred_by_step: defaultdict[str, float] = defaultdict(float)
 
     @contextlib.contextmanager
     def held(self, step: str) -> Generator[None]:
@@ -114,7 +96,7 @@ class SlotMeter:
             with self._lock:
                 self.held_now -= 1
                 self.slot_seconds += spent
-                self._add(self.by_step, step, spent)
+                self.by_step[step] += spent
 
     def counting_sleep(self, sleep: Callable[[float], None]) -> Callable[[float], None]:
         """``sleep``, counting the seconds a thread sleeps while it holds a slot."""
@@ -128,21 +110,23 @@ class SlotMeter:
                     slept = self._clock() - began
                     with self._lock:
                         self.waiting_seconds += slept
-                        self._add(self.waiting_by_step, step, slept)
+                        self.waiting_by_step[step] += slept
 
         return counted
 
     def deferred(self, deferral: Any, step: str) -> dict[str, Any]:
         """Run a deferral's trigger to its first event, holding no slot; the event's payload."""
         timeout = deferral.timeout
-        seconds = None if timeout is None else _seconds(timeout) + DEFERRAL_GRACE
+        if isinstance(timeout, timedelta):
+            timeout = timeout.total_seconds()
         began = self._clock()
         try:
-            return asyncio.run(asyncio.wait_for(_first_event(deferral.trigger), seconds))
+            limit = None if timeout is None else timeout + DEFERRAL_GRACE
+            return asyncio.run(asyncio.wait_for(_first_event(deferral.trigger), limit))
         finally:
             with self._lock:
                 self.triggers_run += 1
-                self._add(self.deferred_by_step, step, self._clock() - began)
+                self.deferred_by_step[step] += self._clock() - began
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,7 +134,7 @@ class SlotMeter:
             "slot_seconds": round(self.slot_seconds, 3),
             "by_step": _rounded(self.by_step),
             "waiting_seconds": round(self.waiting_seconds, 3),
-            "waiting_by_step": _rounded(self.waiting_by_step),
+            "deferred_by_step": _rounded(self.deferred_by_step),
         }
 
 
@@ -158,14 +142,6 @@ async def _first_event(trigger: Any) -> dict[str, Any]:
     async for event in trigger.run():
         return event.payload
     raise RuntimeError(f"trigger {type(trigger).__name__} ended without an event")
-
-
-def _seconds(value: Any) -> float:
-    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
-
-
-def _rounded(totals: dict[str, float]) -> dict[str, float]:
-    return {step: round(seconds, 3) for step, seconds in sorted(totals.items())}
 
 
 def run_task(operator: Any, step: str, meter: SlotMeter, context: dict[str, Any] | None = None) -> Any:
@@ -188,19 +164,6 @@ def run_task(operator: Any, step: str, meter: SlotMeter, context: dict[str, Any]
                 pending = deferral
 
 
-class TaskInstance:
-    """What the tasks and their templates ask of ``context["ti"]``: XComs, kept by task."""
-
-    def __init__(self, task_id: str, xcoms: dict[tuple[str, str], Any]) -> None:
-        self.task_id, self.xcoms = task_id, xcoms
-
-    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
-        self.xcoms[self.task_id, key] = value
-
-    def xcom_pull(self, task_ids: str | None = None, key: str = "return_value", **_: Any) -> Any:
-        return self.xcoms.get((task_ids or self.task_id, key))
-
-
 class DagFlow:
     """Runs tasks of one DAG for one run date: rendered, executed, their results kept as XComs."""
 
@@ -210,11 +173,10 @@ class DagFlow:
         moment = pendulum.parse(run_date)
         self.dag, self.meter, self.xcoms = dag, meter, {}
         self.dag_run = SimpleNamespace(logical_date=moment, run_after=moment, clear_number=0, conf={})
-        self.params = {"force": False}
 
     def context(self, task_id: str) -> dict[str, Any]:
         ti = TaskInstance(task_id, self.xcoms)
-        return {"ti": ti, "task_instance": ti, "dag_run": self.dag_run, "params": self.params}
+        return {"ti": ti, "task_instance": ti, "dag_run": self.dag_run, "params": {"force": False}}
 
     def run(self, task_id: str) -> Any:
         task, context = self.dag.get_task(task_id), self.context(task_id)
@@ -226,15 +188,14 @@ class DagFlow:
 
 def build(spec: FlowSpec) -> Any:
     """The flow's DAG: ``fleet_daily`` for ours (its start given every worker), the stock DAG for stock."""
+    from fleet_dag.builder import build_dag
     from fleet_dag.config import parse_config
+
+    from bench.stock_dag import StockIntervals, build_stock_dag
 
     config = parse_config(spec.fleet)
     if spec.flow == "stock":
-        from bench.stock_dag import StockIntervals, build_stock_dag
-
         return build_stock_dag(config, intervals=StockIntervals(**spec.stock_intervals))
-    from fleet_dag.builder import build_dag
-
     dag = build_dag(config)
     dag.get_task(f"{ROLE}.start").instance_ids = list(spec.workers)
     return dag
@@ -267,31 +228,35 @@ def run_stock(spec: FlowSpec, flow: DagFlow) -> None:
     flow.run("stop_signer")
 
 
-def probe_poll_rounds(spec: FlowSpec, flow: DagFlow) -> list[dict[str, Any]]:
-    """Poll the whole fleet's state once as each wait does; the time window of each probe.
+def _each(polls: list[Any]) -> Callable[[], list[Any]]:
+    return lambda: [poll() for poll in polls]
 
-    The parent counts the API calls the simulator logged in each window.
-    """
+
+def probe_poll_rounds(spec: FlowSpec, flow: DagFlow) -> list[dict[str, Any]]:
+    """Poll the whole fleet's state once as each wait does; the time window of each probe, in which
+    the parent counts the API calls the simulator logged."""
     from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
     from operators.fleet_ssm_triggers import FleetSsmAgentOnlineTrigger
 
-    common, workers = spec.common, spec.workers
+    common = {"aws_conn_id": spec.fleet["aws_conn_id"], "region_name": spec.fleet["region"]}
     if spec.flow == "ours":
-        batched = FleetInstanceStateTrigger(instance_ids=workers, target_state="stopped", **common)
-        per_role = [
-            FleetInstanceStateTrigger(instance_ids=[w], target_state="stopped", **common) for w in workers
-        ]
-        agents = FleetSsmAgentOnlineTrigger(instance_ids=workers, **common)
-        agents_per_role = [FleetSsmAgentOnlineTrigger(instance_ids=[w], **common) for w in workers]
-        probes: list[tuple[str, Callable[[], Any]]] = [
-            ("instance_state.batched", batched.poll_once),
-            ("instance_state.per_role", lambda: [trigger.poll_once() for trigger in per_role]),
-            ("ssm_online.batched", agents.poll_once),
-            ("ssm_online.per_role", lambda: [trigger.poll_once() for trigger in agents_per_role]),
+
+        def state(ids: list[str]) -> Callable[[], Any]:
+            return FleetInstanceStateTrigger(instance_ids=ids, target_state="stopped", **common).poll_once
+
+        def online(ids: list[str]) -> Callable[[], Any]:
+            return FleetSsmAgentOnlineTrigger(instance_ids=ids, **common).poll_once
+
+        workers = spec.workers
+        probes = [
+            ("instance_state.batched", state(workers)),
+            ("instance_state.per_role", _each([state([worker]) for worker in workers])),
+            ("ssm_online.batched", online(workers)),
+            ("ssm_online.per_role", _each([online([worker]) for worker in workers])),
         ]
     else:
-        sensors = [flow.dag.get_task(f"{role['name']}.wait_stopped") for role in spec.fleet["roles"]]
         context = flow.context("wait_stopped")
+        sensors = [flow.dag.get_task(f"{role['name']}.wait_stopped") for role in spec.fleet["roles"]]
         probes = [("instance_state.per_instance", lambda: [sensor.poke(context) for sensor in sensors])]
     windows = []
     for name, poll in probes:
@@ -326,10 +291,7 @@ def run_flow(spec: FlowSpec) -> dict[str, Any]:
         result["ended"] = time.time()
     finally:
         time.sleep = real_sleep
-    result["slots"] = meter.to_dict()
-    result["deferred_seconds"] = _rounded(meter.deferred_by_step)
-    result["triggers_run"] = meter.triggers_run
-    return result
+    return {**result, "slots": meter.to_dict()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,15 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", type=Path, help="the FlowSpec, JSON")
     parser.add_argument("out", type=Path, help="where to write the result, JSON")
     args = parser.parse_args(argv)
-    import botocore.loaders
-    import botocore.session
-
-    loader = botocore.loaders.create_loader()
-    botocore.session.create_loader = lambda *args, **kwargs: loader
+    share_botocore_loader()
     result = run_flow(FlowSpec(**json.loads(args.spec.read_text())))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["maxrss_kb"] = usage.ru_maxrss  # Linux: kilobytes
-    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
+    result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: kilobytes
     args.out.write_text(json.dumps(result, indent=1))
     return 0
 

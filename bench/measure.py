@@ -1,11 +1,6 @@
-"""One fleet size, measured at operator level: a simulator, ours then stock, metrics from its logs.
-
-The simulator runs in this process; each flow runs in a child process
-(:mod:`bench.flows`), so that the child's ``ru_maxrss`` is the orchestration's own memory.
-The two flows run one after the other on the same simulated fleet, each for its own run date
-(the agent runs a date's jobs once). Every metric comes from what the simulator recorded: its
-timeline (state changes) and its API call log (by caller), plus each host's record of its jobs.
-The pieces shared with the full Airflow runs (:mod:`bench.airflow_runs`) are here too.
+"""One fleet size at operator level: a simulator here, ours then stock each in a child process
+(:mod:`bench.flows`, so that its ``ru_maxrss`` is the orchestration's own memory), every metric from
+what the simulator recorded. The pieces shared with the full Airflow runs (:mod:`bench.airflow_runs`).
 """
 
 from __future__ import annotations
@@ -29,11 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_DATES = ("2026-11-23", "2026-11-24", "2026-11-25")
 # Simulator timings (its defaults): boot and stop transitions, SSM registration, delivery.
 SCENARIO = {"transition_delay": 0.5, "registration_delay": 1.0, "delivery_delay": 0.1}
-LABELS = {
-    OURS: "ours: fleet operators, deferrable",
-    STOCK: "stock provider operators",
-    STOCK_DEFAULTS: "stock provider operators",
-}
 
 
 @dataclass
@@ -58,16 +48,13 @@ def new_side(key: str, poll_interval: float) -> SideResult:
         STOCK_DEFAULTS: StockIntervals().describe(),
     }[key]
     poll = poll_interval if key != STOCK_DEFAULTS else 60.0
-    return SideResult(key=key, label=LABELS[key], intervals=intervals, poll_interval=poll)
+    return SideResult(key=key, intervals=intervals, poll_interval=poll)
 
 
 def child_environment(home: Path, **extra: str) -> dict[str, str]:
     """A child process's environment: the project importable, Airflow at ``home``, nothing of real AWS."""
-    inherited = ("AIRFLOW", "AWS_", "FLEET_")
     env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(inherited) and key != "PYTHONPATH"
+        key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AWS_", "FLEET_"))
     }
     return {
         **env,
@@ -133,9 +120,9 @@ def side_from_logs(side: SideResult, fleet: Fleet, run_date: str, started: float
     """Fill a side's timing and API-call metrics from the simulator's records of ``[started, ended]``."""
     events, workers = fleet.sim.timeline(), fleet.workers
     spans = job_spans(fleet, run_date, started)
-    stops = [metrics.worker_stop(events, worker, *spans[worker]) for worker in workers]
-    side.idle_to_stopping = [stop.idle_to_stopping for stop in stops]
-    side.idle_to_stopped = [stop.idle_to_stopped for stop in stops]
+    idles = [metrics.worker_idle(events, worker, spans[worker][1]) for worker in workers]
+    side.idle_to_stopping = [stopping for stopping, _ in idles]
+    side.idle_to_stopped = [stopped for _, stopped in idles]
     side.signer_lag = metrics.signer_lag(events, fleet.signer, workers, started)
     known = [(start, end) for start, end in spans.values() if start is not None and end is not None]
     side.longest_job = max((end - start for start, end in known), default=None)
@@ -235,8 +222,8 @@ def measure_in_process(
                 slots = raw["slots"]
                 side.slots_peak, side.slot_seconds = slots["peak"], slots["slot_seconds"]
                 side.slot_by_step, side.waiting_slot_seconds = slots["by_step"], slots["waiting_seconds"]
-                side.deferred_seconds = sum(raw["deferred_seconds"].values())
-                side.deferred_steps = sorted(raw["deferred_seconds"])
+                side.deferred_seconds = sum(slots["deferred_by_step"].values())
+                side.deferred_steps = sorted(slots["deferred_by_step"])
                 side.memory["flow process ru_maxrss"] = raw.get("maxrss_kb")
             settle(side, fleet, "flow")
         return finish(result, fleet, configs, workdir, poll_interval, began)

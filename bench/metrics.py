@@ -16,25 +16,6 @@ from typing import Any
 from bench.stats import elapsed
 
 
-@dataclass(frozen=True)
-class WorkerStop:
-    """One worker's last job end and when its instance went ``stopping`` and ``stopped``."""
-
-    instance_id: str
-    job_start: float | None
-    job_end: float | None
-    stopping: float | None
-    stopped: float | None
-
-    @property
-    def idle_to_stopping(self) -> float | None:
-        return elapsed(self.job_end, self.stopping)
-
-    @property
-    def idle_to_stopped(self) -> float | None:
-        return elapsed(self.job_end, self.stopped)
-
-
 def state_changes(events: Iterable[Mapping[str, Any]], instance_id: str, to: str) -> list[float]:
     return sorted(
         event["t"]
@@ -43,22 +24,18 @@ def state_changes(events: Iterable[Mapping[str, Any]], instance_id: str, to: str
     )
 
 
-def worker_stop(
-    events: Sequence[Mapping[str, Any]],
-    instance_id: str,
-    job_start: float | None,
-    job_end: float | None,
-) -> WorkerStop:
-    """The first ``stopping`` at or after the job's end, and the ``stopped`` that followed it."""
-    stopping = next(
-        (t for t in state_changes(events, instance_id, "stopping") if job_end is not None and t >= job_end),
-        None,
-    )
-    stopped = next(
-        (t for t in state_changes(events, instance_id, "stopped") if stopping is not None and t >= stopping),
-        None,
-    )
-    return WorkerStop(instance_id, job_start, job_end, stopping, stopped)
+def _first_at_or_after(times: list[float], since: float | None) -> float | None:
+    return None if since is None else next((t for t in times if t >= since), None)
+
+
+def worker_idle(
+    events: Sequence[Mapping[str, Any]], instance_id: str, job_end: float | None
+) -> tuple[float | None, float | None]:
+    """Seconds from the job's end to the first ``stopping`` at or after it, and to the ``stopped``
+    that followed; ``None`` where the worker did not get there."""
+    stopping = _first_at_or_after(state_changes(events, instance_id, "stopping"), job_end)
+    stopped = _first_at_or_after(state_changes(events, instance_id, "stopped"), stopping)
+    return elapsed(job_end, stopping), elapsed(job_end, stopped)
 
 
 def signer_lag(
@@ -68,15 +45,11 @@ def signer_lag(
 
     Only changes at or after ``since`` count; ``None`` if a worker or the signer never got there.
     """
-    last_stopped = []
-    for worker in workers:
-        stops = [t for t in state_changes(events, worker, "stopped") if t >= since]
-        if not stops:
-            return None
-        last_stopped.append(stops[0])
-    last = max(last_stopped)
-    signer_stop = next((t for t in state_changes(events, signer, "stopping") if t >= last), None)
-    return None if signer_stop is None else signer_stop - last
+    stops = [_first_at_or_after(state_changes(events, worker, "stopped"), since) for worker in workers]
+    if None in stops:
+        return None
+    last = max(stops)
+    return elapsed(last, _first_at_or_after(state_changes(events, signer, "stopping"), last))
 
 
 def orchestration_calls(
@@ -86,15 +59,17 @@ def orchestration_calls(
     return [call for call in calls if call.get("caller") is not None and since <= call["t"] < until]
 
 
+def _most_first(counts: Counter[str]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def by_operation(calls: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """``{operation: count}``, most frequent first (REST calls such as S3 count as their service)."""
-    counts = Counter(call.get("operation") or call.get("service") or "?" for call in calls)
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return _most_first(Counter(call.get("operation") or call.get("service") or "?" for call in calls))
 
 
 def by_caller(calls: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    counts = Counter(str(call.get("caller")) for call in calls)
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return _most_first(Counter(str(call.get("caller")) for call in calls))
 
 
 def probe_counts(
@@ -112,35 +87,25 @@ class SlotSamples:
     """Worker slots held over a run, from task-instance states sampled at times ``t``."""
 
     peak_running: int
-    running_seconds: float
     deferred_seconds: float
-    # Running task-seconds by step (the task id's last part: ``w001.run_agent`` -> ``run_agent``).
-    running_by_step: dict[str, float]
     running_by_task: dict[str, float]
 
 
 def integrate_states(samples: Sequence[tuple[float, Mapping[str, str | None]]]) -> SlotSamples:
-    """``[(t, {task_id: state})]`` → peak ``running`` tasks, and task-seconds running and deferred.
+    """``[(t, {task_id: state})]`` → peak ``running`` tasks, task-seconds deferred and running by task.
 
     Each sample holds until the next one (a step function); the last sample counts for nothing.
     """
-    peak = 0
-    running = deferred = 0.0
-    by_step: dict[str, float] = {}
-    by_task: dict[str, float] = {}
+    peak, deferred = 0, 0.0
+    by_task: Counter[str] = Counter()
     for index, (moment, states) in enumerate(samples):
-        count = sum(1 for state in states.values() if state == "running")
-        peak = max(peak, count)
+        running = [task_id for task_id, state in states.items() if state == "running"]
+        peak = max(peak, len(running))
         if index + 1 < len(samples):
             width = samples[index + 1][0] - moment
-            running += count * width
             deferred += sum(1 for state in states.values() if state == "deferred") * width
-            for task_id, state in states.items():
-                if state == "running":
-                    step = step_of(task_id)
-                    by_step[step] = by_step.get(step, 0.0) + width
-                    by_task[task_id] = by_task.get(task_id, 0.0) + width
-    return SlotSamples(peak, running, deferred, dict(sorted(by_step.items())), by_task)
+            by_task.update(dict.fromkeys(running, width))
+    return SlotSamples(peak, deferred, dict(by_task))
 
 
 def step_of(task_id: str) -> str:

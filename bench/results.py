@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.old_scripts_model import OldScriptsOutcome
@@ -18,7 +18,6 @@ class SideResult:
     """One flow (ours or stock) at one fleet size, as measured."""
 
     key: str
-    label: str
     intervals: str
     poll_interval: float  # the interval its state waits poll at (the signer-lag target uses it)
     error: str | None = None
@@ -96,6 +95,3 @@ class BenchResults:
     sizes: list[SizeResult] = field(default_factory=list)
     parse: list[ParseResult] = field(default_factory=list)
     duration: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -8,13 +8,11 @@ folder's own helper modules (``agent_testing``, ``fleet_sim_testing``, ...).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import botocore.loaders
-import botocore.session
+from airflow_harness import in_process
 
 # Short but real delays for the fleet simulator: every transition can still be seen between two polls.
 FAST = {"transition_delay": 0.3, "registration_delay": 0.3, "delivery_delay": 0.05}
@@ -34,14 +32,9 @@ def wait_for(
         time.sleep(interval)
 
 
-# Every hook builds a new botocore session, and each session parses the large EC2 service model
-# again (about 0.3 s). Sessions may share one loader: it only reads and caches the model files.
-_SHARED_LOADER = botocore.loaders.create_loader()
-
-
 def share_botocore_loader(monkeypatch: Any) -> None:
     """Make every botocore session the test creates use one model loader (for the test's duration)."""
-    monkeypatch.setattr(botocore.session, "create_loader", lambda *args, **kwargs: _SHARED_LOADER)
+    in_process.share_botocore_loader(monkeypatch.setattr)
 
 
 def states(ec2: Any, ids: list[str]) -> dict[str, str]:
@@ -54,15 +47,8 @@ def states(ec2: Any, ids: list[str]) -> dict[str, str]:
     }
 
 
-class FakeTaskInstance:
-    """A task instance that keeps what is pushed to XCom."""
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        # What Airflow would store must be JSON.
-        self.xcom[key] = json.loads(json.dumps(value))
+# A task instance that keeps its XCom pushes, JSON-checked, in ``ti.xcom``.
+FakeTaskInstance = in_process.TaskInstance
 
 
 def role_named(config: Any, name: str) -> Any:

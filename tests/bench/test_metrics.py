@@ -24,20 +24,18 @@ EVENTS = [
 ]
 
 
-class TestWorkerStop:
+class TestWorkerIdle:
     def test_idle_runs_from_the_jobs_end_to_the_next_stopping_and_stopped(self):
-        stop = metrics.worker_stop(EVENTS, "i-w1", job_start=3.0, job_end=8.6)
+        stopping, stopped = metrics.worker_idle(EVENTS, "i-w1", job_end=8.6)
 
-        assert stop.idle_to_stopping == pytest.approx(0.4)
-        assert stop.idle_to_stopped == pytest.approx(0.9)
+        assert stopping == pytest.approx(0.4)
+        assert stopped == pytest.approx(0.9)
 
     def test_a_worker_that_never_stopped_after_its_job_has_no_idle(self):
-        stop = metrics.worker_stop(EVENTS, "i-w1", job_start=3.0, job_end=10.0)
-
-        assert stop.stopping is None and stop.idle_to_stopping is None and stop.idle_to_stopped is None
+        assert metrics.worker_idle(EVENTS, "i-w1", job_end=10.0) == (None, None)
 
     def test_an_unknown_job_end_has_no_idle(self):
-        assert metrics.worker_stop(EVENTS, "i-w1", None, None).idle_to_stopping is None
+        assert metrics.worker_idle(EVENTS, "i-w1", None) == (None, None)
 
 
 class TestSignerLag:
@@ -90,9 +88,12 @@ def test_task_state_samples_integrate_to_slots_running_and_deferred():
     slots = metrics.integrate_states(samples)
 
     assert slots.peak_running == 2
-    assert slots.running_seconds == pytest.approx(2 * 1.0 + 1 * 2.0 + 1 * 0.5)
     assert slots.deferred_seconds == pytest.approx(2.0)
-    assert slots.running_by_step == {"start": pytest.approx(4.0), "wait": pytest.approx(0.5)}
+    assert slots.running_by_task == {
+        "a.start": pytest.approx(1.0),
+        "b.start": pytest.approx(3.0),
+        "a.wait": pytest.approx(0.5),
+    }
 
 
 def test_a_task_that_never_deferred_held_its_slot_for_its_whole_duration():

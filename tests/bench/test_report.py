@@ -9,7 +9,6 @@ from bench.results import OURS, STOCK, BenchResults, ParseResult, SideResult, Si
 
 def side(key: str, **values) -> SideResult:
     defaults = {
-        "label": key,
         "intervals": "every 5 s",
         "poll_interval": 5.0,
         "wall": 20.0,
