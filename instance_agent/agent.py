@@ -1,8 +1,7 @@
 """One ``run``, in two halves: :func:`prepare` (lock, state, plan) and :func:`execute` (the jobs).
 
-``prepare`` runs in the process the SSM command started, so every refusal (lock held, corrupt
-state) reaches the caller with its exit code. ``execute`` runs in the detached supervisor (or in
-the same process with ``--foreground``), holding the very same lock.
+``prepare`` runs in the process the SSM command started, so every refusal reaches the caller
+with its exit code; ``execute`` runs in the detached supervisor, holding the very same lock.
 """
 
 from __future__ import annotations
@@ -10,12 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from instance_agent import exit_codes, procinfo
-from instance_agent.checks import parse_s3_prefix
 from instance_agent.clock import SystemClock, format_time
 from instance_agent.disk import disk_warnings
 from instance_agent.imds import ImdsClient
@@ -38,6 +37,7 @@ from instance_agent.protocol import (
     STATE_RUNNING,
     STATE_SUCCEEDED,
     s3_run_prefix,
+    split_s3_prefix,
 )
 from instance_agent.reporter import Reporter, boto3_client_factory
 from instance_agent.shutdown import shut_down
@@ -58,9 +58,6 @@ class RunOptions:
     force: bool = False
     heartbeat_seconds: float | None = None  # overrides the spec's
     imds_poll_seconds: float = DEFAULT_IMDS_POLL_SECONDS
-
-    def store(self) -> StateStore:
-        return StateStore(self.state_dir)
 
 
 @dataclass
@@ -85,7 +82,7 @@ class Prepared:
     @classmethod
     def from_payload(cls, payload: dict[str, Any], lock: StateDirLock) -> Prepared:
         options = RunOptions(**payload["options"])
-        store = options.store()
+        store = StateStore(options.state_dir)
         state = store.load(options.run_date)
         if state is None:
             raise StateError(f"{store.path(options.run_date)}: missing")
@@ -123,21 +120,16 @@ def holder_text(options: RunOptions) -> str:
     return Holder(os.getpid(), options.role, options.run_date).text()
 
 
-def record_alive(record: JobRecord) -> bool:
-    return procinfo.is_alive(record.pid, record.process)
-
-
 def prepare(
     options: RunOptions,
     spec: RunSpec,
     *,
     clock: Any = None,
-    alive: Callable[[JobRecord], bool] = record_alive,
+    alive: Callable[[JobRecord], bool] = lambda record: procinfo.is_alive(record.pid, record.process),
 ) -> Prepared:
     """Lock the state dir, read the date's state, plan, and record the plan (atomically).
 
-    Raises ``LockBusy`` (another agent runs), ``StateError`` (refused; file untouched) or
-    ``OSError`` (directories unusable).
+    Raises ``LockBusy``, ``StateError`` (refused; file untouched) or ``OSError``.
     """
     clock = clock or SystemClock()
     os.makedirs(options.state_dir, exist_ok=True)
@@ -146,7 +138,7 @@ def prepare(
     lock.acquire()
     try:
         lock.describe_holder(holder_text(options))
-        store = options.store()
+        store = StateStore(options.state_dir)
         state = store.load(options.run_date)
         if state is not None and state.role != options.role:
             raise StateError(
@@ -155,10 +147,9 @@ def prepare(
         decisions = plan_jobs(spec, state, force=options.force, alive=alive)
         warnings = disk_warnings([options.state_dir, options.log_dir], spec.disk_warn_percent)
         if options.force:
+            records = state.jobs if state else {}
             succeeded = [
-                name
-                for name in spec.job_names
-                if state is not None and name in state.jobs and state.jobs[name].status == JOB_SUCCEEDED
+                name for name in spec.job_names if name in records and records[name].status == JOB_SUCCEEDED
             ]
             warnings.insert(
                 0,
@@ -226,7 +217,7 @@ def execute(
         store.save(prepared.state)
     except Exception as error:  # the supervisor below still runs, records and ends the run
         log.error("cannot write the state file %s: %s", store.path(options.run_date), error)
-    bucket, prefix = parse_s3_prefix(spec.s3_log_prefix) if spec.s3_log_prefix else (None, "")
+    bucket, prefix = split_s3_prefix(spec.s3_log_prefix) if spec.s3_log_prefix else (None, "")
     reporter = Reporter(
         instance_id=agent.instance_id,
         client_factory=client_factory(region),
@@ -296,20 +287,15 @@ def _identity(imds: Any, env: Mapping[str, str]) -> tuple[str | None, str | None
 
 def configure_logging(log_file: str | None = None) -> None:
     """Log lines with UTC times to stderr (the journal, or the detached agent's log file)."""
-    import time
-
     formatter = logging.Formatter(
         "%(asctime)s.%(msecs)03dZ %(levelname)s fleet-agent[%(process)d] %(message)s", "%Y-%m-%dT%H:%M:%S"
     )
     formatter.converter = time.gmtime
-    logger = logging.getLogger("instance_agent")
-    logger.handlers[:] = []
-    handler: logging.Handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    logger.addHandler(handler)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(formatter)
-        logger.addHandler(file_handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+        handlers.append(logging.FileHandler(log_file))
+    log.handlers[:] = handlers
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    log.setLevel(logging.INFO)
+    log.propagate = False

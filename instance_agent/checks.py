@@ -1,17 +1,13 @@
-"""The rule for every value the agent takes: the one source of truth, for the agent and the DAG.
+"""The rule for every value the agent takes, for the agent and the DAG alike.
 
-Each ``check_*`` function takes a value and returns it (normalised), or raises
-:class:`SpecError` located *relative to that value* (``loc=(1,)``: the second element of an
-argv), which the caller places: ``jobs[0].argv[1]`` in a spec, ``roles[0].jobs[0].argv[1]``
-in the DAG's fleet config (``dags/fleet_dag/config.py`` calls these very functions, so the DAG
-refuses at parse time exactly what the agent would refuse on the VM).
+Each ``check_*`` returns the value (normalised) or raises :class:`SpecError` located *relative
+to that value* (``loc=(1,)``), which the caller places: ``jobs[0].argv[1]`` in a spec,
+``roles[0].jobs[0].argv[1]`` in the DAG's fleet config, which calls these very functions.
 
-A string that reaches the OS (argv, env, cwd, the S3 prefix) must be encodable as UTF-8
-strictly and hold no NUL: execve takes NUL-terminated C strings, and a lone surrogate has no
-encoding at all (Python would raise while starting the job, or, for ``\\udc80``-``\\udcff``,
-pass a raw byte through surrogateescape). Every pattern is matched whole (``fullmatch``: a
-``$`` would let ``"tasks\\n"`` through). Numbers are finite, positive where zero means
-nothing, and at most ten years; booleans are never numbers.
+A string that reaches the OS must be encodable as UTF-8 strictly and hold no NUL: execve takes
+NUL-terminated C strings, and a lone surrogate has no encoding (Python would raise while
+starting the job, or pass a raw byte through surrogateescape). Patterns are matched whole
+(``fullmatch``: a ``$`` would let ``"tasks\\n"`` through).
 """
 
 from __future__ import annotations
@@ -22,11 +18,7 @@ from datetime import date
 from typing import Any
 
 from instance_agent.display import field_path, label, shorten
-from instance_agent.protocol import (
-    JOB_NAME_PATTERN,
-    ROLE_NAME_PATTERN,
-    split_s3_prefix,
-)
+from instance_agent.protocol import JOB_NAME_PATTERN, ROLE_NAME_PATTERN
 
 _DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -48,11 +40,10 @@ MAX_SPEC_BYTES = 1 << 20
 
 
 class SpecError(ValueError):
-    """Bad input: one line naming the field (``loc``) and the bad value, cut to be readable.
+    """Bad input: one line naming the field and the bad value, cut to be readable.
 
-    ``loc`` is the path of the bad value (``("jobs", 0, "argv", 1)``), or ``None`` when the
-    error is about the input as a whole (not JSON, not UTF-8); ``source`` names the input (a
-    file, ``stdin``); ``problem`` is the message without either.
+    ``loc`` is the path of the bad value (``("jobs", 0, "argv", 1)``), or ``None`` for the input
+    as a whole (not JSON); ``source`` names the input (a file, ``stdin``).
     """
 
     def __init__(
@@ -64,10 +55,6 @@ class SpecError(ValueError):
         self.source = source
         super().__init__(self._message())
 
-    @property
-    def field(self) -> str | None:
-        return None if self.loc is None else field_path(self.loc)
-
     def _message(self) -> str:
         parts = [] if self.source is None else [label(self.source)]
         if self.loc is not None:
@@ -75,7 +62,6 @@ class SpecError(ValueError):
         return ": ".join([*parts, self.problem])
 
     def within(self, *outer: Any) -> SpecError:
-        """The same error, located inside ``outer`` (``within("jobs", 0)``)."""
         return SpecError(self.problem, (*outer, *(self.loc or ())), self.value, source=self.source)
 
     def from_source(self, source: str) -> SpecError:
@@ -89,11 +75,7 @@ def _within(loc: Any, check: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         raise error.within(loc) from None
 
 
-# -- strings ---------------------------------------------------------------------------------------
-
-
 def check_os_text(value: Any, what: str = "a string") -> str:
-    """A string the OS can take: no NUL, and encodable as UTF-8 strictly (no lone surrogate)."""
     if not isinstance(value, str):
         raise SpecError(f"expected {what}, got {shorten(value)}", (), value)
     if "\x00" in value:
@@ -111,7 +93,6 @@ def check_os_text(value: Any, what: str = "a string") -> str:
 
 
 def check_job_name(value: Any) -> str:
-    """A job's name (:data:`~instance_agent.protocol.JOB_NAME_PATTERN`)."""
     if not isinstance(value, str) or not JOB_NAME_PATTERN.fullmatch(value):
         raise SpecError(
             f"expected a name matching {JOB_NAME_PATTERN.pattern}, got {shorten(value)}", (), value
@@ -120,10 +101,7 @@ def check_job_name(value: Any) -> str:
 
 
 def check_argv(value: Any, *, shell: bool = False) -> tuple[str, ...]:
-    """A non-empty list of strings; the program (or a shell job's one command line) not empty.
-
-    Later arguments may be empty: ``grep "" file`` is a real command line.
-    """
+    """The program (or a shell job's one command line) not empty; later arguments may be (``grep "" f``)."""
     if not isinstance(value, (list, tuple)) or not value:
         raise SpecError(f"expected a non-empty list of strings, got {shorten(value)}", (), value)
     for position, item in enumerate(value):
@@ -145,7 +123,6 @@ def check_cwd(value: Any) -> str:
 
 
 def check_directory(value: Any) -> str:
-    """``--state-dir``, ``--log-dir``: a path the OS and the UTF-8 state file can both hold."""
     check_os_text(value, "a directory")
     if not value:
         raise SpecError("empty: name a directory", (), value)
@@ -153,7 +130,6 @@ def check_directory(value: Any) -> str:
 
 
 def check_env(value: Any) -> dict[str, str]:
-    """Variables added to the job's environment: plain names, string values, none reserved."""
     if not isinstance(value, dict):
         raise SpecError(f"expected an object of strings, got {shorten(value)}", (), value)
     for key, item in value.items():
@@ -172,16 +148,7 @@ def check_s3_prefix(value: Any) -> str:
     return value
 
 
-def parse_s3_prefix(prefix: str) -> tuple[str, str]:
-    """``s3://bucket/a/b/`` → ``("bucket", "a/b")``."""
-    return split_s3_prefix(check_s3_prefix(prefix))
-
-
-# -- numbers ---------------------------------------------------------------------------------------
-
-
 def check_seconds(value: Any, *, minimum: float | None = None) -> float:
-    """A duration in seconds: finite, positive (or at least ``minimum``), at most ten years."""
     # bool is an int subclass: refuse `timeout: true`
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(f"expected a number of seconds, got {shorten(value)}", (), value)
@@ -212,11 +179,7 @@ def check_bool(value: Any) -> bool:
     return value
 
 
-# -- the run's arguments ---------------------------------------------------------------------------
-
-
 def validate_date(text: Any) -> str:
-    """``YYYY-MM-DD`` naming a real calendar day, or :class:`SpecError`."""
     if not isinstance(text, str) or not _DATE_PATTERN.fullmatch(text):
         raise SpecError(f"expected YYYY-MM-DD, got {shorten(text)}", ("--date",), text)
     try:
@@ -227,7 +190,6 @@ def validate_date(text: Any) -> str:
 
 
 def validate_role(text: Any) -> str:
-    """The role (:data:`~instance_agent.protocol.ROLE_NAME_PATTERN`), the DAG's rule too."""
     if not isinstance(text, str) or not ROLE_NAME_PATTERN.fullmatch(text):
         problem = f"expected a name matching {ROLE_NAME_PATTERN.pattern}, got {shorten(text)}"
         raise SpecError(problem, ("--role",), text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -74,11 +75,9 @@ class UsageError(SpecError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, except that an error is one line (exit 2 from :func:`main`), not usage + error.
+    """argparse, except that an error is one line (exit 2), its quoted arguments escaped and cut.
 
-    Its messages may quote arguments at full length and with newlines: :func:`one_line`
-    escapes and cuts them. Subparsers are built from this class too (argparse uses the
-    parent's class).
+    Subparsers are built from this class too (argparse uses the parent's class).
     """
 
     def error(self, message: str) -> Any:
@@ -126,14 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--foreground", action="store_true", help="do not detach (systemd, tests)")
     run.add_argument(
         "--heartbeat-seconds",
-        type=_heartbeat_seconds,
+        type=functools.partial(_seconds_argument, minimum=MIN_HEARTBEAT_SECONDS),  # the spec's rule
         default=None,
         help="tag heartbeat interval; overrides the spec's heartbeat_seconds "
         f"(default {DEFAULT_HEARTBEAT_SECONDS:g})",
     )
     run.add_argument(
         "--imds-poll-seconds",
-        type=_positive_seconds,
+        type=functools.partial(_seconds_argument, minimum=None),
         default=DEFAULT_IMDS_POLL_SECONDS,
         help="interruption notice polling interval (%(default)s)",
     )
@@ -164,9 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return command_status(args)
     return command_supervise(args)
-
-
-# -- run ------------------------------------------------------------------------------------------
 
 
 def validate_run(args: argparse.Namespace) -> tuple[RunOptions, RunSpec]:
@@ -229,11 +225,10 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def _answer_busy(busy: LockBusy, role: str, run_date: str) -> int:
-    """Another agent holds this VM's state directory: exit 0 only if it runs this very role and date.
+    """Another agent holds the state directory: exit 0 only if it runs this very role and date.
 
-    Then this run's jobs are in its hands (the DAG's wait watches them). Another role or date
-    (two runs of the DAG on one VM), or a holder that cannot be read, is not this run's success:
-    exit 7, nothing started.
+    Another role or date (two runs of the DAG on one VM), or a holder that cannot be read, is
+    not this run's success: exit 7, nothing started.
     """
     text = busy.holder
     holder = Holder.parse(text)
@@ -288,9 +283,6 @@ def command_supervise(args: argparse.Namespace) -> int:
         return exit_codes.EXIT_IO_ERROR
 
 
-# -- status ---------------------------------------------------------------------------------------
-
-
 def command_status(args: argparse.Namespace) -> int:
     store = StateStore(os.path.abspath(args.state_dir))
     try:
@@ -318,15 +310,10 @@ def command_status(args: argparse.Namespace) -> int:
     return exit_codes.EXIT_OK
 
 
-# -- helpers --------------------------------------------------------------------------------------
-
-
 def _read_spec(source: str) -> RunSpec:
-    """The spec from ``source`` (``-``: stdin), read as bytes and decoded as strict UTF-8.
+    """The spec from ``source`` (``-``: stdin), as bytes: a text stream decodes per the locale.
 
-    Never through a text stream: its decoding follows the locale (strict, or surrogateescape
-    under C.UTF-8, which would hand a raw byte to a job). At most ``MAX_SPEC_BYTES`` + 1 bytes
-    are read, so an endless input (``/dev/zero``) is refused, not read to the end.
+    At most ``MAX_SPEC_BYTES`` + 1 bytes are read, so ``/dev/zero`` is refused, not read to the end.
     """
     if source == "-":
         stream = getattr(sys.stdin, "buffer", None)
@@ -365,14 +352,6 @@ def _seconds_argument(text: str, minimum: float | None) -> float:
         return check_seconds(value, minimum=minimum)
     except SpecError as error:
         raise argparse.ArgumentTypeError(f"{error.problem} (from {shorten(text)})") from None
-
-
-def _heartbeat_seconds(text: str) -> float:
-    return _seconds_argument(text, MIN_HEARTBEAT_SECONDS)  # the spec's heartbeat_seconds rule
-
-
-def _positive_seconds(text: str) -> float:
-    return _seconds_argument(text, None)
 
 
 def _print_json(document: dict[str, Any]) -> None:

@@ -1,16 +1,9 @@
 """Handing a prepared run to a detached supervisor, so the SSM command returns in seconds.
 
-The launching process already holds the state-dir lock. It starts
-``python -m instance_agent _supervise`` in a new session with:
-
-- the lock's descriptor inherited (``pass_fds``): ``flock`` belongs to the open file, so the
-  lock stays held, with no gap, after the launcher exits;
-- the run (spec, plan, options) on its stdin, then stdin closed;
-- stdout and stderr appended to ``<log-dir>/<date>/_agent.log`` (never the SSM pipes, or the
-  SSM command would wait for the jobs);
-- a readiness pipe: the supervisor writes ``ready`` once it has taken over the lock and
-  installed its signal handlers, before any job starts. No ``ready`` (it died, or hung) means
-  the launcher reports a failure; as no job has started, nothing is left half-done.
+``python -m instance_agent _supervise`` starts in a new session with the lock's descriptor
+inherited, the run on its stdin, its output in ``_agent.log`` (never the SSM pipes, or the SSM
+command would wait for the jobs) and a readiness pipe: it writes ``ready`` once it holds the
+lock, before any job starts. No ``ready`` is a failure, and no job has started.
 """
 
 from __future__ import annotations

@@ -65,9 +65,6 @@ class ImdsClient:
         self._token_expires = 0.0
         self._lock = threading.Lock()  # the reporter thread may ask for the region meanwhile
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self.token_fetches = 0
-
-    # -- the calls the agent makes -------------------------------------------------------------
 
     def instance_id(self) -> str:
         return self._text(INSTANCE_ID_PATH, "no instance id")
@@ -82,8 +79,6 @@ class ImdsClient:
     def rebalance_recommendation(self) -> dict[str, Any] | None:
         """``{"noticeTime": ...}`` or ``None``."""
         return self._json(REBALANCE_PATH)
-
-    # -- plumbing ------------------------------------------------------------------------------
 
     def get(self, path: str) -> str | None:
         """The body of ``GET path`` (``None`` on 404). One new token and retry on a 401."""
@@ -131,7 +126,6 @@ class ImdsClient:
                 raise ImdsError(f"{self.endpoint}{TOKEN_PATH}: token request answered HTTP {status}")
             self._token = body.strip()
             self._token_expires = now + self.token_ttl
-            self.token_fetches += 1
         return self._token
 
     def _request(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:

@@ -1,9 +1,8 @@
 """One agent per state directory: an ``flock`` on ``<state-dir>/agent.lock``.
 
-``flock`` belongs to the open file, not to the process: a descriptor inherited by the
-detached supervisor keeps the lock held after the launching process exits, so the hand-over
-has no window in which a second ``run`` could slip in. The kernel drops the lock when the last
-holder dies, however it dies (SIGKILL, OOM, reboot): there is never a stale lock to clean up.
+``flock`` belongs to the open file: the descriptor inherited by the detached supervisor keeps
+the lock held after the launching process exits, with no window for a second ``run``. The
+kernel drops it when the last holder dies, however it dies: never a stale lock to clean up.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ _HOLDER = re.compile(
 
 @dataclass(frozen=True)
 class Holder:
-    """Who holds the state directory's lock: the line it writes into the lock file."""
-
     pid: int
     role: str
     date: str
@@ -39,11 +36,7 @@ class Holder:
 
     @classmethod
     def parse(cls, text: str) -> Holder | None:
-        """The holder, or ``None`` for anything else.
-
-        ``None`` for an empty file (the moment between taking the lock and writing it, or the
-        hand-over to the detached supervisor), an older agent's format, garbage.
-        """
+        """``None`` for an empty file (the instant after the lock is taken), any other format, garbage."""
         match = _HOLDER.fullmatch(text.strip())
         return None if match is None else cls(int(match["pid"]), match["role"], match["date"])
 
@@ -63,7 +56,7 @@ class StateDirLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock without waiting: :class:`LockBusy` when held, ``OSError`` on I/O errors."""
+        """Take the lock without waiting: :class:`LockBusy` when held."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -86,7 +79,6 @@ class StateDirLock:
         return lock
 
     def describe_holder(self, text: str) -> None:
-        """Write who holds the lock (pid, date, role) for a second ``run`` to report."""
         if self.fd is None:
             return
         os.ftruncate(self.fd, 0)
@@ -99,7 +91,7 @@ class StateDirLock:
 
 
 def read_holder(path: str) -> str:
-    """The holder line of the lock file at ``path`` (``""`` when it cannot be read)."""
+    """``""`` when it cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -1,13 +1,8 @@
 """The whole agent ↔ DAG contract: every rule both sides must agree on, written once.
 
-The agent (on the VM: Python 3.9+, standard library only, no Airflow) and the DAG (the operators
-under ``plugins/``, the fleet config under ``dags/``) run on different machines: no unit test of
-either side alone would catch two copies of a rule drifting apart, so both import this module
-(``tests/instance_agent/test_contract.py`` reads what the agent writes with the DAG's readers).
-It holds the defaults both sides fall back to, the names a role and a job may have, the tags the
-agent writes on its own instance (which the DAG reads from the DescribeInstances calls it makes
-anyway: watching a role costs no extra API call) with :class:`AgentReport` to read and write
-them, the job outcomes in ``fleet:jobs`` and what counts as success, and where the logs go in S3.
+The agent (on the VM, standard library only) and the DAG (``plugins/``, ``dags/``) run on
+different machines: no unit test of either side alone would catch two copies of a rule drifting
+apart, so both import this module (``tests/instance_agent/test_contract.py`` checks the pair).
 """
 
 from __future__ import annotations
@@ -41,7 +36,7 @@ ROLE_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 # Each value is at most TAG_VALUE_MAX characters (EC2's limit).
 TAG_ROLE = "fleet:role"  # the worker role the agent runs
 TAG_RUN_DATE = "fleet:run-date"  # the run date (YYYY-MM-DD) the other tags describe
-TAG_STATE = "fleet:state"  # AGENT_STATES
+TAG_STATE = "fleet:state"  # STATE_*
 TAG_HEARTBEAT = "fleet:heartbeat"  # the report's time (format_heartbeat), refreshed while jobs run
 TAG_PROGRESS = "fleet:progress"  # <ended jobs>/<jobs of the spec>, e.g. 3/4
 TAG_JOBS = "fleet:jobs"  # each job's outcome and duration: encode_jobs
@@ -55,7 +50,6 @@ STATE_RUNNING = "running"
 STATE_SUCCEEDED = "succeeded"
 STATE_FAILED = "failed"
 STATE_INTERRUPTED = "interrupted"
-AGENT_STATES = (STATE_RUNNING, STATE_SUCCEEDED, STATE_FAILED, STATE_INTERRUPTED)
 
 TAG_VALUE_MAX = 256
 
@@ -92,9 +86,7 @@ _TRUNCATED = "+"
 
 
 def encode_jobs(outcomes: Mapping[str, object], durations: Mapping[str, float] | None = None) -> str:
-    """Encode ``{job: exit code or word}`` as ``name=0@95,name2=3@12,name3=running``.
-
-    ``@N`` is the job's duration in whole seconds, when ``durations`` knows it.
+    """``{job: exit code or word}`` as ``name=0@95,name2=3@12,name3=running`` (``@``: seconds).
 
     Past 256 characters the tail is replaced by ``,+N`` (N jobs not shown): the full record
     is in the agent's state file and logs, the tag is only a summary.
@@ -124,7 +116,7 @@ def _job_entries(text: str):
 
 
 def decode_jobs(text: str) -> dict[str, object]:
-    """The outcomes of :func:`encode_jobs`: ``{job: exit code (int) or word}``."""
+    """``{job: exit code (int) or word}``, from :func:`encode_jobs`."""
     result: dict[str, object] = {}
     for match in _job_entries(text):
         outcome = match.group("outcome")
@@ -133,11 +125,8 @@ def decode_jobs(text: str) -> dict[str, object]:
 
 
 def decode_job_durations(text: str) -> dict[str, int]:
-    """The durations of :func:`encode_jobs`: ``{job: seconds}`` for the jobs that carry one."""
+    """``{job: seconds}`` for the jobs that carry one, from :func:`encode_jobs`."""
     return {m.group("name"): int(m.group("seconds")) for m in _job_entries(text) if m.group("seconds")}
-
-
-# -- times ------------------------------------------------------------------------------------------
 
 
 def format_heartbeat(moment: datetime) -> str:
@@ -163,7 +152,7 @@ STATE_FILE_NAME = "state.json"  # the final state file, next to the logs
 
 
 def job_log_name(job: str) -> str:
-    """The job's log file, on the VM (``<log-dir>/<date>/``) and in S3 (:func:`s3_run_prefix`)."""
+    """The job's log file, on the VM (``<log-dir>/<date>/``) and in S3."""
     return f"{job}.log"
 
 
@@ -234,21 +223,18 @@ class AgentReport:
         return {key: value for key, value in tags.items() if value is not None}
 
     def heartbeat_age(self, now: datetime) -> float | None:
-        """Seconds since the last heartbeat, or ``None`` when there is none."""
         if self.heartbeat is None:
             return None
         return max(0.0, (now - self.heartbeat).total_seconds())
 
     def is_for(self, run_date: str) -> bool:
-        """True when the tags describe ``run_date``: a report of another day says nothing of it."""
+        """A report of another day says nothing of ``run_date``."""
         return self.run_date == run_date
 
     def is_running_for(self, run_date: str) -> bool:
-        """True when the agent says it is supervising the jobs of ``run_date``."""
         return self.is_for(run_date) and self.state == STATE_RUNNING
 
     def is_complete_for(self, run_date: str) -> bool:
-        """True when the agent finished every job of ``run_date`` successfully."""
         return self.is_for(run_date) and self.state == STATE_SUCCEEDED
 
 

@@ -1,11 +1,8 @@
 """How the supervisor records a run: the state file, the tags, the final upload.
 
-:class:`RunRecords` is a mixin of :class:`~instance_agent.supervisor.Supervisor`, split from
-its loop by concept: the loop decides what happens to the jobs, this writes it down. Every
-write here is best effort and never raises: a state file that cannot be written, a report that
-cannot be built or a tag that cannot be sent is logged, and supervision goes on (losing the
-jobs would be worse than a stale record). :meth:`RunRecords._finish_run` always ends the run:
-never-started jobs become ``skipped``, then the final state, the final tags and the upload.
+:class:`RunRecords` is a mixin of :class:`~instance_agent.supervisor.Supervisor`: the loop
+decides what happens to the jobs, this writes it down. Every write is best effort and never
+raises: losing the jobs would be worse than a stale record.
 """
 
 from __future__ import annotations
@@ -46,7 +43,7 @@ def error_text(error: BaseException) -> str:
 
 @dataclass
 class SupervisorResult:
-    state: str  # protocol.AGENT_STATES, never "running"
+    state: str  # protocol.STATE_*, never "running"
     interrupted_by: str | None = None
 
 
@@ -76,22 +73,19 @@ class RunRecords:
         log.info("run for %s finished: %s (%s)", self.settings.run_date, final, self._progress())
         try:
             self.reporter.publish(self._report(final))
-            if not self.reporter.flush(self._flush_budget()):
+            if not self.reporter.flush(max(5.0, min(30.0, self.settings.flush_reserve_seconds))):
                 log.warning("final tags not confirmed in time")
         except Exception:
             log.exception("cannot write the final tags; the state file holds the outcome")
-        uploaded: list[str] = []
         try:
             uploaded = self.reporter.upload(self._uploads())
+            if uploaded:
+                reporter = self.reporter
+                log.info(
+                    "uploaded %d file(s) to s3://%s/%s", len(uploaded), reporter.s3_bucket, reporter.s3_prefix
+                )
         except Exception:
             log.exception("cannot upload the logs")
-        if uploaded:
-            log.info(
-                "uploaded %d file(s) to s3://%s/%s",
-                len(uploaded),
-                self.reporter.s3_bucket,
-                self.reporter.s3_prefix,
-            )
         return SupervisorResult(final, self.interrupted_by)
 
     def _uploads(self) -> list[tuple[str, str]]:
@@ -102,9 +96,6 @@ class RunRecords:
         uploads.append((agent_log_path(log_dir, run_date), AGENT_LOG_NAME))
         uploads.append((self.store.path(run_date), STATE_FILE_NAME))
         return uploads
-
-    def _flush_budget(self) -> float:
-        return max(5.0, min(30.0, self.settings.flush_reserve_seconds))
 
     def _final_state(self) -> str:
         if self.interrupted_by:
@@ -154,5 +145,4 @@ class RunRecords:
         try:
             self.store.save(self.state)
         except Exception as error:
-            # Keep supervising: losing the jobs would be worse than a stale file.
             log.error("cannot write the state file %s: %s", self.store.path(self.settings.run_date), error)

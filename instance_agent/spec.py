@@ -1,34 +1,15 @@
 """What the DAG sends, validated before anything starts or is written.
 
-The spec is JSON: either a list of jobs, or an object holding ``jobs`` and a few optional
-settings for the whole run. Every key is known; an unknown one is an error, so a typo
-(``rerun_on_interupt``) never silently falls back to a default. Errors name the field path and
-the bad value, cut to a readable length: ``jobs[1].name: duplicate job name 'x'``.
-
-A job::
-
-    {"name": "backoffice",                     # protocol.JOB_NAME_PATTERN
-     "argv": ["/root/venv/bin/python", "run.py"],   # run as is, never through a shell
-     "shell": false,                            # true: argv is ONE string run by /bin/sh -c
-     "cwd": "/root/backoffice",                 # absolute; default "/"
-     "env": {"MODE": "live"},                   # added to the agent's environment
-     "timeout": 10800,                          # seconds; null or absent: no limit
-     "rerun_on_interrupt": false}               # re-run after a crash/reboot/spot reclaim?
-
-The run's settings (all optional): ``s3_log_prefix`` (``s3://bucket/prefix``),
-``heartbeat_seconds`` (60), ``kill_grace_seconds`` (30), ``disk_warn_percent`` (80) and
-``max_runtime`` (seconds for the whole run; past it every job still running is stopped and
-recorded ``timed_out``).
-
-The field rules live in :mod:`instance_agent.checks` (re-exported here), on the names and
-defaults of :mod:`instance_agent.protocol`; the DAG's fleet config calls the very same
-functions, so the two cannot disagree about a job.
+The spec is JSON: a list of jobs, or an object holding ``jobs`` and the run's settings (the
+fields of :class:`JobSpec` and :class:`RunSpec`; instance_agent/README.md describes each). Every
+key is known: a typo (``rerun_on_interupt``) is an error, never a silent default. The field
+rules are in :mod:`instance_agent.checks`, which the DAG's fleet config calls too.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
 from instance_agent.checks import (
@@ -74,7 +55,7 @@ class JobSpec:
         return ["/bin/sh", "-c", self.argv[0]] if self.shell else list(self.argv)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**_fields_of(self), "argv": list(self.argv), "env": dict(self.env)}
+        return {**asdict(self), "argv": list(self.argv)}
 
 
 @dataclass(frozen=True)
@@ -97,16 +78,12 @@ class RunSpec:
         return [job.name for job in self.jobs]
 
     def to_dict(self) -> dict[str, Any]:
-        return {**_fields_of(self), "jobs": [job.to_dict() for job in self.jobs]}
+        return {**asdict(self), "jobs": [job.to_dict() for job in self.jobs]}
 
 
 # The keys a spec may hold: the fields, so that a new field is a new key.
 JOB_KEYS = tuple(item.name for item in fields(JobSpec))
 RUN_KEYS = tuple(item.name for item in fields(RunSpec))
-
-
-def _fields_of(spec: Any) -> dict[str, Any]:
-    return {item.name: getattr(spec, item.name) for item in fields(spec)}
 
 
 class _DuplicateKey(ValueError):
@@ -116,8 +93,8 @@ class _DuplicateKey(ValueError):
 def parse_spec(data: str | bytes, source: str = "spec") -> RunSpec:
     """Parse and validate spec JSON; ``source`` (a file name, ``stdin``) prefixes errors.
 
-    Bytes are decoded as strict UTF-8 whatever the locale: a bad byte is refused at its
-    offset, never passed on to a job (surrogateescape) or raised as a traceback.
+    Bytes are decoded as strict UTF-8 whatever the locale: a bad byte is refused, never passed
+    on to a job (surrogateescape).
     """
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError(f"larger than {MAX_SPEC_BYTES // (1 << 20)} MiB, not a job spec", None, source=source)
@@ -165,7 +142,6 @@ def spec_from_document(document: Any) -> RunSpec:
     if not isinstance(raw_jobs, list) or not raw_jobs:
         raise SpecError(f"expected a non-empty list of jobs, got {shorten(raw_jobs)}", ("jobs",), raw_jobs)
     if len(raw_jobs) > MAX_JOBS:
-        # Each job is a process, a log file and a record: a runaway list is no day's work.
         raise SpecError(f"{len(raw_jobs)} jobs, at most {MAX_JOBS} per run", ("jobs",), raw_jobs)
     jobs: list[JobSpec] = []
     seen: dict[str, int] = {}
@@ -182,28 +158,22 @@ def spec_from_document(document: Any) -> RunSpec:
             )
         seen[job.name] = index
         jobs.append(job)
-    return RunSpec(
-        jobs=tuple(jobs),
-        s3_log_prefix=_optional(document, "s3_log_prefix", check_s3_prefix, None),
-        heartbeat_seconds=_optional(
-            document,
-            "heartbeat_seconds",
-            lambda value: check_seconds(value, minimum=MIN_HEARTBEAT_SECONDS),
-            DEFAULT_HEARTBEAT_SECONDS,
-        ),
-        kill_grace_seconds=_optional(
-            document,
-            "kill_grace_seconds",
-            lambda value: check_seconds(value, minimum=0),
-            DEFAULT_KILL_GRACE_SECONDS,
-        ),
-        disk_warn_percent=_optional(document, "disk_warn_percent", check_percent, DEFAULT_DISK_WARN_PERCENT),
-        max_runtime=_optional(document, "max_runtime", check_seconds, None),
-    )
+    settings = {key: _optional(document, key, check, None) for key, check in _RUN_CHECKS.items()}
+    # An absent or null setting keeps the RunSpec default.
+    return RunSpec(jobs=tuple(jobs), **{key: value for key, value in settings.items() if value is not None})
+
+
+_RUN_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "s3_log_prefix": check_s3_prefix,
+    "heartbeat_seconds": lambda value: check_seconds(value, minimum=MIN_HEARTBEAT_SECONDS),
+    "kill_grace_seconds": lambda value: check_seconds(value, minimum=0),
+    "disk_warn_percent": check_percent,
+    "max_runtime": check_seconds,
+}
 
 
 def check_job(raw: Any) -> JobSpec:
-    """One job of the spec; errors are located relative to the job (``argv[1]``)."""
+    """One job of the spec; errors are located relative to it (``argv[1]``)."""
     if not isinstance(raw, dict):
         raise SpecError(f"expected an object, got {shorten(raw)}", (), raw)
     _no_unknown_keys(raw, JOB_KEYS)

@@ -1,9 +1,6 @@
-"""The per-date state file: the local truth about which job ran, when, and how it ended.
-
-``<state-dir>/<date>.json`` holds one record per job. It is written atomically (a temporary
-file in the same directory, fsync, rename, fsync of the directory), so a crash or a power cut
-leaves either the old or the new version, never half of one. A file that cannot be read or
-does not parse is never overwritten: the agent refuses to run and says why.
+"""The per-date state file ``<state-dir>/<date>.json``: the local truth about which job ran,
+when, and how it ended. Written atomically, so a crash leaves the old or the new version; a
+file that cannot be read or does not parse is never overwritten: the agent refuses to run.
 """
 
 from __future__ import annotations
@@ -97,11 +94,7 @@ class JobRecord:
 
 @dataclass
 class AgentRecord:
-    """The agent's last run of the date: who ran it, how, and how it ended.
-
-    The first seven fields are written when the run is planned; the others only once known,
-    and a ``None`` one is left out of the file (as are unknown keys of an older file).
-    """
+    """The agent's last run of the date. Fields past ``_ALWAYS`` are written only once known."""
 
     pid: int | None = None
     started_at: str | None = None
@@ -126,8 +119,7 @@ class AgentRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentRecord:
-        # Read as written, unchecked: nothing decides on it but procinfo.is_alive, which
-        # takes any value.
+        # Unchecked: nothing decides on it but procinfo.is_alive, which takes any value.
         return cls(**{item.name: data[item.name] for item in fields(cls) if item.name in data})
 
 
@@ -137,7 +129,7 @@ class RunState:
 
     date: str
     role: str
-    state: str = STATE_RUNNING  # the agent's overall state: protocol.AGENT_STATES
+    state: str = STATE_RUNNING  # the agent's overall state: protocol.STATE_*
     agent: AgentRecord = field(default_factory=AgentRecord)
     plan: dict[str, Any] = field(default_factory=dict)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
@@ -180,8 +172,6 @@ class RunState:
 
 
 class StateStore:
-    """Reads and atomically writes ``<state-dir>/<date>.json``."""
-
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
 
@@ -208,8 +198,7 @@ class StateStore:
         return state
 
     def save(self, state: RunState) -> None:
-        path = self.path(state.date)
-        write_atomically(path, json.dumps(state.to_dict(), indent=2, sort_keys=False) + "\n")
+        write_atomically(self.path(state.date), json.dumps(state.to_dict(), indent=2) + "\n")
 
     def latest_date(self) -> str | None:
         """The most recent date with a state file (dates sort as text)."""

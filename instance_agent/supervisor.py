@@ -1,19 +1,13 @@
 """The main loop: start the jobs, reap them, enforce timeouts, react to signals and notices.
 
-Signal handlers only record the signal (and wake the loop through a pipe); everything else
-happens here, in one thread, in this order on every turn: signals, IMDS notices, reaping,
-timeouts, the heartbeat. A stop is always SIGTERM to the job's process group, then SIGKILL
-once the grace period (or the interruption deadline) has passed.
+One thread, in this order on every turn: signals, IMDS notices, reaping, timeouts, the
+heartbeat. A stop is always SIGTERM to the job's process group, then SIGKILL once the grace
+period (or the interruption deadline) has passed.
 
 A launch that raises is a ``failed`` job (it never ran), and the run goes on. Anything else
-that raises in the loop makes the supervisor stop the jobs still running (recorded
-``interrupted``: they did start) and end the run as ``failed``; jobs never started end
-``skipped``. Either way the final state and tags are written: a run is never left half-recorded.
-Records and reports are in :mod:`instance_agent.records`, the signal handlers in
-:mod:`instance_agent.signals`.
-
-The supervisor never shuts the machine down itself: it returns the final state, and the caller
-decides (an interrupted run never shuts down: AWS or systemd is already doing it).
+that raises in the loop stops the jobs still running (recorded ``interrupted``: they did start)
+and ends the run as ``failed``: a run is never left half-recorded. The caller, not the
+supervisor, shuts the machine down.
 """
 
 from __future__ import annotations
@@ -60,8 +54,6 @@ _ABORT_POLL_SECONDS = 0.2
 
 @dataclass(frozen=True)
 class SupervisorSettings:
-    """What one supervisor runs (the planned jobs of one role and date) and its timings."""
-
     spec: RunSpec
     role: str
     run_date: str
@@ -121,15 +113,9 @@ class Supervisor(RunRecords):
         self._next_imds_poll = 0.0
         self._imds_failures = 0
 
-    # -- the loop -------------------------------------------------------------------------------
-
     def run(self) -> SupervisorResult:
-        """Start, supervise, record; whatever fails on the way, the run still ends recorded.
-
-        An exception from anywhere in the loop (a bug, a broken signal pipe, an odd OS error)
-        stops the jobs still running and records them; the final state and tags are written
-        and the caller shuts down as configured. Never a run left ``running`` half-recorded.
-        """
+        """Start, supervise, record; whatever fails on the way (a bug, a broken signal pipe), the run
+        still ends recorded."""
         try:
             self._supervise()
         except Exception as error:
@@ -178,8 +164,6 @@ class Supervisor(RunRecords):
         # Never a zero wait: a deadline already acted on must not turn the loop into a spin.
         return max(wake, now + 0.01)
 
-    # -- jobs -----------------------------------------------------------------------------------
-
     def _start(self, name: str) -> None:
         job = self.spec.job(name)
         record = self.state.jobs[name]
@@ -192,9 +176,8 @@ class Supervisor(RunRecords):
         record.attempts += 1
         self._save()
         try:
-            env = dict(self.settings.base_env)
-            env.update(job.env)
-            env.update({"RUN_DATE": self.settings.run_date, "ROLE": self.settings.role})
+            settings = self.settings
+            env = {**settings.base_env, **job.env, "RUN_DATE": settings.run_date, "ROLE": settings.role}
             header = (
                 f"# fleet-agent: {format_time(now)} job {name} attempt {record.attempts} "
                 f"for {self.settings.run_date}: {job.command()!r} in {job.cwd}\n"
@@ -266,23 +249,14 @@ class Supervisor(RunRecords):
             record.status, record.reason = JOB_SUCCEEDED, None
         else:
             record.status = JOB_FAILED
-            record.reason = (
-                f"exited {code}"
-                if isinstance(code, int) and code >= 0
-                else f"killed by {_signal_name(-code)}"
-            )
+            exited = isinstance(code, int) and code >= 0
+            record.reason = f"exited {code}" if exited else f"killed by {_signal_name(-code)}"
         if note:
             record.reason = f"{record.reason}; {note}" if record.reason else note
         self._save()
         level = logging.INFO if record.status == JOB_SUCCEEDED else logging.WARNING
-        log.log(
-            level,
-            "job %s %s (exit %s)%s",
-            active.name,
-            record.status,
-            record.exit_code,
-            _suffix(record.reason),
-        )
+        reason = f": {record.reason}" if record.reason else ""
+        log.log(level, "job %s %s (exit %s)%s", active.name, record.status, record.exit_code, reason)
         if self.active:  # after the last job, the final report follows at once
             self._publish()
 
@@ -311,8 +285,6 @@ class Supervisor(RunRecords):
             active.handle.signal(signal.SIGTERM)
         if active.kill_at is None or kill_at < active.kill_at:
             active.kill_at = kill_at
-
-    # -- interruptions --------------------------------------------------------------------------
 
     def _handle_signals(self) -> None:
         for signum in self.signals.take():
@@ -384,14 +356,11 @@ class Supervisor(RunRecords):
             log.warning("EC2 rebalance recommendation (%s): an interruption may follow; the jobs go on", when)
             self._publish()
 
-    # -- when the agent itself fails --------------------------------------------------------------
-
     def _abort(self, error: Exception) -> None:
         """Supervision failed: stop what runs (SIGTERM, the grace, SIGKILL) and record it all.
 
-        Uses nothing but the handles and the clock, not the loop that just failed: no signal
-        pipe, no IMDS, no heartbeat. Jobs that never started stay pending (``skipped`` at the
-        end), never ``interrupted``.
+        Uses nothing but the handles and the clock, not the loop that just failed (no signal
+        pipe, no IMDS, no heartbeat).
         """
         self.failure = f"the agent failed: {error_text(error)}"
         log.critical(
@@ -436,7 +405,3 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-def _suffix(reason: str | None) -> str:
-    return f": {reason}" if reason else ""
