@@ -1,9 +1,12 @@
 """EC2 instance lifecycle as AWS has it, where moto flips states at once (fleet_sim/README.md):
-Start/StopInstances of known instances; instances made any other way are adopted as hosts."""
+Start/StopInstances of known instances; instances made any other way are adopted as hosts. Timed
+faults (spot interruption, rebalance, kill_agent) are armed on each host at their ``since``
+(``start``, ``running`` or ``command``) and fire ``after`` seconds later if the host still runs."""
 
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -12,8 +15,10 @@ from xml.sax.saxutils import escape
 from moto.ec2.models.instances import StateReason
 
 from fleet_sim.aws_errors import incorrect_state_error
+from fleet_sim.faults import ActiveFault
 from fleet_sim.fleet import ROLE_TAG, Fleet
 from fleet_sim.hosts import Host
+from fleet_sim.processes import signal_pids
 
 STATE_CODES = {
     "pending": 0,
@@ -33,6 +38,7 @@ SPOT_REASONS = {"stop": "Shutdown", "hibernate": "Hibernate", "terminate": "Term
 class Ec2Lifecycle:
     def __init__(self, fleet: Fleet):
         self.fleet = fleet
+        fleet.command_listeners.append(lambda host, _command_id: self.arm(host, "command"))
 
     def handles(self, operation: str, params: dict[str, list[str]]) -> bool:
         """Start/Stop of known instances; dry runs and unknown IDs go to moto for its errors."""
@@ -190,6 +196,11 @@ class Ec2Lifecycle:
         elif new in DOWN:
             self._signal(host, signal.SIGKILL, f"instance {new}")
             host.force_stop = False
+            host.spot_action = host.rebalance = None  # a new start is a new lifecycle
+        if new == "running":
+            self.arm(host, "running")
+        else:
+            host.imds_tokens.clear()
         self.fleet.state_changed(host, old, new)
 
     def _signal(self, host: Host, signum: int, why: str) -> None:
@@ -197,6 +208,35 @@ class Ec2Lifecycle:
         if pids:
             self.fleet.record(
                 "processes_signalled", host, signal=signal.Signals(signum).name, pids=pids, reason=why
+            )
+
+    def arm(self, host: Host, since: str) -> None:
+        with self.fleet.lock:
+            for fault in self.fleet.faults.arm(host.instance_id, host.role, since):
+                self.fleet.scheduler.call_later(fault.spec.after, lambda fault=fault: self._fire(fault, host))
+
+    def _fire(self, fault: ActiveFault, host: Host) -> None:
+        spec = fault.spec
+        with self.fleet.lock:
+            if host.state != "running" or fault not in self.fleet.faults.all():
+                return  # the instance went down first, or the fault was removed
+            fault.use()
+            now = time.time()
+            if spec.kind == "spot_interruption":
+                host.spot_action = {"action": spec.action, "time": _iso_seconds(now + spec.notice_seconds)}
+                details = host.spot_action
+                self.fleet.scheduler.call_later(spec.notice_seconds, lambda: self._reclaim(fault, host))
+            elif spec.kind == "rebalance":
+                details = host.rebalance = {"noticeTime": _iso_seconds(now)}
+            else:  # kill_agent
+                pids = [pid for pid, line in host.processes().items() if spec.match in line]
+                details = {"pids": signal_pids(pids, spec.signal), "signal": signal.Signals(spec.signal).name}
+            self.fleet.record("fault", host, fault=spec.kind, fault_id=fault.id, **details)
+
+    def _reclaim(self, fault: ActiveFault, host: Host) -> None:
+        if self.interrupt(host, fault.spec.action):
+            self.fleet.record(
+                "fault", host, fault="spot_reclaim", fault_id=fault.id, action=fault.spec.action
             )
 
     @staticmethod
@@ -217,3 +257,7 @@ def instance_ids(params: dict[str, list[str]]) -> list[str]:
 
 def _flag(params: dict[str, list[str]], name: str) -> bool:
     return (params.get(name) or ["false"])[0].lower() == "true"
+
+
+def _iso_seconds(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))

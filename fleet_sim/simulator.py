@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,6 @@ from fleet_sim.hosts import Host
 from fleet_sim.imds import ImdsService
 from fleet_sim.scenario import FaultSpec, Scenario, load_scenario
 from fleet_sim.ssm import SsmService, ping_status
-from fleet_sim.timed_faults import TimedFaults
 from fleet_sim.timeline import parse_iso
 
 log = logging.getLogger("fleet_sim")
@@ -42,7 +42,14 @@ AMIS_VARIABLE = "MOTO_EC2_LOAD_DEFAULT_AMIS"
 _active_lock = threading.Lock()
 _active: FleetSimulator | None = None
 _session_lock = threading.Lock()
-_session: Any = None
+
+
+@functools.cache
+def _session() -> Any:
+    """One session for all clients: it caches the service models, the costly part of a new client."""
+    import boto3
+
+    return boto3.session.Session()
 
 
 class SimulatorError(RuntimeError):
@@ -57,10 +64,8 @@ class _QuietHandler(MotoRequestHandler):
 class FleetSimulator:
     """A simulated EC2 fleet behind one AWS endpoint on 127.0.0.1.
 
-    :param fleet_config: a fleet config (path or dict): one instance per role, per candidate, and
-        one for the signer (role ``signer``)
+    :param fleet_config: a fleet config (path or dict): an instance per role or candidate, and the signer's
     :param roles: instead, or besides: role names, or ``{role: number of instances}``
-    :param scenario: timings and faults (a YAML/JSON path, a dict, or a :class:`Scenario`)
     :param workdir: host sandboxes and command output (default: a temporary directory, removed on close)
     """
 
@@ -93,8 +98,6 @@ class FleetSimulator:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._closed = False
-
-    # -- lifecycle --------------------------------------------------------------------------------
 
     def __enter__(self) -> FleetSimulator:
         return self.start()
@@ -144,7 +147,6 @@ class FleetSimulator:
         self.lifecycle = Ec2Lifecycle(self.fleet)
         self.ssm = SsmService(self.fleet)
         self.imds = ImdsService(self.fleet)
-        self.timed_faults = TimedFaults(self.fleet, self.lifecycle)
 
         front = Front(self, DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
@@ -160,7 +162,7 @@ class FleetSimulator:
 
         self._create_instances()
         for host in list(self.fleet.hosts.values()):
-            self.timed_faults.arm(host, "start")
+            self.lifecycle.arm(host, "start")
         self.fleet.scheduler.call_later(SYNC_INTERVAL, self._periodic_sync)
         log.info("fleet simulator on %s: %s", self.endpoint_url, json.dumps(self.roles()))
 
@@ -213,8 +215,6 @@ class FleetSimulator:
                 if _active is self:
                     _active = None
 
-    # -- where things are -------------------------------------------------------------------------
-
     @property
     def endpoint_url(self) -> str:
         return self.fleet.endpoint_url
@@ -225,10 +225,10 @@ class FleetSimulator:
             return self.fleet.roles()
 
     def instances_for(self, role: str) -> list[str]:
-        ids = self.roles().get(role)
-        if not ids:
-            raise KeyError(f"no simulated instance for role {role!r}; roles are {sorted(self.roles())}")
-        return ids
+        roles = self.roles()
+        if not roles.get(role):
+            raise KeyError(f"no simulated instance for role {role!r}; roles are {sorted(roles)}")
+        return roles[role]
 
     def instance_for(self, role: str) -> str:
         return self.instances_for(role)[0]
@@ -270,23 +270,16 @@ class FleetSimulator:
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client pointed at the simulator (``config=`` and other kwargs pass through)."""
-        import boto3
-
-        kwargs = {"region_name": self.region, "endpoint_url": self.endpoint_url, **kwargs}
         kwargs = {
+            "region_name": self.region,
+            "endpoint_url": self.endpoint_url,
             "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing",
             "aws_session_token": None,
             **kwargs,
         }
-        # One session for all: it caches the service models, the costly part of a new client.
         with _session_lock:
-            global _session
-            if _session is None:
-                _session = boto3.session.Session()
-            return _session.client(service, **kwargs)
-
-    # -- acting -----------------------------------------------------------------------------------
+            return _session().client(service, **kwargs)
 
     def wait_for_state(self, instance_id: str, state: str, timeout: float = 30.0) -> float:
         """Block until the instance is in ``state``; returns the seconds waited."""
@@ -305,7 +298,7 @@ class FleetSimulator:
             active = self.fleet.faults.add(dict(fault) if isinstance(fault, Mapping) else fault)
             if active.spec.kind in TIMED_KINDS and active.spec.since == "start":
                 for host in self.fleet.hosts.values():
-                    self.timed_faults.arm(host, "start")
+                    self.lifecycle.arm(host, "start")
             return active.to_dict()
 
     def faults(self) -> list[dict[str, Any]]:
@@ -315,8 +308,6 @@ class FleetSimulator:
     def remove_fault(self, fault_id: int) -> None:
         with self.fleet.lock:
             self.fleet.faults.remove(fault_id)
-
-    # -- what happened ----------------------------------------------------------------------------
 
     def timeline(self, instance_id: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
         return self.fleet.timeline.events(instance_id, event)
