@@ -30,13 +30,12 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from operators.fleet_deadline_alerts import FleetRunQueuedAtDeadline, fleet_deadline_alert
 from operators.fleet_done_checks import FORCE_PARAM, ROLES_PARAM
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
-from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_role_operators import (
     FleetRoleReportOperator,
     FleetRunAgentOperator,
     FleetSkipIfDoneOperator,
 )
-from operators.fleet_ssm_sensors import FleetSsmAgentOnlineSensor
+from operators.fleet_sensors import FleetInstanceStateSensor, FleetSsmAgentOnlineSensor
 from operators.fleet_turn_sensors import FleetWaitTurnSensor
 
 from fleet_dag.config import FleetConfig, RoleConfig
@@ -74,10 +73,7 @@ some roles. Config: `dags/fleet.yaml` or `$FLEET_CONFIG`.
 
 
 def run_date_for(dag_run: Any, timezone: str) -> str:
-    """The run date of a DAG run: its logical date, else its ``run_after``, in ``timezone``.
-
-    Never a VM's clock: a backfill or a run near midnight gets the day it is about.
-    """
+    """The run date of a DAG run (never a VM's clock): its logical date, else its ``run_after``."""
     moment = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
     if moment is None:
         raise ValueError(f"DAG run {dag_run!r} has neither a logical date nor run_after")
@@ -125,11 +121,8 @@ def _seconds(duration: timedelta) -> int | float:
 
 
 def agent_command(config: FleetConfig, role: RoleConfig) -> str:
-    """The shell script SSM runs: the agent, its arguments, and the spec as a quoted heredoc.
-
-    The heredoc's quoted delimiter means the shell expands nothing inside the spec; the run
-    date is rendered by Airflow from its own date (never the VM's clock) and checked by the agent.
-    """
+    """The shell script SSM runs: the agent, its arguments, and the spec as a quoted heredoc
+    (the shell expands nothing inside it)."""
     argv = [
         *config.agent.command,
         "run",
@@ -171,22 +164,23 @@ def import_string(path: str) -> Any:
         raise ImportError(f"notifier.class_path {path!r} cannot be imported: {error}") from error
 
 
-def _notifier(config: FleetConfig, message: str):
+def _notifier_args(config: FleetConfig, message: str) -> tuple[str, dict[str, Any]]:
+    """The notifier's import path and arguments; the default one says ``message``."""
     if config.notifier is None:
-        return import_string(DEFAULT_NOTIFIER)(message=message)
-    return import_string(config.notifier.class_path)(**config.notifier.kwargs)
+        return DEFAULT_NOTIFIER, {"message": message}
+    return config.notifier.class_path, dict(config.notifier.kwargs)
+
+
+def _notifier(config: FleetConfig, message: str):
+    path, kwargs = _notifier_args(config, message)
+    return import_string(path)(**kwargs)
 
 
 def _deadline(config: FleetConfig) -> DeadlineAlert:
-    path = config.notifier.class_path if config.notifier else DEFAULT_NOTIFIER
-    kwargs = dict(config.notifier.kwargs) if config.notifier else {}
-    if not config.notifier:
-        kwargs["message"] = f"{DAG_ID} still running {config.alert_after} after it was queued"
-    # monitor.py's "VM still up after 00:15" alert, as an Airflow deadline on the run. Not
-    # DeadlineReference.DAGRUN_QUEUED_AT: with it, Airflow 3.3 answers every Clear with HTTP 500
-    # until the deadline has passed (apache/airflow#70368); go back to it once the pinned Airflow
-    # has the fix (apache/airflow#70370; a test in tests/dags/test_fleet_deadline_clear.py fails
-    # then). The callback wraps the notifier so that a run that has ended is never alerted.
+    path, kwargs = _notifier_args(config, f"{DAG_ID} still running {config.alert_after} after it was queued")
+    # monitor.py's "VM still up after 00:15" alert, as an Airflow deadline on the run, with a
+    # reference of our own (operators.fleet_deadline_alerts: why). The callback wraps the notifier
+    # so that a run that has ended is never alerted.
     return DeadlineAlert(
         reference=FleetRunQueuedAtDeadline(),
         interval=config.alert_after,
@@ -202,11 +196,8 @@ def _deadline(config: FleetConfig) -> DeadlineAlert:
 
 
 def poll_plan(config: FleetConfig, bound: timedelta, *, at_most: int | None = None) -> tuple[int, int]:
-    """A wait's pace: ``(seconds between polls, polls)`` within ``bound``.
-
-    The config's ``poll_interval`` in whole seconds (at least 1, as polling faster only loads the
-    API; at most ``at_most``), and as many polls as fit in ``bound``, at least one.
-    """
+    """A wait's pace within ``bound``: ``(seconds between polls, polls)``, the config's
+    ``poll_interval`` in whole seconds (1 to ``at_most``), and at least one poll."""
     every = max(1, int(config.poll_interval.total_seconds()))
     if at_most is not None:
         every = min(every, at_most)
@@ -227,7 +218,9 @@ def build_role_group(config: FleetConfig, role: RoleConfig) -> RoleTasks:
     common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
     poll, boot_polls = poll_plan(config, config.boot_timeout)
     command_poll, command_polls = poll_plan(config, AGENT_COMMAND_TIMEOUT, at_most=5)
-    guarded = _turn_guard(poll)
+    # The steps that act on a VM: in a cleared run, first make sure the fleet is the run's, at
+    # wait_turn's pace.
+    guarded = {"turn_task_id": TURN_TASK_ID, "turn_poll_interval": poll}
     with TaskGroup(
         group_id=role.name, tooltip=f"{role.name}: {', '.join(j.name for j in role.jobs)}"
     ) as group:
@@ -316,20 +309,20 @@ def build_role_group(config: FleetConfig, role: RoleConfig) -> RoleTasks:
     return RoleTasks(group=group, skip_if_done=skip_if_done, run_agent=run_agent, wait_stopped=wait_stopped)
 
 
-def _turn_guard(poll: int) -> dict[str, Any]:
-    """For the steps that act on a VM: in a cleared run, first make sure the fleet is the run's.
-
-    :param poll: the pace of :func:`poll_plan`, the same as ``wait_turn``'s
-    """
-    return {"turn_task_id": TURN_TASK_ID, "turn_poll_interval": poll}
-
-
 def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
     common = {"aws_conn_id": config.aws_conn_id, "region_name": config.region}
     role_names = [role.name for role in config.roles]
     poll, boot_polls = poll_plan(config, config.boot_timeout)
     # The signer's start and stop wait for its state like every other wait: deferred and bounded.
-    signer_wait = {"deferrable": True, "waiter_delay": poll, "waiter_max_attempts": boot_polls}
+    signer = {
+        "instance_ids": [config.signer.instance],
+        "turn_task_id": TURN_TASK_ID,
+        "turn_poll_interval": poll,
+        "deferrable": True,
+        "waiter_delay": poll,
+        "waiter_max_attempts": boot_polls,
+        **common,
+    }
     with DAG(
         dag_id=dag_id,
         description="Start the fleet, run each role's jobs once per day, stop every VM when done",
@@ -356,28 +349,21 @@ def build_dag(config: FleetConfig, dag_id: str = DAG_ID) -> DAG:
         # Waits for `running`: no agent is sent its command before the signer is up.
         start_signer = FleetStartInstancesOperator(
             task_id="start_signer",
-            instance_ids=[config.signer.instance],
-            # Booted only while some role of the run has work for the date, also when cleared.
+            # Booted only while some role of the run has work for the date, also when cleared: a
+            # second run for a date already done boots nothing at all.
             skip_when_done_for=RUN_DATE,
             needed_by={role.name: role.instance_ids for role in config.roles},
-            # The signer boots only when some role has work: a second run for a date already
-            # done boots nothing at all.
             trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-            **_turn_guard(poll),
-            **signer_wait,
-            **common,
+            **signer,
         )
         stop_signer = FleetStopInstancesOperator(
             task_id="stop_signer",
-            instance_ids=[config.signer.instance],
             # Whenever this run had its turn, even when start_signer itself failed (say its wait
             # timed out after StartInstances went through): stopping a stopped instance is a no-op,
             # a forgotten one costs. Never when it had no turn: then the signer is another run's.
             # (Airflow's rule for a teardown, which as_teardown below sets too.)
             trigger_rule=TriggerRule.ALL_DONE_SETUP_SUCCESS,
-            **_turn_guard(poll),
-            **signer_wait,
-            **common,
+            **signer,
         )
         roles = [build_role_group(config, role) for role in config.roles]
         for role in roles:

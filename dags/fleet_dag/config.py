@@ -1,14 +1,9 @@
 """The fleet config: one pydantic model, validated when the DAG file is parsed.
 
 An invalid file raises :class:`FleetConfigError` naming the file, the field path
-(``roles[1].jobs[0].name``) and the bad value (cut to a readable length), which Airflow shows
-as the DAG's import error. Reading it makes no AWS call and reads no Variable.
-
-Whatever reaches the agent (a job's name, argv, cwd, env and timeout, the role, the S3 prefix,
-the heartbeat, the agent's directories) is checked by the agent's own rules, the functions of
-``instance_agent/spec.py``: the DAG refuses at parse time exactly what the agent would refuse
-on the VM, and the two cannot drift apart. Only what the DAG adds on top is its own (a role is
-also an Airflow task group id, so no dots).
+(``roles[1].jobs[0].name``) and the cut bad value: Airflow shows it as the DAG's import error.
+Whatever reaches the agent is checked by the agent's own rules (``instance_agent/spec.py``), so
+the DAG refuses at parse time exactly what the agent would refuse on the VM.
 """
 
 from __future__ import annotations
@@ -70,9 +65,8 @@ class FleetConfigError(ValueError):
 def parse_duration(value: Any) -> timedelta:
     """``90`` (seconds), ``"45s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` → a positive timedelta.
 
-    The number itself follows the agent's rule for seconds (finite, positive, at most ten
-    years): a duration the agent would refuse, or one no timedelta can hold (``10**400``,
-    ``.inf``), is a config error, never an OverflowError.
+    The seconds follow the agent's rule, so ``10**400`` or ``.inf`` is a config error, never an
+    OverflowError.
     """
     if isinstance(value, timedelta):
         seconds: Any = value.total_seconds()
@@ -94,11 +88,8 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def agent_rule(check: Any, *args: Any, **kwargs: Any) -> Any:
-    """A validator that applies one of the agent's checks and keeps the value as given.
-
-    The agent's :class:`SpecError` becomes a pydantic error at the agent's own location inside
-    the field (``argv[1]``, ``env.MODE``), with its message, which shows the cut value.
-    """
+    """A validator that applies one of the agent's checks; its :class:`SpecError` becomes a
+    pydantic error at the agent's location inside the field (``argv[1]``, ``env.MODE``)."""
 
     def validate(value: Any) -> Any:
         if value is None:

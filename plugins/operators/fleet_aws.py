@@ -1,8 +1,6 @@
 """What every fleet operator, sensor and trigger shares: hooks, retries, errors, ID lists.
 
-The provider's hooks give us credentials from the Airflow connection; botocore's own retry
-machinery (``standard`` mode: exponential backoff with jitter, bounded attempts) handles
-throttling (``RequestLimitExceeded``, ``Throttling``) so no code here sleeps on its own for it.
+Throttling is botocore's to retry (``standard`` mode): no code here sleeps on its own for it.
 """
 
 from __future__ import annotations
@@ -37,12 +35,8 @@ class FleetError(AirflowException):
 
 
 class FleetStateFailure(FleetError, AirflowFailException):
-    """Instances reached a state the wait cannot come back from (terminated, agent silent, …).
-
-    Being an ``AirflowFailException``, it fails the task without retries: a retry would read the
-    same state again at once. Transient trouble (API errors past botocore's retries) stays a
-    plain :class:`FleetError`, to which task retries apply.
-    """
+    """Instances reached a state the wait cannot come back from (terminated, agent silent, …):
+    no retries, which would read the same state again. Transient trouble stays a :class:`FleetError`."""
 
 
 def with_default_retries(
@@ -51,11 +45,8 @@ def with_default_retries(
     """The botocore config of a fleet hook: the user's, with bounded standard-mode retries unless
     they chose their own.
 
-    "The user's" follows the Amazon provider's precedence: the operator's ``botocore_config``
-    when it is given, else the ``config_kwargs`` of the connection's extra. The provider reads
-    those only when the hook gets no config at all, so a hook given just our default retries
-    would silently drop the connection's settings (its ``retries`` among them): read them here,
-    and let them win over the defaults.
+    The user's is the operator's ``botocore_config``, else the connection's ``config_kwargs``:
+    the provider reads those only for a hook given no config, so they are read here.
     """
     if botocore_config:
         config = copy.deepcopy(dict(botocore_config))
@@ -122,12 +113,9 @@ make_ssm_hook = functools.partial(make_hook, SsmHook)
 
 
 class FleetAwsTask:
-    """Mixin for the fleet's ``AwsBaseOperator``/``AwsBaseSensor`` subclasses (put it before them).
-
-    It owns what every such task adds to the provider's: its hook's parameters
-    (:func:`hook_parameters`), the connection arguments its triggers get, and an EC2 hook for the
-    tasks whose own hook is another service's (they read the agent's instance tags).
-    """
+    """Mixin for the fleet's ``AwsBaseOperator``/``AwsBaseSensor`` subclasses (put it before them):
+    its hook's parameters, the connection arguments its triggers get, and an EC2 hook for the
+    tasks whose own hook is another service's (they read the agent's instance tags)."""
 
     aws_hook_class: type[AwsGenericHook]
     aws_conn_id: str | None
@@ -144,7 +132,6 @@ class FleetAwsTask:
 
     @property
     def connection_args(self) -> dict[str, Any]:
-        """The AWS connection arguments of this task, as its triggers take them."""
         return connection_args(self)
 
     @cached_property

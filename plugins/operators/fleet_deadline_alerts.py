@@ -1,31 +1,15 @@
 """The daily DAG's "still running ``alert_after`` after it was queued" alert, safe to Clear.
 
-**Why not** ``DeadlineReference.DAGRUN_QUEUED_AT``: in Airflow 3.3 every Clear of a run whose
-``DAGRUN_QUEUED_AT`` deadline has not been missed yet fails (HTTP 500 from
-``POST .../clearTaskInstances``, the UI's Clear button): ``_recalculate_dagrun_queued_at_deadlines``
-(airflow/models/taskinstance.py) computes ``timedelta(seconds=deadline_alert.interval)`` on the
-stored interval, which is a serialized dict (``TypeError: unsupported type for timedelta seconds
-component: dict``). That is apache/airflow#70368, fixed by the open PR apache/airflow#70370. With
-``alert_after: 15m``, a failed day could not be retried for 15 minutes.
+Not ``DeadlineReference.DAGRUN_QUEUED_AT``: in Airflow 3.3 every Clear of a run whose such
+deadline is still pending fails with HTTP 500 (``_recalculate_dagrun_queued_at_deadlines`` calls
+``timedelta(seconds=...)`` on the serialized interval, a dict: apache/airflow#70368, fix in
+apache/airflow#70370). :class:`FleetRunQueuedAtDeadline` is the same time under another name,
+which that recalculation skips; ``fleet_deadline_plugin.py`` registers it. Go back once the
+pinned Airflow has the fix (``tests/dags/test_fleet_deadline_clear.py`` fails then).
 
-**What instead**: :class:`FleetRunQueuedAtDeadline`, a custom deadline reference with the same
-time (the run's ``queued_at``) under another name. The recalculation only selects references
-named ``DagRunQueuedAtDeadline``, so a Clear never reaches the buggy line. Custom references are
-looked up by import path in the references that plugins register: ``fleet_deadline_plugin.py``
-registers this one in every Airflow component (``plugins/`` is on each one's path).
-
-**Go back** to ``DeadlineReference.DAGRUN_QUEUED_AT`` (and drop this reference and its plugin)
-once the Airflow in ``requirements.txt`` contains apache/airflow#70370:
-``tests/dags/test_fleet_deadline_clear.py::test_airflow_still_fails_a_clear_on_a_queued_at_deadline``
-fails on that day and says so.
-
-What the recalculation did right is kept by :func:`fleet_deadline_alert`: after a Clear (which
-re-queues the run) the alert waits until ``alert_after`` after the *new* ``queued_at``.
-
-:func:`fleet_deadline_alert` also fixes the second half of the issue: Airflow prunes a run's
-deadlines only when the run *succeeds*, so a run that failed (or ended while the deadline was
-being handled) still got "still running" alerts. It alerts only for a run that has not ended,
-and logs why it stays silent otherwise.
+:func:`fleet_deadline_alert` keeps what the recalculation did right (after a Clear, alert
+``alert_after`` past the *new* ``queued_at``), and alerts only for a run that has not ended:
+Airflow prunes deadlines only of a run that succeeded.
 """
 
 from __future__ import annotations
@@ -51,11 +35,8 @@ STATE_LOOKUP_TIMEOUT = 30.0
 
 
 class FleetRunQueuedAtDeadline(BaseDeadlineReference):
-    """The run's ``queued_at``: ``DeadlineReference.DAGRUN_QUEUED_AT`` under a name of its own.
-
-    Evaluated by the scheduler or the API server when a run is created (never at parse time);
-    the imports of Airflow's core are inside :meth:`_evaluate_with` for that reason.
-    """
+    """The run's ``queued_at``, evaluated by the scheduler or the API server (never at parse
+    time: hence the imports of Airflow's core inside :meth:`_evaluate_with`)."""
 
     # SerializedCustomReference hands _evaluate_with only these of the run's identifiers.
     required_kwargs = frozenset({"dag_id", "run_id"})

@@ -1,9 +1,8 @@
 """Start and stop a list of EC2 instances: one read, one batched call, one bounded wait.
 
-Both operators are idempotent, so a retried or cleared task does no harm: an instance already in
-the wanted state counts as done, one in a transition (``stopping`` before a start, ``pending``
-before a stop) is waited out first, and a terminated instance fails the task naming it.
-Throttling is retried by botocore itself (standard retry mode, see :mod:`operators.fleet_aws`).
+Both are idempotent: an instance already in the wanted state counts as done, one in a transition
+is waited out first, and one in no state of :class:`~operators.fleet_ec2.ActionStates` (say
+terminated) fails the task naming it, without retries: a retry would find it the same.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from operators.fleet_aws import (
 )
 from operators.fleet_done_checks import skip_if_done, skip_unless_work
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
-from operators.fleet_turn_guard import FleetTurnGuard
+from operators.fleet_turn_sensors import FleetTurnGuard
 from operators.fleet_wait import raise_for_event
 
 if TYPE_CHECKING:
@@ -59,17 +58,10 @@ def _ids_with_states(views: dict[str, ec2.InstanceView], ids: Sequence[str]) -> 
 class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator[EC2Hook]):
     """Shared read → act → wait machinery of the start and stop operators.
 
-    A subclass names its action, the EC2 call and its :class:`~operators.fleet_ec2.ActionStates`;
-    an instance in none of them (``shutting-down``, ``terminated``) fails the task naming it,
-    without retries: a retry would find it the same.
-
+    :param instance_ids: the instances: a list, or a comma-separated string (templated)
+    :param wait_for_completion: wait until every instance is in ``target_state``
     :param waiter_delay: seconds between two polls of a wait
     :param waiter_max_attempts: polls before a wait gives up
-    :param deferrable: wait in the triggerer instead of a worker slot
-    :param turn_task_id, turn_poll_interval: in a cleared run, wait until the fleet is the run's
-        again before acting (:class:`~operators.fleet_turn_guard.FleetTurnGuard`)
-    :param aws_conn_id, region_name, verify, botocore_config: as for the provider's AWS operators;
-        bounded standard-mode retries are added unless ``botocore_config`` sets ``retries``
     """
 
     aws_hook_class = EC2Hook
@@ -106,8 +98,6 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
 
-    # -- what subclasses provide ----------------------------------------------------------------
-
     def _call(self, instance_ids: list[str]) -> None:
         """The one batched EC2 call (StartInstances or StopInstances)."""
         raise NotImplementedError
@@ -117,8 +107,6 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
 
     def _check_needed(self, context: Context, views: dict[str, ec2.InstanceView]) -> None:
         """Before acting: raise ``AirflowSkipException`` when the action is not needed."""
-
-    # -- the flow ---------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> list[str]:
         self.hold_turn(context)
@@ -257,28 +245,17 @@ class _FleetInstanceActionOperator(FleetTurnGuard, FleetAwsTask, AwsBaseOperator
 class FleetStartInstancesOperator(_FleetInstanceActionOperator):
     """Start a list of EC2 instances, or the first startable of an ordered list of candidates.
 
-    One DescribeInstances reads every state. Running and pending instances count as started;
-    stopping ones are waited out; the stopped ones are started in one StartInstances call;
-    a terminated or unknown instance fails the task naming it. Then the operator waits for
-    ``running`` (and, optionally, for passing status checks), deferring when ``deferrable``.
+    Stopped instances are started in one StartInstances call, stopping ones waited out first;
+    then the operator waits for ``running``. With ``candidates`` (alternatives for one slot), one
+    already up is used, else they are started one at a time in order, a capacity error moving on
+    to the next. Returns the slot's instance IDs; pushes XCom ``started`` and ``already_running``.
 
-    With ``candidates``, the instances are alternatives for one slot: a candidate that is
-    already running or pending is used; otherwise they are started one at a time in order, and
-    a capacity error (e.g. ``InsufficientInstanceCapacity``) moves on to the next.
-
-    Returns the started slot's instance IDs (one ID with ``candidates``) and pushes the XCom
-    keys ``started`` and ``already_running``.
-
-    :param instance_ids: the instances to start: a list, or a comma-separated string (templated)
     :param candidates: ordered alternatives for one slot, instead of ``instance_ids`` (templated)
     :param skip_when_done_for: a run date (templated): skip when an instance's agent completed it
-        (a cleared task of a day already done boots nothing: :mod:`operators.fleet_done_checks`)
+        (:mod:`operators.fleet_done_checks`)
     :param needed_by: ``{role: instance ids}``: with ``skip_when_done_for``, skip unless one of
         these roles has work for that date (the signer)
-    :param wait_for_completion: wait until the instances are ``running``
     :param require_status_ok: also wait for the EC2 status checks to pass
-    :param waiter_delay, waiter_max_attempts, deferrable, turn_task_id, turn_poll_interval,
-        aws_conn_id, region_name, verify, botocore_config: as for ``_FleetInstanceActionOperator``
     """
 
     template_fields: Sequence[str] = aws_template_fields("instance_ids", "candidates", "skip_when_done_for")
@@ -370,21 +347,12 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
 
 
 class FleetStopInstancesOperator(_FleetInstanceActionOperator):
-    """Stop a list of EC2 instances with one StopInstances call.
+    """Stop a list of EC2 instances with one StopInstances call, pending ones waited out first
+    (EC2 cannot stop a starting instance); then wait for ``stopped``. Returns the instance IDs;
+    pushes XCom ``stopped`` and ``already_stopped``.
 
-    One DescribeInstances reads every state. Stopped and stopping instances count as stopped;
-    pending ones are waited out (EC2 cannot stop an instance that is still starting); the running
-    ones are stopped in one call; a terminated or unknown instance fails the task naming it.
-    Then the operator waits for ``stopped``, deferring when ``deferrable``.
-
-    Returns the instance IDs and pushes the XCom keys ``stopped`` and ``already_stopped``.
-
-    :param instance_ids: the instances to stop: a list, or a comma-separated string (templated)
-    :param force: force the stop (no clean OS shutdown), e.g. past a role's ``max_runtime``;
-        not templated, since a rendered ``"False"`` would read as true
-    :param wait_for_completion: wait until the instances are ``stopped``
-    :param waiter_delay, waiter_max_attempts, deferrable, turn_task_id, turn_poll_interval,
-        aws_conn_id, region_name, verify, botocore_config: as for ``_FleetInstanceActionOperator``
+    :param force: force the stop (no clean OS shutdown); not templated, since a rendered
+        ``"False"`` would read as true
     """
 
     template_fields: Sequence[str] = aws_template_fields("instance_ids")

@@ -14,22 +14,16 @@ from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger, utcnow
 
 
 class FleetInstanceStateTrigger(FleetPollTrigger):
-    """Wait until every instance of a list is in ``target_state``.
+    """Wait until every instance of a list is in ``target_state``: one DescribeInstances a poll.
 
-    One DescribeInstances per poll for the whole list (one per 1000 IDs). An instance found in
-    one of ``failure_states`` fails the wait at once, naming it. When the fleet agent's tags are
-    present, each poll logs every outstanding instance's progress and heartbeat age, and a
-    heartbeat older than ``heartbeat_grace`` seconds fails the wait ("agent on i-… silent for N s").
+    Each poll logs every outstanding instance's agent progress and heartbeat age.
 
-    :param instance_ids: the instances to watch
-    :param target_state: the EC2 state every instance must reach (``running``, ``stopped``, …),
-        or ``"settled"`` (:data:`SETTLED`): any state but ``pending``, ``stopping`` and
-        ``shutting-down``; a settled wait's default failure states are ``shutting-down`` and
-        ``terminated``
+    :param target_state: the EC2 state every instance must reach, or
+        :data:`~operators.fleet_ec2.SETTLED` (no longer in a transition)
     :param failure_states: states that fail the wait at once; default from the target
     :param require_status_ok: also wait for EC2 status checks (instance and system) to be ``ok``
-    :param heartbeat_grace: seconds of agent silence tolerated; ``None`` disables the check
-    :param run_date: only tags of this run date count for the heartbeat check
+    :param heartbeat_grace: seconds of agent silence tolerated (only from an agent that says it
+        is running ``run_date``); ``None`` disables the check
     """
 
     hook_class = EC2Hook

@@ -1,9 +1,7 @@
 """The default notifier of the daily DAG: writes the alert to the log.
 
-Any Airflow notifier can replace it through the fleet config's ``notifier`` section (the
-README shows Slack). It works both as a failure callback (sync, ``notify``) and as the deadline
-alert's notifier (``async_notify``), which ``fleet_deadline_alerts.fleet_deadline_alert`` awaits
-in the triggerer for a run that has not ended.
+The fleet config's ``notifier`` section can name any Airflow notifier instead. This one serves
+both as the failure callback (``notify``) and as the deadline alert's (``async_notify``).
 """
 
 from __future__ import annotations

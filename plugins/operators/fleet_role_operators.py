@@ -27,7 +27,7 @@ from operators.fleet_aws import FleetAwsTask, FleetError, FleetStateFailure, nor
 from operators.fleet_done_checks import FORCE_PARAM, ROLES_PARAM, completed, force_requested, outcomes
 from operators.fleet_ec2 import UP_STATES, InstanceView, describe_instances
 from operators.fleet_ssm_operators import FleetRunCommandOperator
-from operators.fleet_turn_guard import FleetTurnGuard
+from operators.fleet_turn_sensors import FleetTurnGuard
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -243,7 +243,7 @@ class FleetRunAgentOperator(FleetTurnGuard, FleetRunCommandOperator):
     :param heartbeat_grace: seconds since the agent's last heartbeat within which a ``running``
         agent counts as at work
     :param turn_task_id, turn_poll_interval: in a cleared run, wait until the fleet is the run's
-        again before sending (:class:`~operators.fleet_turn_guard.FleetTurnGuard`)
+        again before sending (:class:`~operators.fleet_turn_sensors.FleetTurnGuard`)
     """
 
     template_fields: Sequence[str] = (*FleetRunCommandOperator.template_fields, "run_date")

@@ -1,4 +1,8 @@
-"""The base of the fleet's sensors: every poke is one poll of the trigger the deferral hands over."""
+"""The fleet's sensors: every poke is one poll of the trigger that a deferral hands over whole.
+
+:class:`FleetInstanceStateSensor` waits for EC2 states and reads the agent's tags;
+:class:`FleetSsmAgentOnlineSensor` waits for the SSM agents.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,30 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
+from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
+from botocore.exceptions import BotoCoreError, ClientError
 
-from operators.fleet_aws import FleetAwsTask, FleetStateFailure, normalize_instance_ids
+from operators.fleet_aws import FleetAwsTask, FleetError, FleetStateFailure, normalize_instance_ids
 from operators.fleet_done_checks import skip_if_done
-from operators.fleet_ec2 import describe_instances
-from operators.fleet_wait import RETRYABLE, EventOutcome, FleetDeferring, FleetPollTrigger
+from operators.fleet_ec2 import UP_STATES, describe_instances
+from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
+from operators.fleet_ssm_triggers import FleetSsmAgentOnlineTrigger
+from operators.fleet_turn_sensors import FleetTurnGuard
+from operators.fleet_wait import (
+    DEFER_TIMEOUT_MARGIN,
+    ERROR,
+    FAILED,
+    RETRYABLE,
+    TIMEOUT,
+    EventOutcome,
+    FleetDeferring,
+    FleetPollTrigger,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,23 +44,12 @@ if TYPE_CHECKING:
 
 class FleetTriggerSensor(FleetDeferring, FleetAwsTask, AwsBaseSensor):
     """Wait on a list of instances through one trigger: each poke is one of its polls, a deferral
-    hands it over whole, so poking and deferred the sensor decides alike.
-
-    Every fleet sensor speaks the sensors' vocabulary: a poll every ``poke_interval`` seconds,
-    for at most ``timeout`` seconds (``ceil(timeout / poke_interval)`` polls when deferred). The
-    trigger's final event becomes the task's result or exception through :attr:`outcome`; a poll
-    that hit an AWS error is an ``error`` event, whether poked or deferred.
-
-    A subclass sets ``trigger_class`` and ``trigger_fields``, ``what`` (the wait, for messages)
-    and ``outcome``.
+    hands it over whole (``ceil(timeout / poke_interval)`` polls), so both ways decide alike.
+    A subclass sets ``trigger_class``, ``trigger_fields``, ``what`` and ``outcome``.
 
     :param instance_ids: the instances to watch: a list, or a comma-separated string (templated)
-    :param skip_when_done_for: a run date (templated): when an instance's agent already completed
-        it, skip at once instead of waiting (one DescribeInstances; a cleared step of a day
-        already done, see :mod:`operators.fleet_done_checks`)
-    :param deferrable: wait in the triggerer instead of a worker slot
-    :param aws_conn_id, region_name, verify, botocore_config: as for the provider's AWS sensors;
-        bounded standard-mode retries are added unless ``botocore_config`` sets ``retries``
+    :param skip_when_done_for: a run date (templated): skip at once when an instance's agent
+        already completed it (:mod:`operators.fleet_done_checks`)
     """
 
     trigger_class: type[FleetPollTrigger]
@@ -68,7 +77,6 @@ class FleetTriggerSensor(FleetDeferring, FleetAwsTask, AwsBaseSensor):
         self.skip_when_done_for = skip_when_done_for
 
     def build_trigger(self, **kwargs: Any) -> FleetPollTrigger:
-        """The wait as a trigger: polled once per poke, or handed to the triggerer whole."""
         # A zero interval gives no pacing to divide the timeout by: one poll, then the wait ends.
         polls = max(1, math.ceil(self.timeout / self.poke_interval)) if self.poke_interval > 0 else 1
         return self.trigger_class(
@@ -132,7 +140,6 @@ class FleetTriggerSensor(FleetDeferring, FleetAwsTask, AwsBaseSensor):
             return super().resume_execution(next_method, next_kwargs, context)
 
     def _result(self, event: dict[str, Any] | None) -> Any:
-        """The instances of a success event; this sensor's exception for any other."""
         event = self.outcome.check(event, self.what)
         self.log.info("%s", self._success_message(event))
         return event.get("instances")
@@ -141,12 +148,11 @@ class FleetTriggerSensor(FleetDeferring, FleetAwsTask, AwsBaseSensor):
         return event.get("message", "")
 
     def _poke_timeout_detail(self) -> str | None:
-        """What a poking sensor's timeout adds to the base class's "timed out" message."""
+        """What a poking sensor's timeout adds to the base class's message."""
         return None
 
     @contextmanager
     def _failing_wait(self) -> Generator[None]:
-        """Let :meth:`_on_failed_wait` act on a failed or timed-out wait before the task fails."""
         try:
             yield
         except (FleetStateFailure, AirflowSensorTimeout) as error:
@@ -155,3 +161,110 @@ class FleetTriggerSensor(FleetDeferring, FleetAwsTask, AwsBaseSensor):
 
     def _on_failed_wait(self, reason: str) -> None:
         """A subclass's last act after its wait failed (nothing by default)."""
+
+
+# A state reached that the target cannot come back from is final (no retries); a timeout is a
+# sensor's timeout; an API error stays a plain FleetError, to which the task's retries apply.
+STATE_OUTCOME = EventOutcome(
+    errors={FAILED: FleetStateFailure, TIMEOUT: AirflowSensorTimeout},
+    messages={
+        FAILED: "{what} failed: {message}",
+        TIMEOUT: "{what} timed out: {message}",
+        ERROR: "{what} hit an error: {message}",
+    },
+    otherwise="{what}: unexpected trigger event {event!r}",
+)
+
+
+class FleetInstanceStateSensor(FleetTurnGuard, FleetTriggerSensor):
+    """Wait until every instance of a list is in ``target_state``
+    (:class:`~operators.fleet_ec2_triggers.FleetInstanceStateTrigger`, whose arguments it takes);
+    return ``{instance_id: {"state": ..., "tags": {...}}}``.
+
+    A failure state or a silent agent fails at once without retries (``FleetStateFailure``); an
+    API error is a plain ``FleetError``; past ``timeout``, ``AirflowSensorTimeout``.
+
+    :param stop_on_failure: when the wait fails or times out (an overrun, a silent agent),
+        force-stop the instances still up before failing: no VM is left running unwatched
+    """
+
+    aws_hook_class = EC2Hook
+    trigger_class = FleetInstanceStateTrigger
+    trigger_fields = ("target_state", "failure_states", "require_status_ok", "heartbeat_grace", "run_date")
+    outcome = STATE_OUTCOME
+    template_fields: Sequence[str] = aws_template_fields(
+        "instance_ids", "target_state", "run_date", "skip_when_done_for"
+    )
+    ui_color = "#cc8811"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        target_state: str,
+        failure_states: Sequence[str] | None = None,
+        require_status_ok: bool = False,
+        heartbeat_grace: float | None = None,
+        run_date: str | None = None,
+        stop_on_failure: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.stop_on_failure = stop_on_failure
+        self.target_state = target_state
+        self.failure_states = failure_states
+        self.require_status_ok = require_status_ok
+        self.heartbeat_grace = heartbeat_grace
+        self.run_date = run_date
+
+    @property
+    def what(self) -> str:
+        return f"Waiting for {self.target_state}"
+
+    def execute(self, context: Context) -> Any:
+        self.hold_turn(context)
+        return super().execute(context)
+
+    def _success_message(self, event: dict[str, Any]) -> str:
+        instances = event["instances"]
+        return f"All {len(instances)} instance(s) {self.target_state}: {', '.join(instances)}"
+
+    def _on_failed_wait(self, reason: str) -> None:
+        if not self.stop_on_failure:
+            return
+        ids = normalize_instance_ids(self.instance_ids, "instance_ids")
+        try:
+            views = describe_instances(self.hook.conn, ids)
+            up = [view.instance_id for view in views.values() if view.state in UP_STATES]
+            if up:
+                self.hook.conn.stop_instances(InstanceIds=up, Force=True)
+        except (FleetError, ClientError, BotoCoreError) as error:
+            # The wait has failed already; say loudly that the VM may still be running.
+            self.log.error("Could not force-stop %s after the failed wait: %s", ", ".join(ids), error)
+            return
+        if up:
+            self.log.error("Force-stopped %s: %s", ", ".join(up), reason)
+
+
+class FleetSsmAgentOnlineSensor(FleetTriggerSensor):
+    """Wait until the SSM agent of every instance of a list pings ``Online``
+    (:class:`~operators.fleet_ssm_triggers.FleetSsmAgentOnlineTrigger`).
+
+    Deferred, the trigger's timeout comes first and raises a :class:`~operators.fleet_aws.FleetError`,
+    which the task's retries cover (a reboot often brings an agent back). Returns, per instance,
+    ``{ping_status, agent_version, platform_name}``.
+    """
+
+    aws_hook_class = SsmHook
+    trigger_class = FleetSsmAgentOnlineTrigger
+    template_fields: Sequence[str] = aws_template_fields("instance_ids", "skip_when_done_for")
+    defer_margin = DEFER_TIMEOUT_MARGIN
+    look_before_deferring = True
+    what = "SSM agent online wait"
+
+    def __init__(self, *, poke_interval: float = 15, timeout: float = 600, **kwargs: Any) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+
+    def _poke_timeout_detail(self) -> str:
+        # The base class's message says only how long it waited; say which agents are missing.
+        return f"SSM agent not online on: {self.poke_trigger.describe_not_online()}"

@@ -34,45 +34,22 @@ SCRIPT_DOCUMENTS = frozenset({"AWS-RunShellScript", "AWS-RunPowerShellScript"})
 class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmHook]):
     """Run an SSM document on a list of instances and wait until it has ended on every one.
 
-    ``SendCommand`` goes out in batches of 50 instances (its limit), so one task may hold several
-    command IDs. The wait tracks every (command, instance) pair itself and succeeds only when
-    each one ended in ``Success``; any other end fails the task, naming the instance, its status
-    and exit code. Out of polls is a failure too, and (``cancel_on_timeout``) cancels the command
-    where it still runs; a batch that cannot be sent cancels the batches sent before it. Each
-    instance's stdout and stderr tails are written to the task log.
+    SendCommand goes out in batches of 50 instances; the wait
+    (:class:`~operators.fleet_ssm_triggers.FleetRunCommandTrigger`) succeeds only when every
+    (command, instance) pair ended in ``Success``. A batch that cannot be sent cancels those sent
+    before it. Returns ``{instance_id: result}`` (the trigger's results); pushes XCom
+    ``command_ids`` at once, and ``results`` when the command failed.
 
-    Returns a dict keyed by instance ID of ``{command_id, status, status_details, exit_code,
-    duration_seconds, stdout_tail, stderr_tail, stdout_url, stderr_url}``; the command IDs are
-    also pushed at once under the XCom key ``command_ids``. When the command fails, the same
-    dict is pushed under the key ``results`` before the task fails.
-
-    :param instance_ids: the instances to run on (templated; a list or a comma-separated string)
-    :param document_name: the SSM document to run (templated)
-    :param parameters: the document's parameters, e.g. ``{"commands": ["/opt/agent run"]}``
-        (templated). A single string value is taken as a one-element list.
-    :param execution_timeout_seconds: the script documents' ``executionTimeout``: how long the
-        script may run on the instance before SSM stops it. Ignored when ``parameters`` already
-        holds ``executionTimeout``; only valid with AWS-RunShellScript and AWS-RunPowerShellScript.
-    :param delivery_timeout_seconds: SendCommand's ``TimeoutSeconds``: how long an instance may
-        take to start the command before SSM gives up on it (SSM's default: 3600)
-    :param comment: a comment shown in the SSM console (templated; cut to 100 characters)
-    :param output_s3_bucket: S3 bucket that receives the full output (templated)
-    :param output_s3_prefix: S3 key prefix for that output (templated)
-    :param wait_for_completion: wait until the command has ended everywhere (default: True)
-    :param waiter_delay: seconds between two polls (default: 15)
-    :param waiter_max_attempts: polls before the wait fails as timed out (default: 240)
-    :param deferrable: wait in the triggerer rather than in a worker slot
-    :param send_retry_seconds: how long to retry SendCommand while SSM answers
-        ``InvalidInstanceId``, as it does for an agent that registered moments ago (default: 120)
-    :param send_retry_delay: seconds between two such retries (default: 10)
-    :param log_tail_lines: last lines of stdout and stderr kept per instance (default: 20)
-    :param reuse_in_flight: before sending, look for a command of the same document and
-        ``comment`` still pending or running on each instance (a previous try of this task) and
-        watch it instead of sending it again; needs a ``comment`` unique to the run (default: False)
-    :param cancel_on_timeout: when the polls run out, cancel the command where it still runs, so
-        no work goes on unwatched after the task failed (default: True)
-    :param aws_conn_id, region_name, verify, botocore_config: as for the provider's AWS operators;
-        bounded standard-mode retries are added unless ``botocore_config`` sets ``retries``
+    :param parameters: the document's parameters (templated); a string value is a one-element list
+    :param execution_timeout_seconds: the script documents' ``executionTimeout``, unless
+        ``parameters`` holds one (only for :data:`SCRIPT_DOCUMENTS`)
+    :param delivery_timeout_seconds: SendCommand's ``TimeoutSeconds``
+    :param comment: shown in the SSM console (templated; cut to 100 characters)
+    :param send_retry_seconds, send_retry_delay: how long, and how often, to retry SendCommand
+        while SSM answers ``InvalidInstanceId`` (an agent that registered moments ago)
+    :param reuse_in_flight: watch a command of the same document and ``comment`` still in flight
+        on an instance (an earlier try) instead of sending it again; needs a ``comment``
+    :param cancel_on_timeout: when the polls run out, cancel the command where it still runs
     """
 
     aws_hook_class = SsmHook
@@ -142,10 +119,8 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
                 self.execution_timeout_seconds,
             )
 
-        # What this try sends, in a dict of its own: the running task is a shallow copy of the DAG's
-        # operator (prepare_for_execution), so the dict made in __init__ is shared with every
-        # other execution of it in this process (dag.test() run twice), and a later run would
-        # take the earlier run's commands for its own and send nothing.
+        # A dict of its own per try: the running task is a shallow copy of the DAG's operator, so
+        # the one made in __init__ is shared with every other run of it in this process.
         self._command_instances = {}
         if self.reuse_in_flight:
             # A retry of this task: never send the same work twice while it still runs.

@@ -24,11 +24,8 @@ from operators.fleet_wait import FAILED, SUCCESS, FleetPollTrigger
 class FleetSsmAgentOnlineTrigger(FleetPollTrigger):
     """Wait until the SSM agent of every instance of a list pings ``Online``.
 
-    Each poll is one DescribeInstanceInformation per 50 instances. ``ConnectionLost`` (the agent
-    stopped pinging, as it does until a restarted instance has booted) and ``Inactive`` are
-    waited out, not failed: the wait is bounded and its timeout names each instance and status.
-
-    :param instance_ids: the instances whose agents must be online
+    ``ConnectionLost`` (as until a restarted instance has booted) and ``Inactive`` are waited
+    out, not failed: the wait is bounded and its timeout names each instance and status.
     """
 
     hook_class = SsmHook
@@ -80,19 +77,9 @@ class FleetSsmAgentOnlineTrigger(FleetPollTrigger):
 class FleetRunCommandTrigger(FleetPollTrigger):
     """Wait until every (command, instance) pair a Run Command was sent to has ended.
 
-    Each poll makes one ``ListCommandInvocations`` per command (a command holds at most 50
-    instances, one page) and none for commands whose pairs have all ended. A pair missing from
-    the listing is pending. The wait ends only when every pair has ended; it then reads each
-    pair's ``GetCommandInvocation`` once, for the exit code, run time and output tails.
-
-    The event is ``success`` when every pair ended in ``Success``, ``failed`` otherwise (its
-    message names each failed instance, its status and exit code), ``timeout`` when the polls
-    ran out first. Success and failure events carry ``results``: per instance ``command_id``,
-    ``status``, ``status_details``, ``exit_code``, ``duration_seconds``, ``stdout_tail``,
-    ``stderr_tail``, ``stdout_url`` and ``stderr_url``.
-
-    Every pair is waited for even after one failed: the others keep running on their instances
-    either way, and the report should say how each of them ended.
+    Each poll lists the invocations of the commands not ended yet; once every pair has ended
+    (even after one failed: the others run on either way), one ``GetCommandInvocation`` per pair
+    reads its exit code, times and output tails into the event's ``results``.
 
     :param command_instances: each command ID with the instance IDs it was sent to
     :param log_tail_lines: how many last lines of stdout and stderr to keep per instance

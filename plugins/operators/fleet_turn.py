@@ -1,52 +1,17 @@
 """Whose turn it is on the fleet: one run of the DAG at a time on its VMs, whatever started it.
 
-The DAG's ``max_active_runs=1`` does not bind a backfill (each backfill has its own limit, 10
-by default, and its runs do not count against the DAG's), so two runs can reach the same VMs
-at once. A run's first task, ``wait_turn``, takes a turn for the whole run; it is the only
-writer of this protocol, and its one register is its own task-instance state, which every run
-reads with one ``get_task_states`` call of the Task SDK. For another run ``X``:
+``max_active_runs=1`` does not bind a backfill, so two runs can reach the same VMs at once. A
+run's first task, ``wait_turn``, takes a turn for the whole run; its own task-instance state is
+the protocol's one register, which every run reads with one ``get_task_states`` call. Another
+run's ``wait_turn`` ``success`` holds the fleet until that run ends, ``running`` is checking
+right now, a state in :data:`WAITING` waits (the run id that sorts first goes first).
 
-================================================  ==============================================
-``X``'s ``wait_turn`` (and ``X`` queued/running)  what it means for this run
-================================================  ==============================================
-``success``                                       X holds the fleet until X's run ends
-``running``                                       X is checking its turn right now
-``deferred``, ``scheduled``, ``queued``,          X waits for its turn; the one whose run id
-``up_for_retry``, ``up_for_reschedule``,          sorts first goes first (a backfill's runs:
-``restarting``                                    ``backfill__<date>``, in date order)
-anything else, or X's run finished                nothing: X does not touch the fleet
-================================================  ==============================================
-
-**The rule that makes it safe** (:func:`decide_go`, run in the worker, in state ``running``):
-go only when no other active run holds the fleet or is checking, and none that sorts first
-waits. Two runs R and Y cannot both go with overlapping work. Say R read the states first (at
-``c_R``). R's state was committed ``running`` before that read (the task runner marks a task
-running before it executes it) and stays ``running`` until R's ``success`` is committed, since
-a run that goes returns at once. So at Y's later read, R is ``running`` (Y sees a checker: Y
-does not go) or ``success`` (Y sees a holder, unless R's run has ended by Y's second call, and
-then R's VM work is over). This needs no timing assumption, only that the metadata database
-returns what was committed before a read. A "nobody ahead, twice in a row" rule would need one:
-that a run which decided to go is ``success`` within one poll interval, which a busy scheduler
-does not promise (the decision is made in the triggerer, the ``success`` written by a worker
-that the scheduler has yet to start).
-
-The wait itself (:func:`decide_gate`, run in the triggerer) is only about *when to look*: it
-lets the run resume once no active run holds the fleet and none that sorts before it waits.
-The run then checks again in the worker, and defers again when it must. Order only decides who
-goes first: the earliest waiter's gate is always open, and a ``running`` check lasts a moment,
-so the queue moves.
-
-**A run cleared after its turn** (a person's Clear re-opens an ended run) may find the fleet taken
-by a run that went while it was over. ``wait_turn`` is a setup task, so Airflow clears it with any
-step it guards and the run queues again; a Clear that leaves it out (a "clear failed", the signer's
-pair alone) leaves its stale ``success``. So every step that acts on a VM checks, in a run that
-has been cleared, :func:`decide_rejoin` first (:mod:`operators.fleet_turn_guard`): no other active
-run holds the fleet or is checking. While the cleared run is active its stale ``success`` keeps
-every newcomer waiting, so once nobody else holds the fleet it is this run's again. The agent's
-lock (exit 7, another role or date holds this VM) stays the backstop.
-
-Reading is separate from deciding: :func:`read_turn` makes the calls once, the ``decide_*``
-functions are pure (table-tested), and the sensor and the trigger act on their answer.
+Why two runs cannot both go (:func:`decide_go`, in the worker, while ``running``): the one that
+read first was already ``running`` and stays so until its ``success``, so the other's later read
+sees it checking or holding; no timing assumption. :func:`decide_gate` (the triggerer) only says
+when to look again; :func:`decide_rejoin` is a cleared run's check before a step acts on a VM
+(:mod:`operators.fleet_turn_sensors`). docs/architecture.md ("One run at a time") has the whole
+argument. :func:`read_turn` makes the calls; the ``decide_*`` functions are pure.
 """
 
 from __future__ import annotations
@@ -116,35 +81,22 @@ class Turn:
 
 def decide_gate(view: TurnView) -> Turn:
     """The triggerer's question: may this run look again in the worker? (Liveness, not safety.)"""
-    return Turn(tuple(_ahead(view)))
+    return Turn(tuple(_holders(view) + _earlier(view)))
 
 
 def decide_go(view: TurnView) -> Turn:
     """The worker's question: may this run take the fleet now? (The safety rule, module doc.)"""
-    later_checking = [
-        Blocker(run, "checks its turn right now and may go; looking again")
-        for run in view.others([CHECKING])
-        if run > view.run_id
-    ]
-    return Turn(tuple(_ahead(view) + later_checking))
+    later = [run for run in view.others([CHECKING]) if run > view.run_id]
+    return Turn(tuple(_holders(view) + _earlier(view) + _checking(later)))
 
 
 def decide_rejoin(view: TurnView) -> Turn:
     """A cleared run's question before one of its steps acts: is the fleet (again) this run's?
 
-    Only the runs that may have gone while this one was over matter: those holding the fleet and
-    those checking right now. A waiting run cannot go while this one is active (it sees this
-    run's ``wait_turn`` success), so it is no reason to wait.
+    A waiting run cannot go while this one is active (it sees this run's ``wait_turn``
+    success): only the holders and the runs checking right now matter.
     """
-    return Turn(
-        tuple(
-            _holders(view)
-            + [
-                Blocker(run, "checks its turn right now and may go; looking again")
-                for run in view.others([CHECKING])
-            ]
-        )
-    )
+    return Turn(tuple(_holders(view) + _checking(view.others([CHECKING]))))
 
 
 def _holders(view: TurnView) -> list[Blocker]:
@@ -154,20 +106,23 @@ def _holders(view: TurnView) -> list[Blocker]:
     ]
 
 
-def _ahead(view: TurnView) -> list[Blocker]:
-    earlier = [
+def _checking(runs: Iterable[str]) -> list[Blocker]:
+    return [Blocker(run, "checks its turn right now and may go; looking again") for run in runs]
+
+
+def _earlier(view: TurnView) -> list[Blocker]:
+    return [
         Blocker(run, f"waits for its turn too ({view.states[run]}) and goes first: its run id sorts first")
         for run in view.others(WAITING | {CHECKING})
         if run < view.run_id
     ]
-    return _holders(view) + earlier
 
 
 # -- reading ---------------------------------------------------------------------------------------
 
 
 class TurnReader(Protocol):
-    """What :func:`read_turn` needs from Airflow: the Task SDK's calls (:class:`SdkTurnReader`)."""
+    """What :func:`read_turn` needs from Airflow (:class:`SdkTurnReader`, or a test's fake)."""
 
     def task_states(self, dag_id: str, task_id: str) -> Mapping[str, str | None]: ...
 
@@ -175,11 +130,8 @@ class TurnReader(Protocol):
 
 
 class SdkTurnReader:
-    """The Task SDK's ``RuntimeTaskInstance`` calls, in a worker or in the triggerer.
-
-    Neither may touch the metadata database; both may ask the API server through the
-    supervisor (the triggerer serves ``GetTaskStates`` and ``GetDRCount``).
-    """
+    """The Task SDK's ``RuntimeTaskInstance`` calls: a worker and the triggerer may not touch the
+    metadata database, but both may ask the API server (``GetTaskStates``, ``GetDRCount``)."""
 
     def task_states(self, dag_id: str, task_id: str) -> dict[str, str | None]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance

@@ -1,13 +1,9 @@
 """The fleet's one wait contract: a bounded poll loop, deferred or not, and what its end means.
 
-A wait is a trigger whose ``poll_once()`` makes one batched read and answers either ``None``
-(keep waiting) or a final event payload. The triggerer runs it through :meth:`run` (each poll in
-a worker thread so the event loop never blocks); a task that is not deferrable runs the very
-same object through :meth:`run_sync` (:class:`FleetDeferring`). Both stop after
-``waiter_max_attempts`` polls, so no wait is without a bound.
-
-Event payloads always carry ``status`` (``success`` | ``failed`` | ``timeout`` | ``error``)
-and ``message``; an :class:`EventOutcome` turns anything but success into the task's exception.
+A wait is a trigger whose ``poll_once()`` answers ``None`` (keep waiting) or a final event,
+which always carries ``status`` (``success`` | ``failed`` | ``timeout`` | ``error``) and
+``message``. The triggerer runs it through ``run``, a task that is not deferrable through
+``run_sync`` (:class:`FleetDeferring`); both stop after ``waiter_max_attempts`` polls.
 """
 
 from __future__ import annotations
@@ -49,10 +45,9 @@ def defer_timeout(waiter_delay: float, waiter_max_attempts: int) -> timedelta:
 class EventOutcome:
     """How one kind of task turns its trigger's final event into its result or its exception.
 
-    Success returns the event. Any other status raises ``errors[status]`` (default
-    :class:`FleetError`, to which the task's retries apply), worded by ``messages[status]``, else
-    by ``otherwise``: templates of ``what``, ``status``, ``message`` (the event's) and ``event``.
-    No event at all counts as status ``None``.
+    Any status but success raises ``errors[status]`` (default :class:`FleetError`), worded by
+    ``messages[status]``, else ``otherwise`` (templates of ``what``, ``status``, ``message`` and
+    ``event``). No event at all counts as status ``None``.
     """
 
     errors: Mapping[str | None, type[Exception]] = field(default_factory=dict)
@@ -62,7 +57,6 @@ class EventOutcome:
     otherwise: str = "{what} {status}: {message}"
 
     def check(self, event: dict[str, Any] | None, what: str) -> dict[str, Any]:
-        """Return a success event; raise this outcome's exception for any other."""
         status = (event or {}).get("status")
         if event and status == SUCCESS:
             return event
@@ -79,11 +73,8 @@ raise_for_event = RETRYABLE.check
 
 
 class FleetPollTrigger(BaseTrigger):
-    """Base for the fleet's bounded polling triggers.
-
-    Subclasses implement :meth:`poll_once`, name their own constructor arguments in
-    ``serialized_fields`` (JSON-serializable attributes of the same names), and call
-    ``super().__init__`` with the shared arguments.
+    """Base for the fleet's bounded polling triggers: a subclass implements :meth:`poll_once`
+    and names its own constructor arguments (attributes of the same names) in ``serialized_fields``.
     """
 
     # The provider hook a poll reads through; None: the trigger needs no AWS.
@@ -101,9 +92,8 @@ class FleetPollTrigger(BaseTrigger):
         botocore_config: dict[str, Any] | None = None,
         hook: AwsGenericHook | None = None,
     ) -> None:
-        """``hook`` (never serialized): a task that runs the poll itself passes its own, so that
-        its pokes, its synchronous wait and its ``on_kill`` share one client; in the triggerer
-        the trigger makes its own from the connection arguments."""
+        """``hook`` (never serialized): a task that polls itself passes its own, so that its pokes,
+        its synchronous wait and its ``on_kill`` share one client."""
         super().__init__()
         if waiter_max_attempts < 1:
             raise ValueError(f"waiter_max_attempts must be at least 1, got {waiter_max_attempts!r}")
@@ -117,8 +107,6 @@ class FleetPollTrigger(BaseTrigger):
         self.botocore_config = botocore_config
         self._hook = hook
 
-    # -- what subclasses provide ----------------------------------------------------------------
-
     @abstractmethod
     def poll_once(self) -> dict[str, Any] | None:
         """One batched read: ``None`` to keep waiting, or the final event payload."""
@@ -128,8 +116,6 @@ class FleetPollTrigger(BaseTrigger):
 
     def timeout_message(self) -> str:
         return f"gave up after {self.waiter_max_attempts} polls every {self.waiter_delay} s"
-
-    # -- shared machinery -----------------------------------------------------------------------
 
     @property
     def connection_args(self) -> dict[str, Any]:
@@ -180,7 +166,7 @@ class FleetPollTrigger(BaseTrigger):
         yield TriggerEvent(self._timeout_event())
 
     def run_sync(self, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-        """The same bounded loop as :meth:`run`, blocking: the non-deferrable fallback."""
+        """The same bounded loop as :meth:`run`, blocking."""
         for attempt in range(1, self.waiter_max_attempts + 1):
             result = self.poll_guarded()
             if result is not None:
@@ -191,11 +177,8 @@ class FleetPollTrigger(BaseTrigger):
 
 
 class FleetDeferring:
-    """Mixin for the fleet's tasks: wait on a fleet trigger in the triggerer or in the worker, alike.
-
-    A task that is not ``deferrable`` runs the very trigger it would have deferred to, so both
-    ways decide the same; either way it then ends in the same method.
-    """
+    """Mixin for the fleet's tasks: a task that is not ``deferrable`` runs the very trigger it
+    would have deferred to, so both ways decide the same."""
 
     # The synchronous wait's pause between two polls; swappable in tests.
     sleep: Callable[[float], None] = staticmethod(time.sleep)
@@ -220,8 +203,8 @@ class FleetDeferring:
     ) -> dict[str, Any]:
         """Defer to ``trigger`` (resuming in ``method_name``), or run it here and return its event.
 
-        ``timeout`` defaults to the trigger's polls and :data:`DEFER_TIMEOUT_MARGIN`: Airflow 3.3
-        does not apply ``execution_timeout`` to a deferred task, so each deferral brings its own.
+        Airflow 3.3 does not apply ``execution_timeout`` to a deferred task: each deferral has a
+        ``timeout``, by default the trigger's polls and :data:`DEFER_TIMEOUT_MARGIN`.
         """
         if self.deferrable:
             self.defer(  # type: ignore[attr-defined]

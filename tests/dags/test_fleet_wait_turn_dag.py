@@ -72,7 +72,7 @@ class TestWaitTurnInTheDag:
         )
 
         assert "wait_turn" not in cleared
-        # operators.fleet_turn_guard: the signer's pair checks the turn itself; a report only reads.
+        # operators.fleet_turn_sensors: the signer's pair checks the turn itself; a report only reads.
         assert getattr(dag.get_task(task_id), "turn_task_id", None) == (
             None if task_id.endswith("report") else "wait_turn"
         )

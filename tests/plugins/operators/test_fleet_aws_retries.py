@@ -13,10 +13,9 @@ import pytest
 from botocore import UNSIGNED
 from operators.fleet_aws import DEFAULT_RETRIES, make_ec2_hook, make_ssm_hook, with_default_retries
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
-from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_role_operators import FleetRoleReportOperator, FleetSkipIfDoneOperator
+from operators.fleet_sensors import FleetInstanceStateSensor, FleetSsmAgentOnlineSensor
 from operators.fleet_ssm_operators import FleetRunCommandOperator
-from operators.fleet_ssm_sensors import FleetSsmAgentOnlineSensor
 
 CONN_ID = "fleet_retries"
 ONE_RETRY = {"mode": "standard", "max_attempts": 1}

@@ -14,9 +14,8 @@ from fleet_operator_testing import launch
 from operators.fleet_aws import FleetStateFailure
 from operators.fleet_ec2 import InstanceView
 from operators.fleet_ec2_operators import FleetStartInstancesOperator
-from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_role_operators import FAIL, SEND, SKIP, WATCH, FleetRunAgentOperator, agent_hand_over
-from operators.fleet_ssm_sensors import FleetSsmAgentOnlineSensor
+from operators.fleet_sensors import FleetInstanceStateSensor, FleetSsmAgentOnlineSensor
 from operators.fleet_wait import FAILED
 
 from instance_agent import exit_codes

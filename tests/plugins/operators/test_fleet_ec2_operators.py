@@ -14,8 +14,8 @@ from fleet_testing import states
 from operators.fleet_aws import FleetError
 from operators.fleet_ec2 import SETTLED
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
-from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
+from operators.fleet_sensors import FleetInstanceStateSensor
 from operators.fleet_wait import defer_timeout
 
 

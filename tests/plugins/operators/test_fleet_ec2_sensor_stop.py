@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import TaskDeferralError
 from fleet_operator_testing import launch, set_tags, text_of
 from fleet_testing import states
 from operators.fleet_aws import FleetError, FleetStateFailure
-from operators.fleet_ec2_sensors import FleetInstanceStateSensor
+from operators.fleet_sensors import FleetInstanceStateSensor
 
 from instance_agent.protocol import AgentReport
 

@@ -1,4 +1,4 @@
-"""Tests for operators.fleet_ec2_sensors: the instance state sensor, poking and deferred."""
+"""Tests for operators.fleet_sensors: the instance state sensor, poking and deferred."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from airflow.providers.common.compat.sdk import (
 )
 from fleet_operator_testing import launch, set_tags
 from operators.fleet_aws import FleetError, FleetStateFailure
-from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
+from operators.fleet_sensors import FleetInstanceStateSensor
 
 from instance_agent.protocol import AgentReport
 

@@ -6,7 +6,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
 from fleet_operator_testing import I1, I2, text_of
 from operators.fleet_aws import DEFAULT_RETRIES, FleetError
-from operators.fleet_ssm_sensors import FleetSsmAgentOnlineSensor
+from operators.fleet_sensors import FleetSsmAgentOnlineSensor
 from operators.fleet_ssm_triggers import FleetSsmAgentOnlineTrigger
 from operators.fleet_wait import defer_timeout
 

@@ -1,4 +1,4 @@
-"""Tests for operators.fleet_turn_guard: a cleared run's step waits until the fleet is its run's."""
+"""Tests for operators.fleet_turn_sensors: a cleared run's step waits until the fleet is its run's."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from airflow.sdk import BaseOperator
 from fleet_operator_testing import messages
 from operators.fleet_aws import FleetError
 from operators.fleet_ec2_operators import FleetStartInstancesOperator, FleetStopInstancesOperator
-from operators.fleet_ec2_sensors import FleetInstanceStateSensor
 from operators.fleet_role_operators import FleetRunAgentOperator
-from operators.fleet_turn_guard import FleetTurnGuard
-from operators.fleet_turn_triggers import REJOIN, FleetTurnTrigger
+from operators.fleet_sensors import FleetInstanceStateSensor
+from operators.fleet_turn_sensors import REJOIN, FleetTurnGuard, FleetTurnTrigger
 from operators.fleet_wait import SUCCESS, TIMEOUT
 
 NOW = datetime(2026, 11, 23, 0, 0, 5, tzinfo=UTC)

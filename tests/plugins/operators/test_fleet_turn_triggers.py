@@ -1,4 +1,4 @@
-"""Tests for operators.fleet_turn_triggers and operators.fleet_turn_sensors: ``wait_turn``."""
+"""Tests for operators.fleet_turn_sensors: the turn trigger and ``wait_turn``."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 from fleet_operator_testing import messages
 from operators.fleet_aws import FleetError
 from operators.fleet_turn import SdkTurnReader
-from operators.fleet_turn_sensors import DEFAULT_TURN_TIMEOUT, FleetWaitTurnSensor
-from operators.fleet_turn_triggers import REJOIN, FleetTurnTrigger
+from operators.fleet_turn_sensors import DEFAULT_TURN_TIMEOUT, REJOIN, FleetTurnTrigger, FleetWaitTurnSensor
 from operators.fleet_wait import ERROR, SUCCESS, TIMEOUT
 
 NOW = datetime(2026, 11, 23, 0, 0, 5, tzinfo=UTC)
@@ -74,7 +73,7 @@ class TestFleetTurnTrigger:
 
         classpath, kwargs = trigger.serialize()
 
-        assert classpath == "operators.fleet_turn_triggers.FleetTurnTrigger"
+        assert classpath == "operators.fleet_turn_sensors.FleetTurnTrigger"
         assert json.loads(json.dumps(kwargs)) == kwargs
         module, name = classpath.rsplit(".", 1)
         rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
