@@ -1,18 +1,15 @@
 """Airflow 3's four components (DAG processor, scheduler, triggerer, API server) as subprocesses.
 
-Every component runs as ``python -m airflow <component>`` in a session of its own, with an
-isolated ``AIRFLOW_HOME`` (SQLite, ``LocalExecutor``, ``SimpleAuthManager`` with everyone an
-admin) and its output in ``<home>/<component>.log``; :class:`AirflowComponents` starts them,
-stops them, reads their logs and makes REST calls with a token. Every wait is bounded; a failure
-raises :class:`HarnessError` with the tail of the log that explains it. What to do with them (the
-DAG, its runs, backfills) is :class:`airflow_harness.harness.AirflowHarness`.
+Each runs as ``python -m airflow <component>`` in a session of its own, with an isolated
+``AIRFLOW_HOME`` (SQLite, ``LocalExecutor``, ``SimpleAuthManager`` with everyone an admin) and its
+output in ``<home>/<component>.log``. Every wait is bounded; a failure raises
+:class:`HarnessError` with the log tail that explains it.
 
 **Scheduled runs are off** (``[scheduler] use_job_schedule = False``). Airflow runs nothing of a
-paused DAG, not even a backfill or a manual run, so the harness unpauses ``fleet_daily``; and
-an unpaused DAG with ``catchup=False`` would at once get the run of the latest midnight
-(``CronTriggerTimetable`` always schedules the most recent past time). With the scheduler's cron
-switched off, the only runs are the ones the caller asks for, while the DAG keeps its cron
-timetable, which backfills need (a DAG with ``schedule=None`` cannot be backfilled).
+paused DAG, so the harness unpauses ``fleet_daily``, and an unpaused DAG would at once get the
+run of the latest midnight (``CronTriggerTimetable`` schedules the most recent past time). With
+the cron off, the only runs are the caller's, while the DAG keeps the cron timetable backfills
+need (a DAG with ``schedule=None`` cannot be backfilled).
 """
 
 from __future__ import annotations
@@ -46,10 +43,8 @@ class HarnessError(RuntimeError):
 class AirflowComponents:
     """Airflow 3's four components against one fleet config and one AWS connection.
 
-    :param home: the ``AIRFLOW_HOME`` to use (created; holds the SQLite database, the
-        components' logs ``<component>.log`` and the task logs under ``logs/``)
-    :param fleet_config: the fleet config the DAG reads (``FLEET_CONFIG``), e.g. the simulator's
-        rewrite of ``dags/fleet.yaml``
+    :param home: the ``AIRFLOW_HOME`` (created; the SQLite database, ``<component>.log``, ``logs/``)
+    :param fleet_config: the fleet config the DAG reads (``FLEET_CONFIG``)
     :param aws_connection: ``AIRFLOW_CONN_AWS_DEFAULT`` (JSON), e.g. ``sim.airflow_connection()``
     :param port: the API server's port (0: a free one)
     :param extra_env: more environment for every component (``AIRFLOW__SECTION__KEY`` overrides)
@@ -65,10 +60,8 @@ class AirflowComponents:
         port: int = 0,
         extra_env: Mapping[str, str] | None = None,
         startup_timeout: float = 180.0,
-        repo: str | os.PathLike[str] = REPO,
     ):
         self.home = Path(home).resolve()
-        self.repo = Path(repo).resolve()
         self.fleet_config = Path(fleet_config).resolve()
         self.aws_connection = aws_connection
         self.port = port or _free_port()
@@ -78,14 +71,11 @@ class AirflowComponents:
         self._token: str | None = None
         self._log_handles: list[Any] = []
 
-    # -- lifecycle --------------------------------------------------------------------------------
-
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def log_path(self, component: str) -> Path:
-        """``<home>/<component>.log``: a component's output (``db-migrate`` too)."""
         return self.home / f"{component}.log"
 
     def environment(self) -> dict[str, str]:
@@ -99,14 +89,14 @@ class AirflowComponents:
         env.update(
             {
                 "PATH": os.pathsep.join([bin_dir, env.get("PATH", "")]),
-                "PYTHONPATH": str(self.repo),  # the operators import instance_agent.protocol
+                "PYTHONPATH": str(REPO),  # the operators import instance_agent.protocol
                 "AIRFLOW_HOME": str(self.home),
                 "FLEET_CONFIG": str(self.fleet_config),
                 "AIRFLOW_CONN_AWS_DEFAULT": self.aws_connection,
                 # Nothing may reach real AWS: no instance-metadata credentials either.
                 "AWS_EC2_METADATA_DISABLED": "true",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.repo / "plugins"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "8",
@@ -117,7 +107,6 @@ class AirflowComponents:
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.api_url,
-                "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
                 # One secret for every component: the API server signs the tasks' tokens with it.
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
@@ -136,7 +125,6 @@ class AirflowComponents:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
             }
         )
@@ -195,24 +183,17 @@ class AirflowComponents:
     def _migrate(self, env: dict[str, str]) -> None:
         with open(self.log_path("db-migrate"), "wb") as log:
             try:
-                result = subprocess.run(
+                subprocess.run(
                     [sys.executable, "-m", "airflow", "db", "migrate"],
                     env=env,
                     cwd=self.home,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     timeout=self.startup_timeout,
-                    check=False,
+                    check=True,
                 )
-            except subprocess.TimeoutExpired:
-                raise HarnessError(
-                    f"`airflow db migrate` did not finish in {self.startup_timeout:.0f} s\n"
-                    + self.log_tail("db-migrate")
-                ) from None
-        if result.returncode != 0:
-            raise HarnessError(
-                f"`airflow db migrate` exited {result.returncode}\n" + self.log_tail("db-migrate")
-            )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+                raise HarnessError(f"`airflow db migrate`: {error}\n" + self.log_tail("db-migrate")) from None
 
     def _spawn(self, component: str, env: dict[str, str]) -> None:
         log = open(self.log_path(component), "ab")  # ruff: ignore[open-file-with-context-handler] -- open as long as the process runs
@@ -246,8 +227,6 @@ class AirflowComponents:
             + self.log_tails()
         )
 
-    # -- diagnostics ------------------------------------------------------------------------------
-
     def check_processes(self) -> None:
         """Raise with its log tail if a component exited."""
         for name, process in self.processes.items():
@@ -269,10 +248,8 @@ class AirflowComponents:
         return "\n".join(self.log_tail(component, lines) for component in components)
 
     def _log_size(self, component: str) -> int:
-        try:
-            return self.log_path(component).stat().st_size
-        except OSError:
-            return 0
+        path = self.log_path(component)
+        return path.stat().st_size if path.exists() else 0
 
     def _log_since(self, component: str, offset: int) -> list[str]:
         """A component's log lines written after byte ``offset``."""
@@ -282,8 +259,6 @@ class AirflowComponents:
                 return log.read().decode(errors="replace").splitlines()
         except OSError:
             return []
-
-    # -- REST -------------------------------------------------------------------------------------
 
     def token(self) -> str:
         """A JWT from ``POST /auth/token`` (with every user an admin, any credentials do)."""

@@ -11,10 +11,7 @@ with FleetSimulator(fleet_config="dags/fleet.yaml", workdir=tmp / "sim") as sim:
         runs = af.wait_for_backfill(af.backfill("2026-11-20", "2026-11-21"), timeout=400)
 ```
 
-The components themselves (processes, logs, REST with a token) are
-:class:`airflow_harness.components.AirflowComponents`; this class adds what a test or the demo
-does with them: wait for the DAG, trigger runs and backfills, wait for them (a run that cannot
-start ends its wait within :data:`STALL_AFTER` seconds, naming why), read results and XComs.
+A run that cannot start ends its wait within :data:`STALL_AFTER` seconds, naming why.
 """
 
 from __future__ import annotations
@@ -28,24 +25,16 @@ from typing import Any
 
 from airflow_harness import run_status
 from airflow_harness.components import AirflowComponents, HarnessError
-from airflow_harness.run_status import TERMINAL_RUN_STATES, RunResult, TaskResult, parse
-
-__all__ = ["AirflowHarness", "HarnessError", "RunResult", "TaskResult"]
+from airflow_harness.run_status import TERMINAL_RUN_STATES, RunResult
 
 DAG_ID = "fleet_daily"
 # A run still queued, or with no task started, this long after its wait began is stuck: the wait
 # ends with the reason instead of running out its whole timeout.
 STALL_AFTER = 60.0
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AirflowHarness(AirflowComponents):
     """The components (see :class:`AirflowComponents` for the arguments) and ``fleet_daily``'s runs."""
-
-    # -- the DAG ----------------------------------------------------------------------------------
-
-    def import_errors(self) -> list[dict[str, Any]]:
-        return self.api("GET", "/api/v2/importErrors", limit=100).get("import_errors", [])
 
     def wait_for_dag(
         self, dag_id: str = DAG_ID, timeout: float = 120.0, unpause: bool = True
@@ -54,7 +43,7 @@ class AirflowHarness(AirflowComponents):
         deadline = time.monotonic() + timeout
         while True:
             self.check_processes()
-            errors = self.import_errors()
+            errors = self.api("GET", "/api/v2/importErrors", limit=100)["import_errors"]
             if errors:
                 shown = "\n".join(f"{e.get('filename')}:\n{e.get('stack_trace')}" for e in errors)
                 raise HarnessError(f"the DAG processor reported import errors:\n{shown}")
@@ -78,11 +67,9 @@ class AirflowHarness(AirflowComponents):
         dag_id: str = DAG_ID,
         run_id: str | None = None,
     ) -> str:
-        """Trigger a run (``POST .../dagRuns``); returns its run id.
+        """Trigger a run with ``conf`` as its params; its run id.
 
-        :param logical_date: a day (``"2026-11-23"``: its midnight, UTC), an aware datetime, or
-            ``None`` (a run without a logical date: its run date is the day it runs)
-        :param conf: the run's params, e.g. ``{"force": True}`` or ``{"roles": ["tasks"]}``
+        :param logical_date: a day (its midnight, UTC), an aware datetime, or ``None`` (like the UI)
         """
         body: dict[str, Any] = {"logical_date": _iso(logical_date), "conf": dict(conf or {})}
         if run_id:
@@ -94,13 +81,11 @@ class AirflowHarness(AirflowComponents):
         return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", limit=100, order_by="run_after")["dag_runs"]
 
     def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
-        return self.api("GET", path, limit=200)["task_instances"]
+        return self.api("GET", _run_path(dag_id, run_id, "/taskInstances"), limit=200)["task_instances"]
 
     def xcom(self, run_id: str, task_id: str, key: str = "return_value", dag_id: str = DAG_ID) -> Any:
         """A task's XCom value (``None`` when it pushed none, e.g. a skipped role's report)."""
-        run = urllib.parse.quote(run_id, safe="")
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/xcomEntries/{key}"
+        path = _run_path(dag_id, run_id, f"/taskInstances/{task_id}/xcomEntries/{key}")
         try:
             return self.api("GET", path, deserialize=True)["value"]
         except HarnessError as error:
@@ -124,15 +109,12 @@ class AirflowHarness(AirflowComponents):
         :param on_poll: called with the run and its task instances (the API's JSON) at every poll
         """
         seen: dict[str, list[str]] = {}
-        classpaths: dict[str, set[str]] = {}
         picked: set[str] = set()
         began = time.monotonic()
-        deadline = began + timeout
         log_offset = self._log_size("scheduler")
-        quoted = urllib.parse.quote(run_id, safe="")
         while True:
             self.check_processes()
-            run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")
+            run = self.api("GET", _run_path(dag_id, run_id))
             tis = self.task_instances(run_id, dag_id)
             if on_poll is not None:
                 on_poll(run, tis)
@@ -140,33 +122,27 @@ class AirflowHarness(AirflowComponents):
                 states = seen.setdefault(ti["task_id"], [])
                 if ti.get("state") and (not states or states[-1] != ti["state"]):
                     states.append(ti["state"])
-                trigger = ti.get("trigger")
-                if trigger:
-                    classpaths.setdefault(ti["task_id"], set()).add(trigger["classpath"])
-                    if trigger.get("triggerer_id") is not None:
-                        picked.add(ti["task_id"])
+                if (ti.get("trigger") or {}).get("triggerer_id") is not None:
+                    picked.add(ti["task_id"])
             if run["state"] in TERMINAL_RUN_STATES:
-                return run_status.run_result(run, tis, seen, classpaths, picked)
+                return run_status.run_result(run, tis, seen, picked)
             now = time.monotonic()
             stalled = (
                 stall_after is not None and now - began > stall_after and not run_status.progressing(run, tis)
             )
-            if stalled or now > deadline:
-                waited = now - began
+            if stalled or now > began + timeout:
+                reasons = "; ".join(self._why_stuck(run, dag_id, log_offset)) or (
+                    "no reason found in the scheduler's log"
+                )
                 states = ", ".join(f"{ti['task_id']}={ti.get('state')}" for ti in tis)
-                reasons = self._why_stuck(run, dag_id, log_offset)
                 raise HarnessError(
-                    f"run {run_id} still {run['state']} after {waited:.0f} s"
-                    + (" with no task started" if stalled else "")
-                    + ": "
-                    + ("; ".join(reasons) if reasons else "no reason found in the scheduler's log")
-                    + f"\ntasks: {states}\n"
-                    + self.log_tails(("scheduler", "triggerer"))
+                    f"run {run_id} still {run['state']} after {now - began:.0f} s"
+                    f"{' with no task started' if stalled else ''}: "
+                    f"{reasons}\ntasks: {states}\n" + self.log_tails(("scheduler", "triggerer"))
                 )
             time.sleep(poll)
 
     def _why_stuck(self, run: dict[str, Any], dag_id: str, log_offset: int) -> list[str]:
-        """:func:`run_status.why_stuck` with what the API and the scheduler's log say now."""
         try:
             dag = self.api("GET", f"/api/v2/dags/{dag_id}")
             others = [r for r in self.dag_runs(dag_id) if r["dag_run_id"] != run["dag_run_id"]]
@@ -182,7 +158,7 @@ class AirflowHarness(AirflowComponents):
 
     def run_result(self, run_id: str, dag_id: str = DAG_ID) -> RunResult:
         """A run's current result, without waiting (and without the polled states)."""
-        run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+        run = self.api("GET", _run_path(dag_id, run_id))
         return run_status.run_result(run, self.task_instances(run_id, dag_id))
 
     def clear(
@@ -195,11 +171,8 @@ class AirflowHarness(AirflowComponents):
         only_failed: bool = False,
         dag_id: str = DAG_ID,
     ) -> list[dict[str, Any]]:
-        """Clear task instances of a run as the UI's Clear button does; the cleared instances.
-
-        (``POST .../clearTaskInstances`` with ``dry_run`` off and ``reset_dag_runs`` on: the run
-        goes back to ``queued`` and the scheduler runs the cleared tasks again.)
-        """
+        """Clear task instances of a run as the UI's Clear button does (the run goes back to
+        ``queued``, the scheduler runs them again); the cleared instances."""
         body = {
             "dry_run": False,
             "dag_run_id": run_id,
@@ -211,8 +184,6 @@ class AirflowHarness(AirflowComponents):
         }
         return self.api("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body)["task_instances"]
 
-    # -- backfills --------------------------------------------------------------------------------
-
     def backfill(
         self,
         from_date: str | date | datetime,
@@ -222,7 +193,7 @@ class AirflowHarness(AirflowComponents):
         dag_id: str = DAG_ID,
         max_active_runs: int = 1,
     ) -> int:
-        """Create a backfill (``POST /api/v2/backfills``) of the days from ``from_date`` to ``to_date``.
+        """A backfill of the days from ``from_date`` to ``to_date``; its id.
 
         ``max_active_runs`` is the backfill's own: Airflow does not apply the DAG's
         ``max_active_runs=1`` to backfill runs (its default is 10), and two dates at once on the
@@ -239,10 +210,10 @@ class AirflowHarness(AirflowComponents):
             try:
                 return self.api("POST", "/api/v2/backfills", body)["id"]
             except HarnessError as error:
-                # SQLite: the API answers 503 when the scheduler holds the lock; it is short.
+                # SQLite: the API answers 503 while the scheduler holds the lock; it is short.
                 if "HTTP 503" not in str(error) or attempt == 4:
                     raise
-                time.sleep(1)
+            time.sleep(1)
         raise AssertionError("unreachable")
 
     def backfill_runs(self, backfill_id: int, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
@@ -252,15 +223,15 @@ class AirflowHarness(AirflowComponents):
         logical dates lie in the backfill's range.
         """
         backfill = self.api("GET", f"/api/v2/backfills/{backfill_id}")
-        first, last = parse(backfill["from_date"]), parse(backfill["to_date"])
-        runs = [
-            run
-            for run in self.dag_runs(dag_id)
-            if run.get("run_type") == "backfill"
-            and run.get("logical_date")
-            and first <= parse(run["logical_date"]) <= last
-        ]
-        return sorted(runs, key=lambda run: run["logical_date"])
+        return self.api(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns",
+            limit=100,
+            run_type="backfill",
+            logical_date_gte=backfill["from_date"],
+            logical_date_lte=backfill["to_date"],
+            order_by="logical_date",
+        )["dag_runs"]
 
     def wait_for_backfill(
         self, backfill_id: int, timeout: float = 600.0, dag_id: str = DAG_ID
@@ -281,7 +252,7 @@ class AirflowHarness(AirflowComponents):
                     results[run_id] = self.run_result(run_id, dag_id)
             backfill = self.api("GET", f"/api/v2/backfills/{backfill_id}")
             if backfill.get("completed_at") and all(run["dag_run_id"] in results for run in runs):
-                return sorted(results.values(), key=lambda result: result.logical_date or _EPOCH)
+                return [results[run["dag_run_id"]] for run in runs]
             if time.monotonic() > deadline:
                 raise HarnessError(
                     f"backfill {backfill_id} not complete after {timeout:.0f} s; runs: "
@@ -290,6 +261,10 @@ class AirflowHarness(AirflowComponents):
                     + self.log_tails(("scheduler", "triggerer"))
                 )
             time.sleep(1)
+
+
+def _run_path(dag_id: str, run_id: str, rest: str = "") -> str:
+    return f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}{rest}"
 
 
 def _iso(moment: str | date | datetime | None) -> str | None:

@@ -1,7 +1,7 @@
 """A DAG run as the REST API shows it: its result, whether it is moving, and why not.
 
-Plain functions of the API's JSON (and of ``now``), so a stuck run's diagnosis is tested with
-any clock and without an Airflow: the harness only fetches the JSON and the scheduler's log.
+Plain functions of the API's JSON (and of ``now``): a stuck run's diagnosis is tested with any
+clock and without an Airflow.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ class TaskResult:
     duration: float | None
     # Every state polled while the run went on (``deferred`` proves the task gave up its slot).
     seen_states: tuple[str, ...] = ()
-    # Classpaths of the triggers the task deferred to, and whether a triggerer picked them up.
-    trigger_classpaths: tuple[str, ...] = ()
+    # Whether a triggerer picked up a trigger the task deferred to.
     picked_by_triggerer: bool = False
     # The task's rendered template fields (``run_date`` of the fleet's tasks: the DAG's own).
     rendered_fields: Mapping[str, Any] = field(default_factory=dict)
@@ -82,11 +81,10 @@ def run_result(
     run: Mapping[str, Any],
     tis: Sequence[Mapping[str, Any]],
     seen: Mapping[str, Sequence[str]] | None = None,
-    classpaths: Mapping[str, set[str]] | None = None,
     picked: set[str] | None = None,
 ) -> RunResult:
     """A :class:`RunResult` from ``GET .../dagRuns/{id}`` and its ``taskInstances``."""
-    seen, classpaths, picked = seen or {}, classpaths or {}, picked or set()
+    seen, picked = seen or {}, picked or set()
     tasks = {
         ti["task_id"]: TaskResult(
             task_id=ti["task_id"],
@@ -96,7 +94,6 @@ def run_result(
             end_date=parse(ti.get("end_date")),
             duration=ti.get("duration"),
             seen_states=tuple(seen.get(ti["task_id"], ())),
-            trigger_classpaths=tuple(sorted(classpaths.get(ti["task_id"], ()))),
             picked_by_triggerer=ti["task_id"] in picked,
             rendered_fields=ti.get("rendered_fields") or {},
         )
@@ -133,10 +130,7 @@ def why_stuck(
 ) -> list[str]:
     """The reasons a run makes no progress, the scheduler's own first (empty: none found).
 
-    :param now: the current time (aware)
-    :param dag: ``GET /api/v2/dags/{dag_id}``
-    :param other_runs: the DAG's other runs (``GET .../dagRuns``)
-    :param scheduler_lines: the scheduler's log since the run was triggered
+    ``dag`` and ``other_runs`` are the API's JSON; ``scheduler_lines`` the log since the trigger.
     """
     reasons = []
     logical = parse(run.get("logical_date"))

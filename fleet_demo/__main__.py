@@ -166,13 +166,9 @@ def run_once(
         for iid in instances
     }
     summary = summarize(
-        run_id=run_id,
+        result,
         run_date=str(day),
-        dag_run_date=result.rendered_run_date(),
         triggered=_triggered(trigger, result),
-        run_state=result.state,
-        wall_seconds=result.wall_seconds,
-        task_states=result.states(),
         roles=roles,
         signer_id=signer,
         state_events=sim.timeline(event="state"),
@@ -180,7 +176,6 @@ def run_once(
         job_starts=starts,
         since=since,
         until=until,
-        selected=result.conf.get("roles"),
     )
     return summary, (since, until)
 

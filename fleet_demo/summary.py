@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+from airflow_harness import RunResult
 from fleet_sim.timeline import parse_iso
 
 # Task states that mean a role's group did not do its work.
@@ -38,10 +39,6 @@ class RoleOutcome:
     jobs: tuple[JobOutcome, ...] = ()
     idle_seconds: float | None = None  # last job end -> instance stopping (billing ends)
 
-    @property
-    def ok(self) -> bool:
-        return self.state != "failed"
-
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -66,22 +63,11 @@ class RunSummary:
         """The DAG ran another date than the one asked for (say, a trigger made past midnight)."""
         return self.dag_run_date is not None and self.dag_run_date != self.run_date
 
-    @property
-    def executions(self) -> int:
-        return sum(role.executions for role in self.roles)
-
-    @property
-    def worker_boots(self) -> int:
-        return sum(role.boots for role in self.roles)
-
 
 def summarize(
+    result: RunResult,
     *,
-    run_id: str,
     run_date: str,
-    run_state: str,
-    wall_seconds: float | None,
-    task_states: Mapping[str, str | None],
     roles: Mapping[str, Sequence[str]],
     signer_id: str,
     state_events: Sequence[Mapping[str, Any]],
@@ -89,21 +75,17 @@ def summarize(
     job_starts: Mapping[str, int],
     since: float,
     until: float,
-    selected: Collection[str] | None = None,
     triggered: str = "",
-    dag_run_date: str | None = None,
 ) -> RunSummary:
     """One run's summary.
 
-    :param task_states: ``{task_id: state}`` of the run (``tasks.report``, ``tasks.skip_if_done``)
     :param roles: ``{role: [instance ids]}`` (several when the role has candidates)
     :param state_events: the simulator's ``state`` events (``t``, ``instance_id``, ``to``), any window
     :param agent_states: each instance's latest agent state file (``None``: the agent never ran)
     :param job_starts: ``{instance_id: demo job starts during the run}``
-    :param selected: the run's ``roles`` param (``None``: every role)
     :param triggered: how the run was triggered, for the reader
-    :param dag_run_date: the run date the DAG rendered (``RunResult.rendered_run_date()``)
     """
+    task_states = result.states()
     window = [e for e in state_events if since <= e["t"] <= until]
     outcomes = []
     for role, instance_ids in roles.items():
@@ -120,7 +102,7 @@ def summarize(
             RoleOutcome(
                 role=role,
                 instance_id=worked,
-                state=_role_state(task_states, role, run_date, selected),
+                state=_role_state(task_states, role, run_date, result.conf.get("roles")),
                 boots=sum(boots.values()),
                 executions=sum(job_starts.get(iid, 0) for iid in instance_ids),
                 jobs=jobs,
@@ -140,17 +122,17 @@ def summarize(
         None if last_worker_stop is None or signer_stop is None else round(signer_stop - last_worker_stop, 2)
     )
     return RunSummary(
-        run_id=run_id,
+        run_id=result.run_id,
         run_date=run_date,
-        state=run_state,
-        wall_seconds=wall_seconds,
+        state=result.state,
+        wall_seconds=result.wall_seconds,
         roles=tuple(outcomes),
         signer_id=signer_id,
         signer_boots=_count(window, signer_id, "pending"),
         signer_lag=lag,
         failed_tasks=tuple(sorted(t for t, s in task_states.items() if s in FAILED_STATES)),
         triggered=triggered,
-        dag_run_date=dag_run_date,
+        dag_run_date=result.rendered_run_date(),
     )
 
 

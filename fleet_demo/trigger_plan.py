@@ -33,10 +33,6 @@ class Trigger:
     logical_date: datetime | None
     how: str  # says, for the summary, how the run was triggered and why
 
-    @property
-    def like_the_ui(self) -> bool:
-        return self.logical_date is None
-
 
 def today(now: datetime, timezone: str) -> date:
     """The date ``now`` falls on in ``timezone``."""

@@ -56,7 +56,7 @@ class TestToday:
     def test_at_4_the_second_run_is_made_like_the_ui_trigger_button(self):
         second = trigger_plan.second_trigger(DAY, at(4), "UTC")
 
-        assert second.like_the_ui
+        assert second.logical_date is None
         assert "Trigger button" in second.how
 
     def test_in_the_last_minute_of_the_day_the_second_run_names_the_date(self):
@@ -103,7 +103,7 @@ class TestTimezones:
         yesterday = DAY - timedelta(days=1)
         assert trigger_plan.today(now, "America/New_York") == yesterday
         second = trigger_plan.second_trigger(yesterday, now, "America/New_York")
-        assert second.like_the_ui
+        assert second.logical_date is None
         assert_startable_for(second, yesterday, now, "America/New_York")
         with pytest.raises(ValueError, match="in the future"):
             trigger_plan.first_trigger(DAY, now, "America/New_York")
