@@ -30,7 +30,7 @@ class ActiveFault:
             self.remaining -= 1
 
     def applies_to(self, instance_id: str, role: str | None) -> bool:
-        return self.spec.target is not None and self.spec.target.matches(instance_id, role)
+        return self.spec.matches(instance_id, role)
 
     def to_dict(self) -> dict:
         return {"id": self.id, **self.spec.to_dict(), "fired": self.fired, "remaining": self.remaining}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -22,38 +23,32 @@ class ScenarioError(ValueError):
 
 
 @dataclass(frozen=True)
-class Target:
+class FaultSpec:
+    """One fault as written: its ``kind``, its target (``role`` or ``instance``, none for a throttle)
+    and its kind's parameters (the others are ``None``), validated."""
+
+    kind: str
     role: str | None = None
     instance: str | None = None
+    operation: str | None = None
+    service: str | None = None
+    count: int | None = None
+    seconds: float | None = None
+    after: float | None = None
+    since: str | None = None
+    action: str | None = None
+    notice_seconds: float | None = None
+    match: str | None = None
+    signal: int | None = None
+    code: str | None = None
 
     def matches(self, instance_id: str, role: str | None) -> bool:
         if self.instance is not None:
             return instance_id == self.instance
         return role is not None and role == self.role
 
-
-@dataclass(frozen=True)
-class FaultSpec:
-    """One fault as written: its ``kind``, target and parameters (validated)."""
-
-    kind: str
-    target: Target | None = None
-    operation: str | None = None
-    service: str | None = None
-    count: int | None = None
-    seconds: float | None = None
-    after: float = 0.0
-    since: str = "command"
-    action: str = "stop"
-    notice_seconds: float = 120.0
-    match: str = "instance_agent"
-    signal: int = signal.SIGKILL
-    code: str = "InsufficientInstanceCapacity"
-
     def to_dict(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"kind": self.kind}
-        if self.target is not None:
-            document.update({key: value for key, value in self.target.__dict__.items() if value})
+        document = {key: getattr(self, key) for key in ("kind", "role", "instance") if getattr(self, key)}
         for key in _KIND_FIELDS[self.kind]:
             value = getattr(self, key)
             document[key] = signal.Signals(value).name if key == "signal" else value
@@ -67,7 +62,7 @@ class Scenario:
     delivery_delay: float = 0.1
     initial_state: str = "stopped"
     instance_type: str = "t3.micro"
-    faults: tuple[FaultSpec, ...] = field(default_factory=tuple)
+    faults: tuple[FaultSpec, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,16 +71,17 @@ class Scenario:
         }
 
 
-# The parameters each kind takes besides its target, with their defaults: `None` marks a
-# required one, "" one that is unset by default (a capacity fault without a count never ends).
+# The parameters each kind takes besides its target, with their defaults: REQUIRED, or None for
+# one unset by default (a capacity fault without a count never ends).
+REQUIRED = object()
 _KIND_FIELDS: dict[str, dict[str, Any]] = {
-    "throttle": {"operation": None, "service": "", "count": 1},
-    "capacity": {"count": "", "code": "InsufficientInstanceCapacity"},
-    "stuck_stopping": {"seconds": None, "count": 1},
-    "registration_delay": {"seconds": None},
+    "throttle": {"operation": REQUIRED, "service": None, "count": 1},
+    "capacity": {"count": None, "code": "InsufficientInstanceCapacity"},
+    "stuck_stopping": {"seconds": REQUIRED, "count": 1},
+    "registration_delay": {"seconds": REQUIRED},
     "spot_interruption": {"after": 0.0, "since": "command", "action": "stop", "notice_seconds": 120.0},
     "rebalance": {"after": 0.0, "since": "command"},
-    "kill_agent": {"after": 0.0, "since": "command", "match": "instance_agent", "signal": "SIGKILL"},
+    "kill_agent": {"after": 0.0, "since": "command", "match": "instance_agent", "signal": signal.SIGKILL},
 }
 FAULT_KINDS = tuple(_KIND_FIELDS)
 _TARGETLESS = ("throttle",)
@@ -102,8 +98,7 @@ def load_scenario(source: Scenario | Mapping[str, Any] | str | os.PathLike[str] 
         return parse_scenario(source, "scenario")
     path = os.fspath(source)
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise ScenarioError(f"{path}: cannot read the scenario: {error.strerror or error}") from None
     try:
@@ -123,15 +118,7 @@ def parse_scenario(document: Any, source: str = "scenario") -> Scenario:
         raise ScenarioError(
             f"{source}: unknown key {unknown[0]!r} (allowed: {', '.join((*_SETTINGS, 'faults'))})"
         )
-    checks = {
-        "initial_state": lambda value, where: _choice(value, INSTANCE_STATES, where),
-        "instance_type": _text,
-    }
-    settings = {
-        key: checks.get(key, _seconds)(document[key], f"{source}: {key}")
-        for key in _SETTINGS
-        if key in document
-    }
+    settings = {key: _CHECKS[key](document[key], f"{source}: {key}") for key in _SETTINGS if key in document}
     raw_faults = document.get("faults") or []
     if not isinstance(raw_faults, list):
         raise ScenarioError(f"{source}: faults: expected a list, got {_short(raw_faults)}")
@@ -155,36 +142,23 @@ def parse_fault(raw: Any, where: str = "fault") -> FaultSpec:
         )
     values: dict[str, Any] = {"kind": kind}
     if kind not in _TARGETLESS:
-        role, instance = raw.get("role"), raw.get("instance")
-        if (role is None) == (instance is None):
+        if (raw.get("role") is None) == (raw.get("instance") is None):
             raise ScenarioError(f"{where}: give exactly one of 'role' or 'instance'")
-        values["target"] = Target(
-            role=_text(role, f"{where}.role") if role is not None else None,
-            instance=_text(instance, f"{where}.instance") if instance is not None else None,
+        values.update(
+            {
+                key: _text(raw[key], f"{where}.{key}")
+                for key in ("role", "instance")
+                if raw.get(key) is not None
+            }
         )
     for key, default in fields.items():
-        value = raw.get(key)
-        if value is None:
-            if default is None:
-                raise ScenarioError(f"{where}.{key}: missing")
-            value = None if default == "" else default  # "": no limit / not set
-        values[key] = None if value is None else _field(key, value, f"{where}.{key}")
+        if raw.get(key) is not None:
+            values[key] = _CHECKS[key](raw[key], f"{where}.{key}")
+        elif default is REQUIRED:
+            raise ScenarioError(f"{where}.{key}: missing")
+        else:
+            values[key] = default
     return FaultSpec(**values)
-
-
-def _field(key: str, value: Any, where: str) -> Any:
-    choices = {"since": SINCE, "action": SPOT_ACTIONS, "code": CAPACITY_CODES}
-    if key in choices:
-        return _choice(value, choices[key], where)
-    if key == "count":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ScenarioError(f"{where}: expected a whole number of at least 1, got {_short(value)}")
-        return value
-    if key in ("seconds", "after", "notice_seconds"):
-        return _seconds(value, where)
-    if key == "signal":
-        return _signal(value, where)
-    return _text(value, where).lower() if key == "service" else _text(value, where)
 
 
 def _seconds(value: Any, where: str) -> float:
@@ -193,9 +167,9 @@ def _seconds(value: Any, where: str) -> float:
     return float(value)
 
 
-def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
-    if value not in choices:
-        raise ScenarioError(f"{where}: expected one of {', '.join(choices)}, got {_short(value)}")
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ScenarioError(f"{where}: expected a whole number of at least 1, got {_short(value)}")
     return value
 
 
@@ -205,19 +179,39 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
+def _choice(*choices: str) -> Callable[[Any, str], str]:
+    def check(value: Any, where: str) -> str:
+        if value not in choices:
+            raise ScenarioError(f"{where}: expected one of {', '.join(choices)}, got {_short(value)}")
+        return value
+
+    return check
+
+
 def _signal(value: Any, where: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return int(signal.Signals(value))
-        except ValueError:
-            pass
-    if isinstance(value, str):
-        name = value.upper() if value.upper().startswith("SIG") else f"SIG{value.upper()}"
-        if hasattr(signal.Signals, name):
-            return int(signal.Signals[name])
+    name = value.upper() if isinstance(value, str) else ""
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    if name in signal.Signals.__members__:
+        return int(signal.Signals[name])
+    if isinstance(value, int) and not isinstance(value, bool) and value in set(signal.Signals):
+        return value
     raise ScenarioError(f"{where}: expected a signal name like SIGKILL or SIGTERM, got {_short(value)}")
 
 
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    **dict.fromkeys(("transition_delay", "registration_delay", "delivery_delay"), _seconds),
+    **dict.fromkeys(("seconds", "after", "notice_seconds"), _seconds),
+    **dict.fromkeys(("instance_type", "operation", "match"), _text),
+    "initial_state": _choice(*INSTANCE_STATES),
+    "since": _choice(*SINCE),
+    "action": _choice(*SPOT_ACTIONS),
+    "code": _choice(*CAPACITY_CODES),
+    "count": _count,
+    "service": lambda value, where: _text(value, where).lower(),
+    "signal": _signal,
+}
