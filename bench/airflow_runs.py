@@ -1,18 +1,16 @@
 """Full DAG runs through real Airflow (scheduler, triggerer, DAG processor, API server) on the simulator.
 
-One :class:`airflow_harness.AirflowHarness` serves three DAGs built from the same generated
-fleet config: ``fleet_daily`` (the project's DAG file, unchanged), and the stock-operator flow
-of :mod:`bench.stock_dag` twice, with its polling intervals set to the fleet's ``poll_interval``
-and with the provider's defaults. They run one after the other, each for its own run date.
-
-While a run goes on, its task instances' states are sampled every half second (a task holds a
-worker slot while ``running``, none while ``deferred``) and the memory of every Airflow process
-is sampled from ``/proc`` (:mod:`bench.procs`).
+One :class:`airflow_harness.AirflowHarness` serves ``fleet_daily`` (the project's DAG file, unchanged)
+and the stock DAG of :mod:`bench.stock_dag` twice (polling at the fleet's ``poll_interval`` and at the
+provider's defaults), built from the same generated fleet config, run one after the other. While a run
+goes on, its task instances' states are sampled every half second and the memory of every Airflow
+process is sampled from ``/proc`` (:mod:`bench.procs`).
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -163,10 +161,10 @@ def _fill(
     by_task = metrics.slot_seconds_by_task(slots.running_by_task, durations, deferred_tasks)
     side.slots_peak = slots.peak_running
     side.slot_seconds = sum(by_task.values())
-    side.slot_by_step = {}
+    by_step: defaultdict[str, float] = defaultdict(float)
     for task_id, seconds in sorted(by_task.items()):
-        step = metrics.step_of(task_id)
-        side.slot_by_step[step] = side.slot_by_step.get(step, 0.0) + seconds
+        by_step[metrics.step_of(task_id)] += seconds
+    side.slot_by_step = dict(by_step)
     side.deferred_seconds = slots.deferred_seconds
     sampler: TreeSampler = raw["sampler"]
     task_peaks = sampler.task_peaks()

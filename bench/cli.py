@@ -72,58 +72,43 @@ count = _number(int, "a whole number", "0 or more", lambda v: v >= 0)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description=(
-            "Benchmark the fleet's operators and DAG against the Amazon provider's stock operators and a "
-            "model of the old scripts, on the fleet simulator; write the results as markdown."
-        ),
+        description="Benchmark the fleet's operators and DAG against the Amazon provider's stock operators "
+        "and a model of the old scripts, on the fleet simulator; write the results as markdown.",
     )
-    parser.add_argument(
-        "--sizes",
-        type=sizes_argument,
-        default=None,
-        help="fleet sizes in worker instances, comma-separated "
-        f"(default {','.join(map(str, DEFAULT_SIZES))}; --quick: {','.join(map(str, QUICK_SIZES))})",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "bench" / "RESULTS.md", help="the markdown file to write"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    sizes = f"default {','.join(map(str, DEFAULT_SIZES))}; --quick: {','.join(map(str, QUICK_SIZES))}"
+    add("--sizes", type=sizes_argument, help=f"fleet sizes in worker instances, comma-separated ({sizes})")
+    add("--out", type=Path, default=REPO / "bench" / "RESULTS.md", help="the markdown file to write")
+    add(
         "--quick",
         action="store_true",
         help="a tiny run: operator level only (no Airflow runs), size 2 unless --sizes, 2 parse repeats",
     )
-    parser.add_argument(
-        "--job-seconds", type=positive_number, default=5.0, help="each worker's job length (default 5)"
-    )
-    parser.add_argument(
+    add("--job-seconds", type=positive_number, default=5.0, help="each worker's job length (default 5)")
+    add(
         "--poll-interval",
         type=whole_seconds,
         default=5,
         help="the fleet config's poll_interval, and the stock's shortened intervals (default 5)",
     )
-    parser.add_argument(
+    add(
         "--airflow-max",
         type=count,
         default=3,
         help="sizes up to this run as full DAG runs through real Airflow; larger ones at operator level "
         "(default 3; 0: none)",
     )
-    parser.add_argument(
+    add(
         "--agent-max",
         type=count,
         default=30,
         help="sizes up to this run the real agent on every host; larger ones a stand-in (default 30)",
     )
-    parser.add_argument(
-        "--parse-repeats", type=count, default=5, help="timed parses per size and kind (default 5; 0: skip)"
-    )
-    parser.add_argument(
-        "--json", type=Path, default=None, help="also write every measured value as JSON to this file"
-    )
-    parser.add_argument(
+    add("--parse-repeats", type=count, default=5, help="timed parses per size and kind (default 5; 0: skip)")
+    add("--json", type=Path, help="also write every measured value as JSON to this file")
+    add(
         "--workdir",
         type=Path,
-        default=None,
         help="keep the simulators' and Airflow's files here (default: a temporary directory, removed)",
     )
     return parser
@@ -184,9 +169,8 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchResults:
     from bench.report import render
 
     began = time.monotonic()
-    command = "python -m bench " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "python -m bench"
     results = BenchResults(
-        command=command.strip(),
+        command=shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
         started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         machine=machine(),
         job_seconds=args.job_seconds,

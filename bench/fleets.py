@@ -1,19 +1,10 @@
 """Generated fleets: a signer and N worker roles with one fixed-length job each, and what the hosts run.
 
-:func:`fleet_config` is a valid ``dags/fleet.yaml``-format dict with placeholder instance IDs
-(enough to time the DAG's parsing); :func:`sim_config` rewrites it onto a running simulator
-(its instances, the agent from this checkout with ``--shutdown ec2``), which is what the DAGs
-run against. Every worker runs :func:`fleet_sim.demo_job` for ``job_seconds``.
-
-Two things a host can be asked to run:
-
-- the real agent, with the command the DAG itself sends;
-- at sizes where hundreds of real agents would overload a 2-core machine, a stand-in
-  (:func:`standin_script`): it reads its instance ID from IMDS like the agent, runs ``sleep``
-  detached for the job's length, writes when it ended to ``$HOME/job-ended``, then stops its own
-  instance with one ``StopInstances`` call (curl, no SDK). The orchestration sees the same
-  shape as with the agent: the command ends at once, the instance stops itself at the job's end.
-  It is the fleet config's agent command (:func:`for_flow`), so the DAGs send it unchanged.
+:func:`fleet_config` is a valid ``dags/fleet.yaml``-format dict with placeholder instance IDs (enough
+to time the DAG's parsing); :func:`sim_config` and :func:`for_flow` put it on a simulator's instances.
+A host runs the real agent with the command the DAG sends, or, where hundreds of agents would
+overload a 2-core machine, :func:`standin_script` as the fleet config's agent command: the
+orchestration sees the same shape (the command ends at once, the instance stops itself at the job's end).
 """
 
 from __future__ import annotations
@@ -36,6 +27,7 @@ JOB_NAME = "job"
 # The stand-in's record of its job's end, in the host's sandbox ($HOME).
 STANDIN_JOB_END = "job-ended"
 REGION = "us-east-1"
+MAX_RUNTIME = "10m"
 
 
 def role_names(count: int) -> list[str]:
@@ -46,40 +38,28 @@ def role_names(count: int) -> list[str]:
     return [f"w{index:0{width}d}" for index in range(1, count + 1)]
 
 
-def placeholder_instance_id(index: int) -> str:
-    """A syntactically valid, obviously fake instance ID (``i-`` + 17 hex digits)."""
-    return f"i-{index:017x}"
-
-
-def fleet_config(
-    workers: int,
-    *,
-    job_seconds: float = 5.0,
-    poll_interval: float = 5.0,
-    boot_timeout: str = "5m",
-    max_runtime: str = "10m",
-    python: str = sys.executable,
-) -> dict[str, Any]:
+def fleet_config(workers: int, *, job_seconds: float = 5.0, poll_interval: float = 5.0) -> dict[str, Any]:
     """A fleet config with a signer and ``workers`` roles of one ``job_seconds`` demo job each."""
     if job_seconds <= 0:
         raise ValueError(f"job_seconds must be positive, got {job_seconds!r}")
-    if poll_interval <= 0:
-        raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
+    if poll_interval < 1 or poll_interval != round(poll_interval):
+        raise ValueError(f"poll_interval: the DAG's durations are whole seconds, got {poll_interval!r}")
     return {
         "timezone": "UTC",
         "schedule": "0 0 * * *",
         "aws_conn_id": "aws_default",
         "region": REGION,
-        "signer": {"instance": placeholder_instance_id(0)},
-        "poll_interval": _duration(poll_interval),
-        "boot_timeout": boot_timeout,
+        # Syntactically valid, obviously fake instance IDs (i- and 17 hex digits).
+        "signer": {"instance": "i-00000000000000000"},
+        "poll_interval": f"{round(poll_interval)}s",
+        "boot_timeout": "5m",
         "roles": [
             {
                 "name": name,
-                "instance": placeholder_instance_id(index),
-                "max_runtime": max_runtime,
+                "instance": f"i-{index:017x}",
+                "max_runtime": MAX_RUNTIME,
                 "heartbeat_grace": "2m",
-                "jobs": [demo_job(JOB_NAME, seconds=job_seconds, timeout="2m", python=python)],
+                "jobs": [demo_job(JOB_NAME, seconds=job_seconds, timeout="2m", python=sys.executable)],
             }
             for index, name in enumerate(role_names(workers), start=1)
         ],
@@ -92,7 +72,7 @@ def sim_config(base: Mapping[str, Any], sim: FleetSimulator) -> dict[str, Any]:
         base,
         sim,
         keep_jobs=True,
-        max_runtime=base["roles"][0]["max_runtime"],
+        max_runtime=MAX_RUNTIME,
         heartbeat_grace="2m",
         heartbeat="5s",
         alert_after="30m",
@@ -100,8 +80,8 @@ def sim_config(base: Mapping[str, Any], sim: FleetSimulator) -> dict[str, Any]:
 
 
 def assigned(base: Mapping[str, Any], signer: str, workers: list[str]) -> dict[str, Any]:
-    """``base`` on given instances (role ``i`` on ``workers[i]``), with the agent set up as
-    :func:`sim_config` sets it (the simulator's own rewrite needs one instance per role name)."""
+    """``base`` on given instances (role ``i`` on ``workers[i]``), the agent set up as :func:`sim_config`
+    sets it (the simulator's own rewrite needs one instance per role name)."""
     roles = base["roles"]
     if len(workers) != len(roles):
         raise ValueError(f"{len(workers)} worker instances for {len(roles)} roles")
@@ -134,13 +114,9 @@ def for_flow(
     one_role: str | None = None,
     standin_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """``base`` on given instances (:func:`assigned`), for a flow's DAG.
-
-    :param one_role: keep only the first role, under this name, on the first worker (a batched
-        flow gives its ``start`` every worker)
-    :param standin_seconds: the hosts run the stand-in (:func:`standin_script`) for this long,
-        as the agent's command: the DAG sends it where it would send the agent
-    """
+    """``base`` on given instances (:func:`assigned`) for a flow's DAG: only the first role, named
+    ``one_role`` (a batched flow gives its ``start`` every worker); the stand-in as the agent's
+    command when ``standin_seconds`` is given."""
     data = assigned(base, signer, workers)
     if one_role:
         data["roles"] = [{**data["roles"][0], "name": one_role}]
@@ -150,7 +126,8 @@ def for_flow(
 
 
 def standin_script(job_seconds: float) -> str:
-    """A shell script: detach a ``job_seconds`` sleep, then the host stops its own instance."""
+    """A shell script: read the instance ID from IMDS, detach a ``job_seconds`` sleep that then writes
+    when it ended to ``$HOME/job-ended`` and stops its own instance with one StopInstances (curl)."""
     if job_seconds <= 0:
         raise ValueError(f"job_seconds must be positive, got {job_seconds!r}")
     stop = (
@@ -178,10 +155,3 @@ def standin_job_end(sandbox: str | os.PathLike[str]) -> float | None:
         return float((Path(sandbox) / STANDIN_JOB_END).read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _duration(seconds: float) -> str:
-    whole = round(seconds)
-    if whole != seconds or whole < 1:
-        raise ValueError(f"the DAG's durations are whole seconds, got {seconds!r}")
-    return f"{whole}s"

@@ -67,32 +67,33 @@ def child_environment(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def run_child(spec: FlowSpec, sim: Any, workdir: Path, name: str, timeout: float) -> dict[str, Any]:
-    """Run one flow in a child process; its result, or ``{"error": ...}`` when it did not finish."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    spec_path, out_path, log_path = (workdir / f"{name}.{ext}" for ext in ("spec.json", "result.json", "log"))
-    spec_path.write_text(json.dumps(spec.__dict__))
-    out_path.unlink(missing_ok=True)
-    started = time.time()
+def run_json_child(
+    module: str, args: list[str], env: dict[str, str], out: Path, timeout: float
+) -> dict[str, Any]:
+    """``python -m module *args out``: the JSON it wrote to ``out``, or ``{"error": ...}`` (its log
+    is ``out`` with ``.log``)."""
+    out.unlink(missing_ok=True)
+    log_path = out.with_suffix(".log")
     with open(log_path, "wb") as log:
         try:
-            process = subprocess.run(
-                [sys.executable, "-m", "bench.flows", str(spec_path), str(out_path)],
-                env=child_environment(
-                    workdir / "airflow-home", AIRFLOW_CONN_AWS_DEFAULT=sim.airflow_connection()
-                ),
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
+            command = [sys.executable, "-m", module, *args, str(out)]
+            kwargs: dict[str, Any] = {"env": env, "cwd": REPO, "stdout": log, "stderr": subprocess.STDOUT}
+            process = subprocess.run(command, **kwargs, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            return {"error": f"not measured: the flow did not finish in {timeout:.0f} s", "started": started}
-    if process.returncode != 0 or not out_path.exists():
+            return {"error": f"not measured: python -m {module} did not finish in {timeout:.0f} s"}
+    if process.returncode != 0 or not out.exists():
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-        return {"error": f"the flow process exited {process.returncode}:\n{tail}", "started": started}
-    return json.loads(out_path.read_text())
+        return {"error": f"python -m {module} exited {process.returncode}:\n{tail}"}
+    return json.loads(out.read_text())
+
+
+def run_child(spec: FlowSpec, sim: Any, workdir: Path, name: str, timeout: float) -> dict[str, Any]:
+    """Run one flow in a child process (:mod:`bench.flows`); its result, or ``{"error": ...}``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec_path = workdir / f"{name}.spec.json"
+    spec_path.write_text(json.dumps(spec.__dict__))
+    env = child_environment(workdir / "airflow-home", AIRFLOW_CONN_AWS_DEFAULT=sim.airflow_connection())
+    return run_json_child("bench.flows", [str(spec_path)], env, workdir / f"{name}.result.json", timeout)
 
 
 def job_spans(fleet: Fleet, run_date: str, since: float) -> dict[str, tuple[float | None, float | None]]:

@@ -1,17 +1,9 @@
-"""The old system's timing, computed from its constants: a model, not a measurement.
+"""The old system's timing, computed from its constants: a model, not a measurement (``bench/method.md``).
 
-From the old system (docs/architecture.md, "What it replaces"): the Lambda starts the instances
-and sends ``fromLambda.sh`` through SSM; on each worker that script starts the jobs with ``nohup``
-and ``apagarServer*.sh``, which sleeps a first 300-900 s ("según la instancia": one value per
-instance), then runs ``ps | grep NAME`` every 300 s and ``shutdown -h now`` once the names are
-gone. The Lambda waits for the workers to stop, then stops the signer; a Lambda lives at most
-15 minutes.
-
-Applied to a measured job timeline (each worker's job start and end), worker ``i`` shuts down at
-``start_i + S_i + 300 k_i``, the first check at which its job is over. What the old scripts do
-not fix is a parameter, named in the report: which first sleep each instance has (spread evenly
-over 300-900 s here), how often the Lambda polls for ``stopped`` (15 s: boto3's
-``instance_stopped`` waiter), and how long the OS shutdown takes (0 here).
+The old system (docs/architecture.md, "What it replaces"): on each worker ``apagarServer*.sh`` sleeps
+a first 300-900 s (one value per instance), then runs ``ps | grep NAME`` every 300 s and shuts down
+once the jobs are gone; the Lambda waits for the workers to stop, then stops the signer, and lives
+at most 15 minutes. What the scripts do not fix is a parameter (:class:`OldScriptsParameters`).
 """
 
 from __future__ import annotations
@@ -97,11 +89,8 @@ def signer_stop_time(
     last_worker_stop: float, wait_started: float, parameters: OldScriptsParameters
 ) -> float | None:
     """The Lambda's first poll at or after the last worker stopped, or ``None`` past its limit."""
-    if last_worker_stop <= wait_started:
-        polled = wait_started
-    else:
-        polls = math.ceil((last_worker_stop - wait_started) / parameters.lambda_poll)
-        polled = wait_started + polls * parameters.lambda_poll
+    polls = max(0, math.ceil((last_worker_stop - wait_started) / parameters.lambda_poll))
+    polled = wait_started + polls * parameters.lambda_poll
     return polled if polled <= parameters.lambda_limit else None
 
 
@@ -114,11 +103,9 @@ def model(
     parameters = parameters or OldScriptsParameters()
     if not jobs:
         raise ValueError("the model needs at least one worker's job")
-    sleeps = (
-        list(first_sleeps)
-        if first_sleeps is not None
-        else spread_first_sleeps(len(jobs), parameters.first_sleep_range)
-    )
+    if first_sleeps is None:
+        first_sleeps = spread_first_sleeps(len(jobs), parameters.first_sleep_range)
+    sleeps = list(first_sleeps)
     if len(sleeps) != len(jobs):
         raise ValueError(f"{len(sleeps)} first sleeps for {len(jobs)} workers")
     stops = [

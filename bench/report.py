@@ -1,8 +1,8 @@
 """``RESULTS.md``: the benchmark's results as markdown tables, with the method and the targets.
 
 The tables are data: the summary's, the targets' and the parse times' columns here (a header and
-how to fill a cell), each size's rows in :mod:`bench.size_report`; :func:`~bench.size_report.table`
-renders them all. The method is ``bench/method.md``.
+how to fill a cell), each size's rows in :mod:`bench.size_report`, all rendered by
+:func:`~bench.size_report.table`. The method is ``bench/method.md``.
 """
 
 from __future__ import annotations
@@ -10,22 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import stats
+from bench import size_report, stats
 from bench.results import OURS, STOCK, BenchResults, ParseResult, SideResult, SizeResult
-from bench.size_report import (
-    columns_table,
-    describe_probe,
-    model_lag,
-    ratio_cell,
-    short,
-    size_section,
-    standin,
-    state_probe,
-    state_probe_cell,
-    table,
-)
-
-__all__ = ["render", "table"]
+from bench.size_report import columns_table, short, standin, table
 
 IDLE_TARGET = 2.0
 PARSE_TARGET_MS = 300.0
@@ -41,31 +28,27 @@ def _verdict(ok: bool, detail: str) -> str:
     return f"{'**met**' if ok else '**missed**'}: {detail}"
 
 
-# -- parse times -----------------------------------------------------------------------------------
-
-
 def _ms(values: list[float]) -> str:
     mid = stats.median(values)
     return "—" if mid is None else f"{mid:,.0f} ms (n={len(values)})"
 
 
+def _parsed(cell: Callable[[ParseResult], str]) -> Callable[[ParseResult], str]:
+    """A parse-time cell, empty when the parse was not measured (the tasks' cell says why)."""
+    return lambda parse: "" if parse.error else cell(parse)
+
+
 PARSE_COLUMNS: tuple[tuple[str, Callable[[ParseResult], str]], ...] = (
     ("roles", lambda p: str(p.roles)),
     ("fleet_daily tasks", lambda p: f"not measured: {short(p.error)}" if p.error else stats.number(p.tasks)),
-    ("load_config + build_dag (median)", lambda p: "" if p.error else _ms(p.build_ms)),
-    ("DagBag parse of dags/fleet_daily.py (median)", lambda p: "" if p.error else _ms(p.dagbag_ms)),
-    (
-        "first DagBag parse (imports included)",
-        lambda p: "" if p.error else stats.number(p.dagbag_first_ms, 0) + " ms",
-    ),
+    ("load_config + build_dag (median)", _parsed(lambda p: _ms(p.build_ms))),
+    ("DagBag parse of dags/fleet_daily.py (median)", _parsed(lambda p: _ms(p.dagbag_ms))),
+    ("first DagBag parse (imports included)", _parsed(lambda p: stats.number(p.dagbag_first_ms, 0) + " ms")),
     (
         "stock DAG: load_config + build (median)",
-        lambda p: "" if p.error else f"{_ms(p.stock_build_ms)} ({stats.number(p.stock_tasks)} tasks)",
+        _parsed(lambda p: f"{_ms(p.stock_build_ms)} ({stats.number(p.stock_tasks)} tasks)"),
     ),
 )
-
-
-# -- targets ---------------------------------------------------------------------------------------
 
 
 def _idle_target(size: SizeResult, ours: SideResult) -> str:
@@ -76,8 +59,7 @@ def _idle_target(size: SizeResult, ours: SideResult) -> str:
 
 
 def _lag_target(size: SizeResult, ours: SideResult) -> str:
-    bound = ours.poll_interval + LAG_MARGIN
-    lag = ours.signer_lag
+    bound, lag = ours.poll_interval + LAG_MARGIN, ours.signer_lag
     return _verdict(lag is not None and lag <= bound, f"{stats.seconds(lag)} (bound {bound:g} s)")
 
 
@@ -99,11 +81,8 @@ def _slots_target(size: SizeResult, ours: SideResult) -> str:
             f"{stats.number(ours.deferred_seconds, 0)} task-seconds deferred",
         )
     missing = [step for step in MUST_DEFER if step not in ours.deferred_steps]
-    return _verdict(
-        not missing,
-        f"seen deferred: {', '.join(ours.deferred_steps) or 'none'}"
-        + (f"; never deferred: {', '.join(missing)}" if missing else ""),
-    )
+    never = f"; never deferred: {', '.join(missing)}" if missing else ""
+    return _verdict(not missing, f"seen deferred: {', '.join(ours.deferred_steps) or 'none'}{never}")
 
 
 TARGET_COLUMNS = (
@@ -130,9 +109,6 @@ def targets(results: BenchResults) -> str:
     return "\n".join([columns_table(TARGET_COLUMNS, sized), "", line])
 
 
-# -- summary ---------------------------------------------------------------------------------------
-
-
 def _summary_idle(size: SizeResult, ours: SideResult, stock: SideResult) -> str:
     if standin(size):
         return "stand-in, not the agent"
@@ -142,7 +118,22 @@ def _summary_idle(size: SizeResult, ours: SideResult, stock: SideResult) -> str:
 
 def _summary_lag(size: SizeResult, ours: SideResult, stock: SideResult) -> str:
     text = f"{stats.seconds(ours.signer_lag)} vs {stats.seconds(stock.signer_lag)}"
-    return text + (f" vs {model_lag(size.model)} (model)" if size.model else "")
+    return text + (f" vs {size_report.model_lag(size.model)} (model)" if size.model else "")
+
+
+def _summary_calls(size: SizeResult, ours: SideResult, stock: SideResult) -> str:
+    ratio = size_report.ratio_cell(ours.total_calls, stock.total_calls)
+    return f"{ours.total_calls:,} vs {stock.total_calls:,} ({ratio})"
+
+
+def _summary_slots(size: SizeResult, ours: SideResult, stock: SideResult) -> str:
+    seconds = f"{stats.number(ours.slot_seconds, 0)} vs {stats.number(stock.slot_seconds, 0)}"
+    return f"{seconds} (peak {stats.number(ours.slots_peak)} vs {stats.number(stock.slots_peak)})"
+
+
+def _summary_probes(size: SizeResult, ours: SideResult, stock: SideResult) -> str:
+    stock_probe = size_report.describe_probe(size_report.state_probe(size, STOCK))
+    return f"{size_report.state_probe_cell(size, OURS)} vs {stock_probe}"
 
 
 SUMMARY_COLUMNS = (
@@ -151,25 +142,11 @@ SUMMARY_COLUMNS = (
     ("signer lag: ours vs stock", _summary_lag),
     (
         "overhead: ours vs stock",
-        lambda size, ours, stock: f"{stats.seconds(ours.overhead)} vs {stats.seconds(stock.overhead)}",
+        lambda size, o, s: f"{stats.seconds(o.overhead)} vs {stats.seconds(s.overhead)}",
     ),
-    (
-        "API calls per run: ours vs stock (ours/stock)",
-        lambda size, o, s: (
-            f"{o.total_calls:,} vs {s.total_calls:,} ({ratio_cell(o.total_calls, s.total_calls)})"
-        ),
-    ),
-    (
-        "state calls per poll round: ours vs stock",
-        lambda size, o, s: f"{state_probe_cell(size, OURS)} vs {describe_probe(state_probe(size, STOCK))}",
-    ),
-    (
-        "worker slot-seconds: ours vs stock",
-        lambda size, o, s: (
-            f"{stats.number(o.slot_seconds, 0)} vs {stats.number(s.slot_seconds, 0)} "
-            f"(peak {stats.number(o.slots_peak)} vs {stats.number(s.slots_peak)})"
-        ),
-    ),
+    ("API calls per run: ours vs stock (ours/stock)", _summary_calls),
+    ("state calls per poll round: ours vs stock", _summary_probes),
+    ("worker slot-seconds: ours vs stock", _summary_slots),
 )
 
 
@@ -187,15 +164,15 @@ def summary(results: BenchResults) -> str:
 
 def render(results: BenchResults) -> str:
     machine = results.machine
+    took = f", in {results.duration / 60:.1f} minutes" if results.duration is not None else ""
     parts = [
         "# Benchmark: fleet operators vs the provider's stock operators vs the old scripts",
         "",
-        f"Generated by `{results.command}` on {results.started_at}"
-        + (f", in {results.duration / 60:.1f} minutes" if results.duration is not None else "")
-        + f". Machine: {machine.get('cpus')} CPUs, Python {machine.get('python')}, Airflow "
-        f"{machine.get('airflow')}, Amazon provider {machine.get('amazon_provider')}. Every number was "
-        "measured in this one run, on the fleet simulator, except the column *old scripts (model)*, "
-        "which is computed (see Method). Ratios are ours / stock: below 1 means ours is lower.",
+        f"Generated by `{results.command}` on {results.started_at}{took}. Machine: {machine.get('cpus')} "
+        f"CPUs, Python {machine.get('python')}, Airflow {machine.get('airflow')}, Amazon provider "
+        f"{machine.get('amazon_provider')}. Every number was measured in this one run, on the fleet "
+        "simulator, except the column *old scripts (model)*, which is computed (see Method). Ratios are "
+        "ours / stock: below 1 means ours is lower.",
         "",
         "## Summary",
         "",
@@ -207,6 +184,6 @@ def render(results: BenchResults) -> str:
         "",
         METHOD.read_text().format(poll=results.poll_interval, job=results.job_seconds).rstrip("\n"),
     ]
-    parts += [part for size in results.sizes for part in ("", size_section(size))]
+    parts += [part for size in results.sizes for part in ("", size_report.size_section(size))]
     parse = columns_table(PARSE_COLUMNS, [[p] for p in results.parse]) if results.parse else "not measured"
     return "\n".join([*parts, "", "## DAG parse time", "", parse]) + "\n"

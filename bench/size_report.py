@@ -55,8 +55,6 @@ def keys(mappings: Iterable[Iterable[str]]) -> list[str]:
     return list(dict.fromkeys(key for mapping in mappings for key in mapping))
 
 
-# -- the old scripts' model ------------------------------------------------------------------------
-
 MODEL_POLLING = (
     f"first sleep {FIRST_SLEEP_RANGE[0]:.0f}-{FIRST_SLEEP_RANGE[1]:.0f} s, then `ps | grep` every "
     f"{PS_POLL_SECONDS:.0f} s; Lambda polls every {LAMBDA_POLL_SECONDS:.0f} s (assumed)"
@@ -82,9 +80,6 @@ def _model_seconds(name: str) -> Callable[[OldScriptsOutcome], str]:
         return "— (the signer is never stopped)" if value is None else stats.seconds(value, 0)
 
     return cell
-
-
-# -- poll rounds -----------------------------------------------------------------------------------
 
 
 def describe_probe(counts: dict[str, int] | None) -> str:
@@ -139,9 +134,6 @@ def poll_rounds(size: SizeResult) -> str:
         "stock: one sensor per instance",
     ]
     return table(header, rows)
-
-
-# -- one size: its metrics -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -324,17 +316,13 @@ def size_section(size: SizeResult) -> str:
     return "\n".join(parts)
 
 
-def _by_side(title: str, sides: list[SideResult], rows: Iterable[list[str]]) -> str:
-    return table([title, *(SIDE_TITLES[side.key] for side in sides)], rows)
-
-
 def slots_by_step(sides: list[SideResult]) -> str:
     rows = [
         [step, *(stats.number(side.slot_by_step.get(step), 1) for side in sides)]
         for step in keys(side.slot_by_step for side in sides)
     ]
     rows.append(["deferred steps", *(", ".join(side.deferred_steps) or "none" for side in sides)])
-    return _by_side("worker slot-seconds by step", sides, rows)
+    return table(["worker slot-seconds by step", *(SIDE_TITLES[side.key] for side in sides)], rows)
 
 
 def calls_by_operation(sides: list[SideResult]) -> str:
@@ -347,4 +335,4 @@ def calls_by_operation(sides: list[SideResult]) -> str:
         ", ".join(f"{name} {count}" for name, count in s.calls_by_caller.items()) or "—" for s in sides
     )
     rows.append(["by caller", *callers])
-    return _by_side("AWS API calls per run, by operation", sides, rows)
+    return table(["AWS API calls per run, by operation", *(SIDE_TITLES[side.key] for side in sides)], rows)

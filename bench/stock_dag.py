@@ -1,26 +1,13 @@
 """The daily flow built only from the Amazon provider's stock operators, as a user would write it.
 
-The baseline of the benchmark: the flow of the Lambda being replaced (start the signer; per
-worker: start it, run the agent through SSM, wait until it stopped; stop the signer), with
-
-- ``EC2StartInstanceOperator`` per instance (it waits for ``running`` itself, polling every
-  ``check_interval``: 15 s by default, in its worker slot),
-- ``SsmRunCommandOperator`` per instance (``AWS-RunShellScript``; by default it waits for the
-  command in its worker slot, polling every 120 s),
-- ``EC2InstanceStateSensor`` per instance for ``stopped`` (by default in ``poke`` mode: a worker
-  slot held for the whole wait, one DescribeInstances per poke every 60 s),
-- ``EC2StopInstanceOperator`` for the signer (waits for ``stopped`` every 15 s),
-
-each with its defaults. The provider has no sensor for the SSM agent: ``SendCommand`` is refused
-(``InvalidInstanceId``) until the instance's agent has registered, so this flow relies on the start
-operator's own wait (one ``check_interval``) outlasting the registration. On the simulator (1 s)
-it does at the default 15 s and at 3-5 s; on AWS, where registration takes longer, a user would
-have to add retries to ``run_agent``. The hosts run the same agent command as ``fleet_daily`` (so both DAGs
-get the same jobs and the same self-stopping instances); trigger rules are Airflow's defaults, so
-a failed role leaves the signer running, as a straightforward port of the Lambda would.
-
-:class:`StockIntervals` shortens the three polling intervals for runs at scale; the benchmark
-says where it did.
+The benchmark's baseline (``bench/method.md``, *stock*): start the signer; per worker role, in a task
+group, ``EC2StartInstanceOperator`` (waits for ``running`` in its slot), ``SsmRunCommandOperator``
+(``AWS-RunShellScript``, waits for the command in its slot) and ``EC2InstanceStateSensor`` for
+``stopped`` (poke mode); ``EC2StopInstanceOperator`` for the signer; each with its defaults unless
+:class:`StockIntervals` shortens them. The provider has no sensor for the SSM agent: the flow relies
+on the start operator's own wait outlasting the agent's registration. The hosts run the same agent
+command as ``fleet_daily``; trigger rules are Airflow's defaults, so a failed role leaves the signer
+running, as a straightforward port of the Lambda would.
 """
 
 from __future__ import annotations
@@ -63,20 +50,13 @@ class StockIntervals:
     def is_default(self) -> bool:
         return self.check_interval is None and self.poke_interval is None and self.waiter_delay is None
 
-    def effective(self) -> dict[str, float]:
-        """The intervals the operators will use, defaults filled in."""
-        return {
-            "check_interval": self.check_interval or DEFAULT_CHECK_INTERVAL,
-            "poke_interval": self.poke_interval or DEFAULT_POKE_INTERVAL,
-            "waiter_delay": float(self.waiter_delay or DEFAULT_WAITER_DELAY),
-        }
-
     def describe(self) -> str:
-        values = self.effective()
+        """The intervals the operators will use, defaults filled in."""
         label = "provider defaults" if self.is_default else "shortened"
         return (
-            f"{label}: start/stop check_interval {values['check_interval']:g} s, sensor poke_interval "
-            f"{values['poke_interval']:g} s, SSM waiter_delay {values['waiter_delay']:g} s"
+            f"{label}: start/stop check_interval {self.check_interval or DEFAULT_CHECK_INTERVAL:g} s, "
+            f"sensor poke_interval {self.poke_interval or DEFAULT_POKE_INTERVAL:g} s, "
+            f"SSM waiter_delay {float(self.waiter_delay or DEFAULT_WAITER_DELAY):g} s"
         )
 
 
