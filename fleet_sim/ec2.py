@@ -154,10 +154,9 @@ class Ec2Lifecycle:
             self._schedule(host, "running")
 
     def _stop_delay(self, host: Host, force: bool) -> float:
-        fault = None if force else self.fleet.faults.stuck_stopping(host.instance_id, host.role)
+        fault = None if force else self.fleet.faults.take("stuck_stopping", host.instance_id, host.role)
         if fault is None:
             return self.fleet.scenario.transition_delay
-        assert fault.spec.seconds is not None
         self.fleet.record(
             "fault", host, fault="stuck_stopping", fault_id=fault.id, seconds=fault.spec.seconds
         )

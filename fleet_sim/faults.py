@@ -75,16 +75,13 @@ class FaultBook:
                 return fault, throttling_error(service, operation)
         if service == "ec2" and operation == "StartInstances":
             for instance_id, role, instance_type, zone in instances:
-                fault = self._take("capacity", instance_id, role)
+                fault = self.take("capacity", instance_id, role)
                 if fault is not None:
                     return fault, capacity_error(fault.spec.code, instance_id, instance_type, zone)
         return None
 
-    def stuck_stopping(self, instance_id: str, role: str | None) -> ActiveFault | None:
-        """The fault that holds this stop in ``stopping`` (one use of its count), if any."""
-        return self._take("stuck_stopping", instance_id, role)
-
-    def _take(self, kind: str, instance_id: str, role: str | None) -> ActiveFault | None:
+    def take(self, kind: str, instance_id: str, role: str | None) -> ActiveFault | None:
+        """The first fault of ``kind`` in force on this instance, one use of its count taken; or ``None``."""
         for fault in self._faults:
             if fault.spec.kind == kind and not fault.exhausted and fault.applies_to(instance_id, role):
                 fault.use()
@@ -94,7 +91,6 @@ class FaultBook:
     def registration_delay(self, instance_id: str, role: str | None, default: float) -> float:
         for fault in reversed(self._faults):  # the latest one added wins
             if fault.spec.kind == "registration_delay" and fault.applies_to(instance_id, role):
-                assert fault.spec.seconds is not None
                 return fault.spec.seconds
         return default
 
