@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import yaml
 
@@ -31,8 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{serve,check}")
-    commands.required = True
+    commands = parser.add_subparsers(dest="command", metavar="{serve,check}", required=True)
 
     serve = commands.add_parser("serve", help="run the simulator", description="Run the fleet simulator.")
     serve.add_argument(
@@ -61,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="WARNING", help="the simulator's log level (%(default)s)")
 
-    check = commands.add_parser(
-        "check", help="validate a scenario file", description="Validate a scenario file."
-    )
+    check = commands.add_parser("check", help="validate a scenario file", description="Validate a scenario.")
     check.add_argument("scenario")
     return parser
 
@@ -92,7 +90,6 @@ def serve(args: argparse.Namespace) -> int:
     from fleet_sim.simulator import FleetSimulator, SimulatorError  # moto: only when serving
 
     stop = threading.Event()
-
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())  # the main loop below acts
     try:
@@ -105,22 +102,14 @@ def serve(args: argparse.Namespace) -> int:
     try:
         ready = {"status": "ready", **sim.describe(), "config": None}
         if args.write_config:
-            config = sim_fleet_config(
-                fleet,
-                sim,
-                job_seconds=args.job_seconds,
-                failing=args.failing,
-                failing_once=args.failing_once,
-                hanging=args.hanging,
-            )
+            options = ("job_seconds", "failing", "failing_once", "hanging")
+            config = sim_fleet_config(fleet, sim, **{name: getattr(args, name) for name in options})
             if args.poll_interval:
                 # The DAG's waits poll every 30 s by default; the simulator answers in seconds.
                 config["poll_interval"] = args.poll_interval
-            with open(args.write_config, "w", encoding="utf-8") as handle:
-                yaml.safe_dump(config, handle, sort_keys=False, width=1000)
+            Path(args.write_config).write_text(yaml.safe_dump(config, sort_keys=False, width=1000))
             ready["config"] = args.write_config
-        sys.stdout.write(json.dumps(ready, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
+        print(json.dumps(ready, separators=(",", ":")), flush=True)
         while not stop.wait(0.5):
             pass
     finally:
@@ -129,5 +118,4 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _complain(message: str) -> None:
-    sys.stderr.write(f"fleet-sim: {message}\n")
-    sys.stderr.flush()
+    print(f"fleet-sim: {message}", file=sys.stderr, flush=True)
