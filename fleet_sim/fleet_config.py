@@ -30,14 +30,10 @@ name, seconds, code = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 fail_runs = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 run_date, role = os.environ.get("RUN_DATE", "?"), os.environ.get("ROLE", "?")
 record = os.path.join(os.environ.get("HOME") or ".", "demo-jobs.log")
-def runs_before():
-    try:
-        with open(record) as handle:
-            return sum(line.split()[1:] == [run_date, role, name, "start"] for line in handle)
-    except FileNotFoundError:
-        return 0
-if fail_runs and runs_before() >= fail_runs:
-    code = 0
+with open(record, "a+") as handle:
+    handle.seek(0)
+    if fail_runs and sum(line.split()[1:] == [run_date, role, name, "start"] for line in handle) >= fail_runs:
+        code = 0
 def note(what):
     with open(record, "a") as handle:
         handle.write(f"{time.time():.3f} {run_date} {role} {name} {what}\\n")
@@ -128,18 +124,15 @@ def sim_fleet_config(
     failing: Collection[str] = (),
     failing_once: Collection[str] = (),
     hanging: Collection[str] = (),
-    job_timeout: str = "1m",
     max_runtime: str = "5m",
     heartbeat_grace: str = "1m",
     heartbeat: str = "5s",
-    alert_after: str | None = "10m",
-    state_dir: str = "state",
-    log_dir: str = "logs",
+    alert_after: str = "10m",
 ) -> dict[str, Any]:
     """``base`` (default: the simulator's config, else ``dags/fleet.yaml``) rewritten to run on ``sim``:
-    the simulated instances, the agent from this checkout with ``--shutdown ec2``, short durations,
-    and :func:`demo_job` s of the jobs' names (``failing``, ``failing_once``, ``hanging``: by name),
-    unless ``keep_jobs`` or ``jobs={role: [job, ...]}``. ``state_dir``: relative to each sandbox."""
+    the simulated instances, the agent from this checkout with ``--shutdown ec2`` (state and logs in
+    each sandbox), short durations, and :func:`demo_job` s of the jobs' names (``failing``,
+    ``failing_once``, ``hanging``: by name), unless ``keep_jobs`` or ``jobs={role: [job, ...]}``."""
     config = load_fleet_config(base if base is not None else (sim.config or DEFAULT_FLEET_CONFIG))
     if config.get("signer") is not None:
         config["signer"] = {**config["signer"], "instance": sim.instance_for(SIGNER_ROLE)}
@@ -150,8 +143,7 @@ def sim_fleet_config(
             role.pop("instance", None)
         else:
             role["instance"] = sim.instance_for(name)
-        role["max_runtime"] = max_runtime
-        role["heartbeat_grace"] = heartbeat_grace
+        role.update(max_runtime=max_runtime, heartbeat_grace=heartbeat_grace)
         if jobs is not None and name in jobs:
             role["jobs"] = [dict(job) for job in jobs[name]]
         elif not keep_jobs:
@@ -162,19 +154,18 @@ def sim_fleet_config(
                     exit_code=1 if job["name"] in failing or job["name"] in failing_once else 0,
                     fail_runs=1 if job["name"] in failing_once and job["name"] not in failing else 0,
                     hang=job["name"] in hanging,
-                    timeout=job_timeout,
+                    timeout="1m",
                     rerun_on_interrupt=bool(job.get("rerun_on_interrupt", False)),
                 )
                 for job in role.get("jobs") or []
             ]
     config["region"] = sim.region
-    if alert_after is not None:
-        config["alert_after"] = alert_after
+    config["alert_after"] = alert_after
     config["agent"] = {
         **(config.get("agent") or {}),
         "command": [sys.executable, "-m", "instance_agent"],
-        "state_dir": state_dir,
-        "log_dir": log_dir,
+        "state_dir": "state",
+        "log_dir": "logs",
         "shutdown": "ec2",
         "heartbeat": heartbeat,
     }
