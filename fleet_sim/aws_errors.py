@@ -66,8 +66,3 @@ def capacity_error(code: str, instance_id: str, instance_type: str, zone: str) -
         "Availability Zone in your request or choosing a different Availability Zone.",
         500,
     )
-
-
-def incorrect_state_error(instance_id: str, verb: str) -> AwsError:
-    message = f"The instance '{instance_id}' is not in a state from which it can be {verb}."
-    return AwsError("IncorrectInstanceState", message, 400)

@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 
 from moto.ec2.models.instances import StateReason
 
-from fleet_sim.aws_errors import incorrect_state_error
+from fleet_sim.aws_errors import AwsError
 from fleet_sim.faults import ActiveFault
 from fleet_sim.fleet import ROLE_TAG, Fleet
 from fleet_sim.hosts import Host
@@ -106,7 +106,8 @@ class Ec2Lifecycle:
         hosts = [self.fleet.host(instance_id) for instance_id in ids]
         for host in hosts:
             if host.state in refused:
-                raise incorrect_state_error(host.instance_id, verb)
+                message = f"The instance '{host.instance_id}' is not in a state from which it can be {verb}."
+                raise AwsError("IncorrectInstanceState", message)
         return hosts
 
     def interrupt(self, host: Host, action: str) -> bool:

@@ -15,22 +15,17 @@ MARKER_VARIABLE = "FLEET_SIM_HOST"
 
 def marked_pids(marker: str) -> list[int]:
     """Live processes whose starting environment holds ``FLEET_SIM_HOST=<marker>``."""
-    needle = f"{MARKER_VARIABLE}={marker}".encode() + b"\0"
+    needle = f"\0{MARKER_VARIABLE}={marker}\0".encode()
     found = []
-    own = os.getpid()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return []
-    for name in names:
-        if not name.isdigit() or int(name) == own:
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as handle:
-                environ = handle.read() + b"\0"
+                environ = b"\0" + handle.read()
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if b"\0" + needle in b"\0" + environ:
+        if needle in environ:
             found.append(int(name))
     return found
 
