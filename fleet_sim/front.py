@@ -63,6 +63,15 @@ def identify(request: Request, body: bytes) -> ApiCall:
     return ApiCall(service, None, "rest", None)
 
 
+def request_params(call: ApiCall) -> dict[str, Any] | None:
+    """The call's API parameters: a JSON body as it is, a query request's fields as ``{name: value}``."""
+    if call.protocol == PROTOCOL_JSON:
+        return call.params
+    if call.params is None:
+        return None
+    return {name: values[0] for name, values in call.params.items() if name not in ("Action", "Version")}
+
+
 class Front:
     """The WSGI application behind the simulator's endpoint."""
 
@@ -93,6 +102,7 @@ class Front:
                 status=response.status_code,
                 user_agent=request.headers.get("User-Agent", ""),
                 instances=len(ids) or None,
+                params=request_params(call),
             )
         return response
 

@@ -1,30 +1,15 @@
-"""Helpers of the DAG tests: small fleet configs, and an SSM emulation with a fake agent.
-
-moto has no DescribeInstanceInformation or ListCommandInvocations, and its SendCommand does
-nothing. :class:`SsmEmulator` answers every SSM call the DAG makes from botocore ``before-call``
-handlers (no HTTP request, moto never sees them), and its SendCommand plays the instance agent:
-it reads the role, run date and job spec from the command the DAG rendered, writes the agent's
-final tags onto the instance in moto, uploads the job logs to S3 and stops the instance.
-"""
+"""Helpers of the DAG tests: small fleet configs, the agent command's parser, the parse-time guard."""
 
 from __future__ import annotations
 
 import json
 import shlex
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.client
-import botocore.handlers
 import pytest
 import yaml
-from botocore.awsrequest import AWSResponse
-from fleet_testing import share_botocore_loader, states
-
-from instance_agent.protocol import AgentReport, s3_job_log
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
@@ -80,147 +65,6 @@ def parse_agent_command(script: str) -> dict[str, Any]:
         if argv[i].startswith("--") and argv[i] != "--force"
     }
     return {"argv": argv, "options": options, "force": "--force" in argv, "spec": json.loads(spec_text)}
-
-
-class _Raw:
-    def __init__(self, body: bytes = b"") -> None:
-        self._body = body
-
-    def stream(self, *args: Any, **kwargs: Any):
-        yield self._body
-
-
-class SsmEmulator:
-    """Answers the DAG's SSM calls; records every EC2 and SSM call in ``calls``, in order."""
-
-    def __init__(self, signer: str, exit_codes: dict[str, int] | None = None) -> None:
-        self.signer = signer
-        self.exit_codes = exit_codes or {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.commands: dict[str, dict[str, Any]] = {}
-        self.sent: list[dict[str, Any]] = []
-
-    def install(self, monkeypatch: Any) -> SsmEmulator:
-        share_botocore_loader(monkeypatch)
-        # moto builds ~20 000 default AMIs on every reset; these tests need none.
-        monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        handlers = [
-            ("before-parameter-build.ec2", self._record),
-            ("before-parameter-build.ssm", self._record),
-            ("before-call.ssm", self._answer),
-        ]
-        monkeypatch.setattr(
-            botocore.handlers, "BUILTIN_HANDLERS", [*handlers, *botocore.handlers.BUILTIN_HANDLERS]
-        )
-        return self
-
-    def operations(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def _record(self, params: dict[str, Any], model: Any, context: dict[str, Any], **kwargs: Any) -> None:
-        self.calls.append((model.name, dict(params)))
-        # before-call sees the serialized request; the API parameters travel in the call's context.
-        context["fleet_api_params"] = dict(params)
-
-    def _answer(self, model: Any, context: dict[str, Any], **kwargs: Any):
-        handler = getattr(self, f"_{model.name}", None)
-        if handler is None:
-            raise AssertionError(f"the DAG made an SSM call the emulation does not expect: {model.name}")
-        parsed = handler(context["fleet_api_params"])
-        return AWSResponse("https://ssm.us-east-1.amazonaws.com/", 200, {}, _Raw()), parsed
-
-    # -- SSM ------------------------------------------------------------------------------------
-
-    def _DescribeInstanceInformation(self, params):
-        ids = next(f["Values"] for f in params["Filters"] if f["Key"] == "InstanceIds")
-        return {
-            "InstanceInformationList": [
-                {
-                    "InstanceId": i,
-                    "PingStatus": "Online",
-                    "AgentVersion": "3.3.0",
-                    "PlatformName": "Amazon Linux",
-                }
-                for i in ids
-            ]
-        }
-
-    def _ListCommands(self, params):
-        return {
-            "Commands": [
-                command["summary"]
-                for command in self.commands.values()
-                if params.get("InstanceId") in command["summary"]["InstanceIds"]
-            ]
-        }
-
-    def _SendCommand(self, params):
-        ec2 = boto3.client("ec2", region_name="us-east-1")
-        signer_state = states(ec2, [self.signer])[self.signer]
-        invocation = parse_agent_command(params["Parameters"]["commands"][0])
-        command_id = str(uuid.uuid4())
-        self.sent.append(
-            {**invocation, "command_id": command_id, "signer_state": signer_state, "request": params}
-        )
-        for instance_id in params["InstanceIds"]:
-            self._play_agent(ec2, instance_id, invocation)
-        summary = {
-            "CommandId": command_id,
-            "DocumentName": params["DocumentName"],
-            "Comment": params.get("Comment", ""),
-            "InstanceIds": list(params["InstanceIds"]),
-            "Status": "Success",
-        }
-        self.commands[command_id] = {"summary": summary}
-        return {"Command": {**summary, "Status": "Pending"}}
-
-    def _ListCommandInvocations(self, params):
-        summary = self.commands[params["CommandId"]]["summary"]
-        return {
-            "CommandInvocations": [
-                {"CommandId": summary["CommandId"], "InstanceId": i, "Status": "Success"}
-                for i in summary["InstanceIds"]
-            ]
-        }
-
-    def _GetCommandInvocation(self, params):
-        return {
-            "CommandId": params["CommandId"],
-            "InstanceId": params["InstanceId"],
-            "Status": "Success",
-            "ResponseCode": 0,
-            "ExecutionStartDateTime": "2026-11-23T00:01:00.000Z",
-            "ExecutionEndDateTime": "2026-11-23T00:01:02.000Z",
-            "StandardOutputContent": "agent detached",
-            "StandardErrorContent": "",
-        }
-
-    # -- the agent ------------------------------------------------------------------------------
-
-    def _play_agent(self, ec2: Any, instance_id: str, invocation: dict[str, Any]) -> None:
-        jobs = [job["name"] for job in invocation["spec"]["jobs"]]
-        outcomes = {job: self.exit_codes.get(job, 0) for job in jobs}
-        report = AgentReport(
-            role=invocation["options"]["role"],
-            run_date=invocation["options"]["date"],
-            state="succeeded" if not any(outcomes.values()) else "failed",
-            heartbeat=datetime.now(UTC),
-            progress=f"{len(jobs)}/{len(jobs)}",
-            jobs=outcomes,
-            durations=dict.fromkeys(jobs, 7),
-        )
-        ec2.create_tags(
-            Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in report.to_tags().items()]
-        )
-        prefix = invocation["spec"].get("s3_log_prefix")
-        if prefix:
-            s3 = boto3.client("s3", region_name="us-east-1")
-            for job in jobs:
-                bucket, key = s3_job_log(prefix, report.run_date, report.role, job)
-                s3.put_object(
-                    Bucket=bucket, Key=key, Body=f"{job} starting\n{job} done for {report.run_date}\n"
-                )
-        ec2.stop_instances(InstanceIds=[instance_id])
 
 
 class ParseGuard:
