@@ -1,6 +1,6 @@
 """Systems Manager as the fleet uses it (moto has none of this, or a stub that runs nothing): the
 hosts' agents registering (``Online`` a delay after ``running``, then ``ConnectionLost``) and the API
-calls, answered from :mod:`fleet_sim.ssm_commands`, run by :mod:`fleet_sim.ssm_runs`."""
+calls, answered and run by :mod:`fleet_sim.ssm_commands`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from typing import Any
 from fleet_sim.aws_errors import AwsError
 from fleet_sim.fleet import Fleet
 from fleet_sim.hosts import Host
-from fleet_sim.ssm_commands import PLUGIN_NAME, Command, Invocation
-from fleet_sim.ssm_runs import ScriptRunner
+from fleet_sim.ssm_commands import PLUGIN_NAME, Command, Invocation, ScriptRunner
 
 DOCUMENTS = ("AWS-RunShellScript",)
 PARAMETERS = ("commands", "executionTimeout", "workingDirectory")
