@@ -52,9 +52,8 @@ class FlowSpec:
     workers: list[str]
     run_date: str
     stock_intervals: dict[str, float | None] = field(default_factory=dict)
-    probe: bool = True
-    # False: only the poll-round probes (when the flow itself ran through real Airflow).
-    run: bool = True
+    # Only the poll-round probes: their clients are a process's of their own, not in a flow's peak memory.
+    probes_only: bool = False
 
     def __post_init__(self) -> None:
         if self.flow not in ("ours", "stock"):
@@ -74,11 +73,10 @@ class SlotMeter:
         self._clock = clock
         self._lock = threading.Lock()
         self._local = threading.local()
-        self.held_now = self.peak = self.triggers_run = 0
+        self.held_now = self.peak = 0
+        # Seconds held by step, of which asleep (a poke, a waiter, a loop); deferred (no slot) by step.
         self.slot_seconds = self.waiting_seconds = 0.0
         self.by_step: defaultdict[str, float] = defaultdict(float)
-        # Seconds slept while holding a slot (a poke, a waiter, a loop), and deferred (no slot).
-        self.waiting_by_step: defaultdict[str, float] = defaultdict(float)
         self.deferred_by_step: defaultdict[str, float] = defaultdict(float)
 
     @contextlib.contextmanager
@@ -110,7 +108,6 @@ class SlotMeter:
                     slept = self._clock() - began
                     with self._lock:
                         self.waiting_seconds += slept
-                        self.waiting_by_step[step] += slept
 
         return counted
 
@@ -125,7 +122,6 @@ class SlotMeter:
             return asyncio.run(asyncio.wait_for(_first_event(deferral.trigger), limit))
         finally:
             with self._lock:
-                self.triggers_run += 1
                 self.deferred_by_step[step] += self._clock() - began
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,25 +269,22 @@ FLOWS: dict[str, Callable[[FlowSpec, DagFlow], None]] = {"ours": run_ours, "stoc
 
 
 def run_flow(spec: FlowSpec) -> dict[str, Any]:
-    """Probe, then run the flow; everything the parent needs to read the simulator's logs."""
+    """The probes, or the flow's run: everything the parent needs to read the simulator's logs."""
     meter = SlotMeter()
     flow = DagFlow(build(spec), spec.run_date, meter)
-    result: dict[str, Any] = {"flow": spec.flow, "workers": len(spec.workers), "error": None}
+    if spec.probes_only:
+        return {"probes": probe_poll_rounds(spec, flow)}
+    result: dict[str, Any] = {"error": None, "started": time.time()}
     real_sleep = time.sleep
     # Operators, sensors and botocore's waiters wait with time.sleep: count it where a slot is held.
     time.sleep = meter.counting_sleep(real_sleep)
     try:
-        result["probes"] = probe_poll_rounds(spec, flow) if spec.probe else []
-        result["started"] = time.time()
-        if spec.run:
-            try:
-                FLOWS[spec.flow](spec, flow)
-            except Exception as error:  # the report says what failed; the parent still reads the logs
-                result["error"] = f"{type(error).__name__}: {error}"
-        result["ended"] = time.time()
+        FLOWS[spec.flow](spec, flow)
+    except Exception as error:  # the report says what failed; the parent still reads the logs
+        result["error"] = f"{type(error).__name__}: {error}"
     finally:
         time.sleep = real_sleep
-    return {**result, "slots": meter.to_dict()}
+    return {**result, "ended": time.time(), "slots": meter.to_dict()}
 
 
 def main(argv: list[str] | None = None) -> int:

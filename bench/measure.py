@@ -35,10 +35,6 @@ class Fleet:
     workers: list[str]
     host_program: str = "agent"
 
-    @property
-    def instances(self) -> list[str]:
-        return [self.signer, *self.workers]
-
 
 def new_side(key: str, poll_interval: float) -> SideResult:
     """An empty result for one flow, saying how it polls."""
@@ -144,7 +140,7 @@ def side_from_logs(side: SideResult, fleet: Fleet, run_date: str, started: float
 def settle(side: SideResult, fleet: Fleet, what: str, timeout: float = 120.0) -> None:
     """Stop what a failed flow left running (outside any measured window), and say so."""
     sim = fleet.sim
-    up = [i for i in fleet.instances if sim.state(i) in ("pending", "running", "stopping")]
+    up = [i for i in (fleet.signer, *fleet.workers) if sim.state(i) in ("pending", "running", "stopping")]
     running = [i for i in up if sim.state(i) == "running"]
     if running:
         sim.client("ec2").stop_instances(InstanceIds=running, Force=True)
@@ -175,7 +171,7 @@ def finish(
 ) -> SizeResult:
     """The poll-round probes (a process of their own), the old scripts' model, the time it took."""
     for key, stock_args in ((OURS, {}), (STOCK, StockIntervals.every(poll_interval).__dict__)):
-        spec = FlowSpec(key, configs[key], fleet.workers, RUN_DATES[0], stock_intervals=stock_args, run=False)
+        spec = FlowSpec(key, configs[key], fleet.workers, RUN_DATES[0], stock_args, probes_only=True)
         raw = run_child(spec, fleet.sim, workdir / "probes", key, timeout=300)
         result.probes[key] = metrics.probe_counts(fleet.sim.api_calls(), raw.get("probes", []))
     ours = result.sides.get(OURS)
@@ -209,11 +205,7 @@ def measure_in_process(
         configs = flow_fleets(base, fleet, job_seconds)
         for key, run_date in zip((OURS, STOCK), RUN_DATES, strict=False):
             stock_args = StockIntervals.every(poll_interval).__dict__ if key == STOCK else {}
-            # The poll-round probes make clients of their own: a process of their own too (finish), so
-            # that they do not count in the flow's peak memory.
-            spec = FlowSpec(
-                key, configs[key], fleet.workers, run_date, stock_intervals=stock_args, probe=False
-            )
+            spec = FlowSpec(key, configs[key], fleet.workers, run_date, stock_intervals=stock_args)
             raw = run_child(spec, sim, workdir / "flows", key, timeout)
             side = result.sides[key] = new_side(key, poll_interval)
             side.error = raw.get("error")

@@ -3,7 +3,7 @@
 The old system (docs/architecture.md, "What it replaces"): on each worker ``apagarServer*.sh`` sleeps
 a first 300-900 s (one value per instance), then runs ``ps | grep NAME`` every 300 s and shuts down
 once the jobs are gone; the Lambda waits for the workers to stop, then stops the signer, and lives
-at most 15 minutes. What the scripts do not fix is a parameter (:class:`OldScriptsParameters`).
+at most 15 minutes. What the scripts do not fix is an assumption, named in the report.
 """
 
 from __future__ import annotations
@@ -16,25 +16,6 @@ FIRST_SLEEP_RANGE = (300.0, 900.0)
 PS_POLL_SECONDS = 300.0
 LAMBDA_LIMIT_SECONDS = 900.0
 LAMBDA_POLL_SECONDS = 15.0
-
-
-@dataclass(frozen=True)
-class OldScriptsParameters:
-    first_sleep_range: tuple[float, float] = FIRST_SLEEP_RANGE
-    ps_poll: float = PS_POLL_SECONDS
-    lambda_limit: float = LAMBDA_LIMIT_SECONDS
-    lambda_poll: float = LAMBDA_POLL_SECONDS
-    shutdown_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        low, high = self.first_sleep_range
-        if not 0 <= low <= high:
-            raise ValueError(f"first_sleep_range must be 0 <= low <= high, got {self.first_sleep_range!r}")
-        for name in ("ps_poll", "lambda_limit", "lambda_poll"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.shutdown_seconds < 0:
-            raise ValueError(f"shutdown_seconds must not be negative, got {self.shutdown_seconds!r}")
 
 
 @dataclass(frozen=True)
@@ -64,13 +45,11 @@ class OldScriptsOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def spread_first_sleeps(
-    count: int, first_sleep_range: tuple[float, float] = FIRST_SLEEP_RANGE
-) -> list[float]:
+def spread_first_sleeps(count: int) -> list[float]:
     """``count`` first sleeps spread evenly over the range (the midpoints of ``count`` equal slices)."""
     if count < 1:
         raise ValueError(f"need at least one worker, got {count!r}")
-    low, high = first_sleep_range
+    low, high = FIRST_SLEEP_RANGE
     return [low + (high - low) * (index + 0.5) / count for index in range(count)]
 
 
@@ -86,48 +65,39 @@ def shutdown_time(job: JobSpan, first_sleep: float, ps_poll: float = PS_POLL_SEC
 
 
 def signer_stop_time(
-    last_worker_stop: float, wait_started: float, parameters: OldScriptsParameters
+    last_worker_stop: float,
+    wait_started: float,
+    lambda_poll: float = LAMBDA_POLL_SECONDS,
+    lambda_limit: float = LAMBDA_LIMIT_SECONDS,
 ) -> float | None:
     """The Lambda's first poll at or after the last worker stopped, or ``None`` past its limit."""
-    polls = max(0, math.ceil((last_worker_stop - wait_started) / parameters.lambda_poll))
-    polled = wait_started + polls * parameters.lambda_poll
-    return polled if polled <= parameters.lambda_limit else None
+    polls = max(0, math.ceil((last_worker_stop - wait_started) / lambda_poll))
+    polled = wait_started + polls * lambda_poll
+    return polled if polled <= lambda_limit else None
 
 
-def model(
-    jobs: Sequence[JobSpan],
-    parameters: OldScriptsParameters | None = None,
-    first_sleeps: Sequence[float] | None = None,
-) -> OldScriptsOutcome:
+def model(jobs: Sequence[JobSpan], first_sleeps: Sequence[float] | None = None) -> OldScriptsOutcome:
     """The old scripts on this job timeline (one job per worker, times from the run's start)."""
-    parameters = parameters or OldScriptsParameters()
     if not jobs:
         raise ValueError("the model needs at least one worker's job")
-    if first_sleeps is None:
-        first_sleeps = spread_first_sleeps(len(jobs), parameters.first_sleep_range)
-    sleeps = list(first_sleeps)
+    sleeps = list(spread_first_sleeps(len(jobs)) if first_sleeps is None else first_sleeps)
     if len(sleeps) != len(jobs):
         raise ValueError(f"{len(sleeps)} first sleeps for {len(jobs)} workers")
-    stops = [
-        shutdown_time(job, sleep, parameters.ps_poll) + parameters.shutdown_seconds
-        for job, sleep in zip(jobs, sleeps, strict=True)
-    ]
-    idle = [stop - job.end for stop, job in zip(stops, jobs, strict=True)]
+    stops = [shutdown_time(job, sleep) for job, sleep in zip(jobs, sleeps, strict=True)]
     last_stop = max(stops)
     # The Lambda waits for "stopped" once it has sent the last command (when the last job started).
-    wait_started = max(job.start for job in jobs)
-    signer_stop = signer_stop_time(last_stop, wait_started, parameters)
+    signer_stop = signer_stop_time(last_stop, max(job.start for job in jobs))
     longest = max(job.end - job.start for job in jobs)
     notes = []
     if signer_stop is None:
         notes.append(
             f"the last worker stops {last_stop:.0f} s after the start, past the Lambda's "
-            f"{parameters.lambda_limit:.0f} s limit: nothing stops the signer"
+            f"{LAMBDA_LIMIT_SECONDS:.0f} s limit: nothing stops the signer"
         )
     return OldScriptsOutcome(
         first_sleeps=sleeps,
         worker_stops=stops,
-        idle=idle,
+        idle=[stop - job.end for stop, job in zip(stops, jobs, strict=True)],
         last_worker_stop=last_stop,
         signer_stop=signer_stop,
         signer_lag=None if signer_stop is None else signer_stop - last_stop,

@@ -10,11 +10,13 @@ triggers in a child ``python -m airflow triggerer`` process.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import psutil
 
 _TASK_PROCESS = re.compile(r"^airflow worker -- (?!LocalExecutor)\S+")
 
@@ -40,33 +42,17 @@ def command_line(pid: int) -> str:
         return ""
 
 
-def parents() -> dict[int, int]:
-    """``{pid: parent pid}`` of every live process."""
-    found = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as handle:
-                found[int(name)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def descendants(roots: Iterable[int], tree: dict[int, int]) -> set[int]:
-    """The roots and every process below them in ``tree`` (``{pid: ppid}``)."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in tree.items():
-        children.setdefault(ppid, []).append(pid)
-    found = set()
-    stack = [root for root in roots if root in tree]
-    while stack:
-        pid = stack.pop()
-        if pid in found:
-            continue
-        found.add(pid)
-        stack.extend(children.get(pid, ()))
+def process_tree(roots: Iterable[int]) -> dict[int, int]:
+    """``{pid: parent pid}`` of the roots and every live process below them."""
+    found: dict[int, int] = {}
+    for root in roots:
+        processes: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            processes.append(psutil.Process(root))
+            processes += processes[0].children(recursive=True)
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                found[process.pid] = process.ppid()
     return found
 
 
@@ -111,9 +97,9 @@ class TreeSampler:
             self.sample()
 
     def sample(self) -> None:
-        tree = parents()
+        tree = process_tree(self.roots())
         total = tasks = 0
-        for pid in descendants(self.roots(), tree):
+        for pid in tree:
             status = read_status(pid)
             peak, rss = kilobytes(status, "VmHWM"), kilobytes(status, "VmRSS")
             if peak is None:
@@ -122,7 +108,7 @@ class TreeSampler:
             known = self.processes.get(pid)
             if known is None or known.title != title:
                 # A new process, or a forked worker that took a task's title: a process of its own.
-                known = self.processes[pid] = ProcessPeak(pid, title, tree.get(pid, 0))
+                known = self.processes[pid] = ProcessPeak(pid, title, tree[pid])
             known.peak_kb = max(known.peak_kb, peak)
             if is_task_process(title):
                 total += rss or 0

@@ -13,8 +13,7 @@ def median(values: Iterable[float | None]) -> float | None:
 
 
 def maximum(values: Iterable[float | None]) -> float | None:
-    known = [value for value in values if value is not None]
-    return max(known) if known else None
+    return max((value for value in values if value is not None), default=None)
 
 
 def elapsed(start: float | None, end: float | None) -> float | None:
@@ -24,9 +23,7 @@ def elapsed(start: float | None, end: float | None) -> float | None:
 
 def ratio(ours: float | None, other: float | None) -> float | None:
     """``ours / other``; ``None`` when either is unknown or ``other`` is zero."""
-    if ours is None or other is None or other == 0:
-        return None
-    return ours / other
+    return None if ours is None or not other else ours / other
 
 
 def seconds(value: float | None, digits: int = 1) -> str:
@@ -35,9 +32,7 @@ def seconds(value: float | None, digits: int = 1) -> str:
 
 
 def number(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.{digits}f}"
+    return "—" if value is None else f"{value:,.{digits}f}"
 
 
 def times(value: float | None) -> str:
@@ -46,17 +41,13 @@ def times(value: float | None) -> str:
         return "—"
     if value == 0:
         return "0x"
-    if abs(value) < 0.01:
-        return f"{value:.3g}x"
-    return f"{value:.2f}x"
+    return f"{value:.3g}x" if abs(value) < 0.01 else f"{value:.2f}x"
 
 
 def median_max(values: Sequence[float | None], digits: int = 1) -> str:
     """``0.6 / 1.9 s`` (median / max); ``—`` when nothing is known."""
     mid, top = median(values), maximum(values)
-    if mid is None or top is None:
-        return "—"
-    return f"{mid:.{digits}f} / {top:.{digits}f} s"
+    return "—" if mid is None or top is None else f"{mid:.{digits}f} / {top:.{digits}f} s"
 
 
 def megabytes(kilobytes: float | None) -> str:

@@ -50,7 +50,7 @@ def test_a_deferred_task_holds_a_slot_only_while_its_own_code_runs():
 
     assert meter.peak == 1 and meter.held_now == 0
     assert meter.slot_seconds < 0.5
-    assert meter.triggers_run == 1 and "wait" in meter.deferred_by_step
+    assert list(meter.deferred_by_step) == ["wait"]
 
 
 def test_sleeping_in_a_slot_counts_as_waiting_there():
@@ -64,7 +64,6 @@ def test_sleeping_in_a_slot_counts_as_waiting_there():
         time.sleep = real_sleep
 
     assert meter.waiting_seconds == pytest.approx(0.2, abs=0.1)
-    assert set(meter.waiting_by_step) == {"poke"}
     assert meter.slot_seconds >= meter.waiting_seconds
 
 

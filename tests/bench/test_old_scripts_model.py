@@ -6,7 +6,6 @@ import pytest
 
 from bench.old_scripts_model import (
     JobSpan,
-    OldScriptsParameters,
     model,
     shutdown_time,
     signer_stop_time,
@@ -41,12 +40,13 @@ class TestSpread:
 
 class TestSignerStop:
     def test_the_lambda_stops_the_signer_at_its_first_poll_after_the_last_worker(self):
-        parameters = OldScriptsParameters(lambda_poll=15)
-        assert signer_stop_time(last_worker_stop=505, wait_started=20, parameters=parameters) == 515
+        assert signer_stop_time(last_worker_stop=505, wait_started=20, lambda_poll=15) == 515
+        assert signer_stop_time(last_worker_stop=10, wait_started=20) == 20
 
     def test_past_the_lambdas_limit_nothing_stops_the_signer(self):
-        parameters = OldScriptsParameters(lambda_limit=900, lambda_poll=15)
-        assert signer_stop_time(last_worker_stop=895, wait_started=20, parameters=parameters) is None
+        assert (
+            signer_stop_time(last_worker_stop=895, wait_started=20, lambda_poll=15, lambda_limit=900) is None
+        )
 
 
 class TestModel:
@@ -75,8 +75,6 @@ class TestModel:
         with pytest.raises(ValueError, match="2 first sleeps for 1 workers"):
             model([JobSpan(0, 1)], first_sleeps=[300, 400])
 
-    def test_bad_parameters_and_spans_are_refused(self):
-        with pytest.raises(ValueError, match="ps_poll must be positive"):
-            OldScriptsParameters(ps_poll=0)
+    def test_a_job_that_ends_before_it_starts_is_refused(self):
         with pytest.raises(ValueError, match="cannot end"):
             JobSpan(10, 5)

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
-from bench.procs import TreeSampler, descendants, is_task_process
+from bench.procs import TreeSampler, is_task_process, process_tree
+
+GRANDCHILD = (
+    "import subprocess, sys, time; "
+    "grandchild = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+    "print(grandchild.pid, flush=True); time.sleep(30)"
+)
 
 
-def test_descendants_follow_the_tree_from_the_roots():
-    tree = {1: 0, 10: 1, 11: 10, 12: 11, 20: 1, 30: 99}
+def test_the_tree_is_the_roots_and_every_process_below_them_with_its_parent():
+    child = subprocess.Popen([sys.executable, "-c", GRANDCHILD], stdout=subprocess.PIPE, text=True)
+    grandchild = int(child.stdout.readline())
+    try:
+        tree = process_tree([child.pid, 999_999_999])  # a root that is gone is left out
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        child.kill()
+        child.wait(10)
 
-    assert descendants([10], tree) == {10, 11, 12}
-    assert descendants([1], tree) == {1, 10, 11, 12, 20}
-    assert descendants([404], tree) == set()
+    assert tree == {child.pid: os.getpid(), grandchild: child.pid}
 
 
 def test_airflow_task_processes_are_told_from_their_supervisors_by_title():
