@@ -5,9 +5,16 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fleet_sim.processes import command_line, marked_pids, signal_pids
+
+
+class ImdsRequest(NamedTuple):
+    method: str
+    path: str
+    status: int
+    ttl: str | None  # the TTL header of a token request
 
 
 @dataclass
@@ -26,8 +33,9 @@ class Host:
     transition: Any = None
     registration: Any = None
     force_stop: bool = False
-    # IMDS: tokens (token -> monotonic expiry) and the notices it serves.
+    # IMDS: tokens (token -> monotonic expiry), every request answered, the notices it serves.
     imds_tokens: dict[str, float] = field(default_factory=dict)
+    imds_requests: list[ImdsRequest] = field(default_factory=list)
     spot_action: dict[str, Any] | None = None
     rebalance: dict[str, Any] | None = None
 

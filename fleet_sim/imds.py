@@ -1,6 +1,10 @@
 """A fake IMDSv2 per host under ``<endpoint>/_fleet_sim/imds/<instance id>``, as EC2 with IMDSv2
 required: PUT a token (TTL 1 to 21600 s, 403 with ``X-Forwarded-For``), GET with it (else 401);
-404 for what is not there, which is also how IMDS says "no interruption notice"."""
+404 for what is not there, which is also how IMDS says "no interruption notice".
+
+Its faults, from the fault book like any other, each on its target host and for its ``count``
+(``None``: every request): ``imds_unauthorized`` (a valid token answered 401, every token
+forgotten), ``imds_error`` (HTTP 500), ``imds_delay`` (the answer ``seconds`` late)."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ import secrets
 import time
 from collections.abc import Mapping
 
+from fleet_sim.faults import ActiveFault
 from fleet_sim.fleet import Fleet
-from fleet_sim.hosts import Host
+from fleet_sim.hosts import Host, ImdsRequest
 
 TOKEN_PATH = "/latest/api/token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -30,18 +35,44 @@ class ImdsService:
             host = self.fleet.hosts.get(instance_id)
             if host is None:
                 return _text(404, "Not Found")
-            if path == TOKEN_PATH:
-                if method != "PUT":
-                    return _text(405, "Method Not Allowed")
-                return self._token(host, headers)
-            if method not in ("GET", "HEAD"):
+            reply = self._answer(host, method, path, headers)
+            host.imds_requests.append(ImdsRequest(method, path, reply[0], headers.get(TTL_HEADER)))
+            delay = self._fault(host, "imds_delay")
+        if delay is not None:
+            time.sleep(delay.spec.seconds or 0.0)  # out of the lock: a slow IMDS holds up no one else
+        return reply
+
+    def _answer(self, host: Host, method: str, path: str, headers: Mapping[str, str]) -> Reply:
+        if self._fault(host, "imds_error") is not None:
+            return _text(500, "Internal Server Error")
+        if path == TOKEN_PATH:
+            if method != "PUT":
                 return _text(405, "Method Not Allowed")
-            if not self._authorized(host, headers.get(TOKEN_HEADER)):
-                return _text(401, "Unauthorized")
-            value = self._value(host, path.rstrip("/") if path != "/" else path)
-            if value is None:
-                return _text(404, "Not Found")
-            return _text(200, value)
+            return self._token(host, headers)
+        if method not in ("GET", "HEAD"):
+            return _text(405, "Method Not Allowed")
+        if not self._authorized(host, headers.get(TOKEN_HEADER)):
+            return _text(401, "Unauthorized")
+        if self._fault(host, "imds_unauthorized") is not None:
+            host.imds_tokens.clear()
+            return _text(401, "Unauthorized")
+        value = self._value(host, path.rstrip("/") if path != "/" else path)
+        if value is None:
+            return _text(404, "Not Found")
+        return _text(200, value)
+
+    def _fault(self, host: Host, kind: str) -> ActiveFault | None:
+        """The fault of this kind in force on the host (one use of its count), recorded; or ``None``."""
+        for fault in self.fleet.faults.all():
+            if (
+                fault.spec.kind == kind
+                and not fault.exhausted
+                and fault.applies_to(host.instance_id, host.role)
+            ):
+                fault.use()
+                self.fleet.record("fault", host, fault=kind, fault_id=fault.id)
+                return fault
+        return None
 
     def _token(self, host: Host, headers: Mapping[str, str]) -> Reply:
         if headers.get("X-Forwarded-For"):

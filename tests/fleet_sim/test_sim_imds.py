@@ -1,4 +1,4 @@
-"""Each host's fake IMDSv2: tokens, identity, and interruption notices on cue."""
+"""Each host's fake IMDSv2: tokens, identity, interruption notices on cue, its request log and faults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from fleet_sim_testing import boot, events, send, wait_ended
 from fleet_testing import wait_for
 
-from instance_agent.imds import ImdsClient
+from fleet_sim.hosts import ImdsRequest
+from fleet_sim.scenario import FaultSpec, Target
+from instance_agent.imds import ImdsClient, ImdsError
 
 
 def call(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int, str]:
@@ -125,3 +127,42 @@ class TestNotices:
         assert "noticeTime" in notice
         wait_ended(sim.client("ssm"), command_id, instance_id)
         assert sim.state(instance_id) == "running"  # a rebalance recommendation stops nothing
+
+
+class TestFaults:
+    def add(self, sim, kind: str, count: int | None = None, **parameters) -> None:
+        # As a FaultSpec: scenario.py does not parse the IMDS kinds (yet).
+        with sim.fleet.lock:
+            target = Target(instance=sim.instance_for("tasks"))
+            sim.fleet.faults.add(FaultSpec(kind, target, count=count, **parameters))
+
+    def test_every_request_is_logged_with_the_ttl_asked_for(self, sim):
+        host = sim.host(sim.instance_for("tasks"))
+        ImdsClient(sim.fleet.imds_url(host), token_ttl=60).instance_id()
+
+        assert host.imds_requests == [
+            ImdsRequest("PUT", "/latest/api/token", 200, "60"),
+            ImdsRequest("GET", "/latest/meta-data/instance-id", 200, None),
+        ]
+
+    def test_unauthorized_forgets_every_token_for_its_count(self, sim):
+        base = sim.fleet.imds_url(sim.host(sim.instance_for("tasks")))
+        headers = {"X-aws-ec2-metadata-token": token(base)}
+        self.add(sim, "imds_unauthorized", count=1)
+
+        assert call(f"{base}/latest/meta-data/instance-id", headers=headers)[0] == 401
+        assert call(f"{base}/latest/meta-data/instance-id", headers=headers)[0] == 401  # forgotten
+        assert ImdsClient(base).instance_id() == sim.instance_for("tasks")  # a new token works
+        assert len(events(sim, sim.instance_for("tasks"), "fault", fault="imds_unauthorized")) == 1
+
+    def test_an_error_answers_500_and_a_delay_answers_late(self, sim):
+        base = sim.fleet.imds_url(sim.host(sim.instance_for("tasks")))
+        self.add(sim, "imds_error", count=2)
+        self.add(sim, "imds_delay", seconds=0.5)
+
+        began = time.monotonic()
+        assert call(f"{base}/latest/api/token", "PUT")[0] == 500
+        assert time.monotonic() - began >= 0.5
+        with pytest.raises(ImdsError, match="HTTP 500"):
+            ImdsClient(base).instance_id()
+        assert ImdsClient(base).instance_id() == sim.instance_for("tasks")

@@ -1,6 +1,6 @@
 """Fakes of the supervisor's world: a clock, processes and their launcher, the reporter, signals,
 and a harness wiring them to a real :class:`Supervisor` and a real state file; IMDS is the real
-client on the agent tests' one ``FakeImds``, with notices due at fake-clock times.
+client on the agent tests' one IMDS (fleet_sim's), with notices due at fake-clock times.
 
 Shared by the supervisor's tests and the launch-failure tests; no real process, no real time.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent_testing import FakeImds
+from agent_testing import SimImds
 
 from instance_agent.clock import format_time
 from instance_agent.imds import ImdsClient
@@ -117,25 +117,27 @@ class FakeReporter:
 
 
 def imds_on_the_clock(
-    imds: FakeImds, *, spot_at=None, deadline_after=120.0, rebalance_at=None, broken=False
+    imds: SimImds, *, spot_at=None, deadline_after=120.0, rebalance_at=None, broken=False
 ) -> Callable[[FakeClock], ImdsClient]:
     """For ``Harness(imds=...)``: the real ``ImdsClient`` on the (HTTP) ``imds``, on the fake clock.
 
     A spot stop notice appears at ``spot_at`` s (its deadline ``deadline_after`` s later) and a
     rebalance recommendation at ``rebalance_at`` s of the fake clock; ``broken``: every request fails.
     """
+    if broken:
+        imds.fault("imds_error")
 
     def client(clock: FakeClock) -> ImdsClient:
-        def notices() -> None:
-            if spot_at is not None and clock.seconds >= spot_at:
-                deadline = START + timedelta(seconds=spot_at + deadline_after)
-                imds.spot_action = {"action": "stop", "time": format_time(deadline).replace(".000", "")}
-            if rebalance_at is not None and clock.seconds >= rebalance_at:
-                imds.rebalance = {"noticeTime": "2026-11-23T00:00:01Z"}
+        class OnTheClock(ImdsClient):
+            def get(self, path: str) -> str | None:
+                if spot_at is not None and clock.seconds >= spot_at:
+                    deadline = format_time(START + timedelta(seconds=spot_at + deadline_after))
+                    imds.notice(spot_action={"action": "stop", "time": deadline.replace(".000", "")})
+                if rebalance_at is not None and clock.seconds >= rebalance_at:
+                    imds.notice(rebalance={"noticeTime": "2026-11-23T00:00:01Z"})
+                return super().get(path)
 
-        imds.on_request = notices
-        imds.failing = broken
-        return ImdsClient(imds.url, monotonic=clock.monotonic)
+        return OnTheClock(imds.url, monotonic=clock.monotonic)
 
     return client
 

@@ -1,4 +1,4 @@
-"""Helpers for the agent's tests: run the real agent as a subprocess, a fake IMDS, a moto server.
+"""Helpers for the agent's tests: run the real agent as a subprocess; its IMDS and AWS are fleet_sim's.
 
 The agent under test runs on ``FLEET_AGENT_PYTHON`` when set (e.g. a Python 3.9 with boto3, the
 interpreter of Amazon Linux 2023), else on the interpreter running the tests. The fixtures built
@@ -16,14 +16,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from fleet_testing import wait_for
+
+from fleet_sim import FleetSimulator
+from fleet_sim.hosts import ImdsRequest
+from fleet_sim.scenario import FaultSpec, Target
+from instance_agent.imds import TOKEN_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_PYTHON = os.environ.get("FLEET_AGENT_PYTHON", sys.executable)
@@ -208,116 +210,61 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class FakeImds:
-    """IMDSv2 on 127.0.0.1: tokens by PUT, 401 without a valid token, notices the test sets.
+class SimImds:
+    """fleet_sim's IMDS of one simulated host: what it was asked, its faults, notices the test sets.
 
     The one IMDS of the agent's tests: the agent as a subprocess, the real ``ImdsClient`` and (on
     a fake clock, ``agent_fakes.imds_on_the_clock``) the supervisor all talk to it over HTTP.
     """
 
-    def __init__(self) -> None:
-        self.instance_id = "i-0123456789abcdef0"
-        self.region = "us-east-1"
-        self.spot_action: dict | None = None
-        self.rebalance: dict | None = None
-        self.unauthorized_next = 0  # answer this many GETs with 401 (and forget every token)
-        self.delay = 0.0
-        self.failing = False  # answer every request with HTTP 500
-        self.on_request: Callable[[], None] | None = None  # called before each answer (sets notices)
-        self.tokens: list[str] = []
-        self.ttls: list[str] = []
-        self.log: list[tuple[str, str, int]] = []  # (method, path, status)
-        self._valid: set[str] = set()
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    def __init__(self, sim: FleetSimulator, instance_id: str):
+        self.sim = sim
+        self.host = sim.host(instance_id)
+        self.url = sim.fleet.imds_url(self.host)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def instance_id(self) -> str:
+        return self.host.instance_id
 
-    def start(self) -> FakeImds:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    @property
+    def log(self) -> list[ImdsRequest]:
+        with self.sim.fleet.lock:
+            return list(self.host.imds_requests)
 
     def count(self, path: str, status: int | None = None) -> int:
-        with self._lock:
-            return sum(1 for _, p, s in self.log if p == path and (status is None or s == status))
+        return sum(
+            1 for request in self.log if request.path == path and (status is None or request.status == status)
+        )
 
-    def _answer(self, method: str, path: str, headers: Any) -> tuple[int, str]:
-        time.sleep(self.delay)
-        if self.on_request is not None:
-            self.on_request()
-        with self._lock:
-            if self.failing:
-                return 500, ""
-            if method == "PUT":
-                if path != "/latest/api/token" or not headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-                    return 400, ""
-                token = f"token-{len(self.tokens) + 1}"
-                self.tokens.append(token)
-                self.ttls.append(headers["X-aws-ec2-metadata-token-ttl-seconds"])
-                self._valid.add(token)
-                return 200, token
-            if headers.get("X-aws-ec2-metadata-token") not in self._valid:
-                return 401, ""
-            if self.unauthorized_next:
-                self.unauthorized_next -= 1
-                self._valid.clear()
-                return 401, ""
-            documents = {
-                "/latest/meta-data/instance-id": self.instance_id,
-                "/latest/meta-data/placement/region": self.region,
-                "/latest/meta-data/spot/instance-action": json.dumps(self.spot_action)
-                if self.spot_action
-                else None,
-                "/latest/meta-data/events/recommendations/rebalance": json.dumps(self.rebalance)
-                if self.rebalance
-                else None,
-            }
-            body = documents.get(path)
-            return (200, body) if body is not None else (404, "")
+    def ttls(self) -> list[str | None]:
+        return [request.ttl for request in self.log if request.path == TOKEN_PATH]
 
-    def _handler(self) -> type:
-        fake = self
+    def fault(self, kind: str, count: int | None = None, **parameters: Any) -> None:
+        """An IMDS fault on this host (``imds_unauthorized``, ``imds_error``, ``imds_delay``);
+        ``count=None``: every request."""
+        # Into the fault book as a FaultSpec: scenario.py does not parse the IMDS kinds (yet).
+        target = Target(instance=self.instance_id)
+        with self.sim.fleet.lock:
+            self.sim.fleet.faults.add(FaultSpec(kind, target, count=count, **parameters))
 
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                status, body = fake._answer(self.command, self.path, self.headers)
-                with fake._lock:
-                    fake.log.append((self.command, self.path, status))
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = _serve
-            do_PUT = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        return Handler
+    def notice(self, *, spot_action: dict | None = None, rebalance: dict | None = None) -> None:
+        """Notices served from now on, with no EC2 action to follow (fleet_sim's timed faults
+        stop the instance after a spot notice, and date their notices by the real clock)."""
+        with self.sim.fleet.lock:
+            if spot_action is not None:
+                self.host.spot_action = spot_action
+            if rebalance is not None:
+                self.host.rebalance = rebalance
 
 
-class MotoAws:
-    def __init__(self, url: str):
-        self.url = url
-        import boto3
+class SimAws:
+    """Clients of the simulator's AWS endpoint, and what the tests read back from it."""
 
-        options = {"endpoint_url": url, "region_name": "us-east-1"}
-        self.ec2 = boto3.client("ec2", **options)
-        self.s3 = boto3.client("s3", **options)
-
-    def new_instance(self) -> str:
-        reservation = self.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)
-        return reservation["Instances"][0]["InstanceId"]
+    def __init__(self, sim: FleetSimulator):
+        self.sim = sim
+        self.url = sim.endpoint_url
+        self.ec2 = sim.client("ec2")
+        self.s3 = sim.client("s3")
 
     def instance(self, instance_id: str) -> dict:
         return self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from agent_testing import Agent, FakeImds, MotoAws
+from agent_testing import ROLE, Agent, SimAws, SimImds
+from fleet_testing import FAST
+
+from fleet_sim import FleetSimulator
 
 
 @pytest.fixture
@@ -13,39 +16,28 @@ def agent(tmp_path: Path) -> Agent:
     return Agent(tmp_path)
 
 
-# -- a fake IMDS -----------------------------------------------------------------------------------
+@pytest.fixture
+def sim(tmp_path: Path):
+    """fleet_sim with one running instance of the role ``tasks``: the AWS and IMDS of these tests
+    (the agent is another process, so it needs an endpoint, not ``mock_aws``)."""
+    scenario = {**FAST, "initial_state": "running"}
+    with FleetSimulator(roles=[ROLE], scenario=scenario, workdir=tmp_path / "sim") as simulator:
+        yield simulator
 
 
 @pytest.fixture
-def imds():
-    fake = FakeImds().start()
-    yield fake
-    fake.stop()
-
-
-# -- a moto server (the agent is another process, so mock_aws cannot reach it) ----------------------
-
-
-@pytest.fixture(scope="session")
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def imds(sim) -> SimImds:
+    return SimImds(sim, sim.instance_for(ROLE))
 
 
 @pytest.fixture
-def aws(moto_server) -> MotoAws:
-    return MotoAws(moto_server)
+def aws(sim) -> SimAws:
+    return SimAws(sim)
 
 
 @pytest.fixture
-def on_ec2(agent, imds, aws):
-    """The agent on a (moto) instance: IMDS says which, AWS calls go to moto."""
-    imds.instance_id = aws.new_instance()
+def on_ec2(agent, imds, aws) -> str:
+    """The agent on the simulated instance: IMDS says which, AWS calls go to the simulator."""
     agent.use_imds(imds.url)
     agent.env["AWS_ENDPOINT_URL"] = aws.url
     return imds.instance_id

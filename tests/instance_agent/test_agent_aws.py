@@ -1,4 +1,4 @@
-"""Against a moto server: the tags, the uploaded logs and the state file tell the same story,
+"""Against fleet_sim's AWS endpoint: the tags, the uploaded logs and the state file tell the same story,
 the instance stops itself, and AWS failures never stop the jobs."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def _local(agent, name: str) -> bytes:
 
 
 class TestReportingOnAws:
-    def test_tags_logs_and_the_stop_match_the_state_file(self, agent, aws, on_ec2):
+    def test_tags_logs_and_the_stop_match_the_state_file(self, agent, sim, aws, on_ec2):
         aws.s3.create_bucket(Bucket="fleet-logs")
         aws.ec2.create_tags(Resources=[on_ec2], Tags=[{"Key": TAG_NOTICE, "Value": "rebalance@yesterday"}])
         talker = agent.script("talker.py", "print('orders placed: 3')\n")
@@ -31,7 +31,7 @@ class TestReportingOnAws:
         assert completed.returncode == 1, agent.agent_log()  # a job failed; the stop itself worked
         state = agent.state()
         assert state["agent"]["instance_id"] == on_ec2
-        assert aws.instance(on_ec2)["State"]["Name"] == "stopped"
+        sim.wait_for_state(on_ec2, "stopped", timeout=5)
 
         report = AgentReport.from_tags(aws.tags(on_ec2))
         assert (report.role, report.run_date, report.state, report.progress) == (
@@ -77,15 +77,16 @@ class TestReportingOnAws:
         assert final.durations["slow"] >= 3
         assert aws.instance(on_ec2)["State"]["Name"] == "running"  # --shutdown none
 
-    def test_a_rebalance_recommendation_is_tagged_and_the_jobs_go_on(self, agent, aws, imds, on_ec2):
-        imds.rebalance = {"noticeTime": "2026-11-23T00:20:00Z"}
+    def test_a_rebalance_recommendation_is_tagged_and_the_jobs_go_on(self, agent, sim, aws, imds, on_ec2):
+        sim.inject({"kind": "rebalance", "instance": on_ec2, "since": "start"})
+        notice = wait_for(lambda: imds.host.rebalance, what="the rebalance recommendation")
         spec = agent.spec([agent.counting_job("trade", sleep=1)])
 
         completed = agent.run(spec)
 
         assert completed.returncode == 0
         assert agent.job("trade")["status"] == "succeeded"
-        assert aws.tags(on_ec2)[TAG_NOTICE] == "rebalance@2026-11-23T00:20:00Z"
+        assert aws.tags(on_ec2)[TAG_NOTICE] == f"rebalance@{notice['noticeTime']}"
         assert "rebalance recommendation" in agent.agent_log()
 
 

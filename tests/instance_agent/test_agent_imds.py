@@ -1,4 +1,4 @@
-"""The IMDSv2 client against a fake IMDS on 127.0.0.1."""
+"""The IMDSv2 client against fleet_sim's IMDS of a simulated host."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ class TestImdsClient:
     def test_reads_the_instance_identity_with_a_token(self, imds):
         client = ImdsClient(imds.url, token_ttl=300)
 
-        assert client.instance_id() == "i-0123456789abcdef0"
+        assert client.instance_id() == imds.instance_id
         assert client.region() == "us-east-1"
-        assert imds.ttls == ["300"]
+        assert imds.ttls() == ["300"]
         assert imds.count(TOKEN_PATH) == 1  # one token serves both calls
 
     def test_404_means_no_notice(self, imds):
@@ -43,8 +43,10 @@ class TestImdsClient:
         assert imds.count(SPOT_ACTION_PATH, 404) == 1
 
     def test_notices_are_parsed(self, imds):
-        imds.spot_action = {"action": "stop", "time": "2026-11-23T00:32:00Z"}
-        imds.rebalance = {"noticeTime": "2026-11-23T00:20:00Z"}
+        imds.notice(
+            spot_action={"action": "stop", "time": "2026-11-23T00:32:00Z"},
+            rebalance={"noticeTime": "2026-11-23T00:20:00Z"},
+        )
         client = ImdsClient(imds.url)
 
         assert client.spot_instance_action() == {"action": "stop", "time": "2026-11-23T00:32:00Z"}
@@ -58,32 +60,31 @@ class TestImdsClient:
 
         clock.now += 80  # 40 s left: still more than the refresh margin (30 s)
         client.instance_id()
-        assert len(imds.tokens) == 1
+        assert imds.count(TOKEN_PATH, 200) == 1
 
         clock.now += 15  # 25 s left: inside the margin, so a new token first
         client.instance_id()
-        assert len(imds.tokens) == 2
-        assert imds.count(TOKEN_PATH) == 2
+        assert imds.count(TOKEN_PATH, 200) == 2
         assert imds.count("/latest/meta-data/instance-id", 401) == 0
 
     def test_a_401_fetches_a_new_token_and_retries_once(self, imds):
         client = ImdsClient(imds.url)
         client.instance_id()
-        imds.unauthorized_next = 1
+        imds.fault("imds_unauthorized", count=1)
 
-        assert client.instance_id() == "i-0123456789abcdef0"
-        assert len(imds.tokens) == 2
+        assert client.instance_id() == imds.instance_id
+        assert imds.count(TOKEN_PATH, 200) == 2
         assert imds.count("/latest/meta-data/instance-id", 401) == 1
 
     def test_a_persistent_401_is_an_error(self, imds):
         client = ImdsClient(imds.url)
-        imds.unauthorized_next = 5
+        imds.fault("imds_unauthorized", count=5)
 
         with pytest.raises(ImdsError, match="HTTP 401"):
             client.instance_id()
 
     def test_every_call_has_a_timeout(self, imds):
-        imds.delay = 2.0
+        imds.fault("imds_delay", seconds=2.0)
         client = ImdsClient(imds.url, timeout=0.3)
 
         began = time.monotonic()
@@ -105,7 +106,7 @@ class TestImdsClient:
 
         with pytest.raises(ImdsError, match="disabled"):
             client.instance_id()
-        assert imds.log == []
+        assert not imds.log
 
 
 class TestEndpoint:
@@ -121,4 +122,4 @@ class TestEndpoint:
     def test_the_client_reads_the_endpoint_from_the_environment(self, imds):
         client = ImdsClient(env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url + "/"})
 
-        assert client.instance_id() == "i-0123456789abcdef0"
+        assert client.instance_id() == imds.instance_id

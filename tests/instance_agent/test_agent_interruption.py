@@ -1,5 +1,5 @@
-"""A spot interruption notice from a fake IMDS: the jobs get SIGTERM, the state and the tags say
-interrupted, and the IMDS token survives a 401."""
+"""A spot interruption notice from fleet_sim's IMDS: the jobs get SIGTERM, the state and the tags
+say interrupted, and the IMDS token survives a 401."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from instance_agent.imds import SPOT_ACTION_PATH, TOKEN_PATH
 from instance_agent.protocol import TAG_NOTICE, AgentReport
 
 
-def test_an_interruption_notice_stops_the_jobs_and_is_recorded(agent, aws, imds, on_ec2):
+def test_an_interruption_notice_stops_the_jobs_and_is_recorded(agent, sim, aws, imds, on_ec2):
     marker = agent.work / "got-term"
     script = agent.script(
         "trade.py",
@@ -35,10 +35,11 @@ def test_an_interruption_notice_stops_the_jobs_and_is_recorded(agent, aws, imds,
         wait_for(lambda: imds.count(SPOT_ACTION_PATH, 404) >= 2, what="polls answered 404")
         assert agent.job("trade")["status"] == "running"  # 404: nothing pending, nothing done
 
-        imds.spot_action = {"action": "stop", "time": "2099-01-01T00:00:00Z"}
+        # The simulator's spot interruption: the notice now, EC2's stop (long) after the test.
+        sim.inject({"kind": "spot_interruption", "instance": on_ec2, "since": "start", "notice_seconds": 600})
         wait_for(marker.exists, what="SIGTERM to the job")
-        imds.unauthorized_next = 1  # the token is rejected once while the jobs wind down
-        wait_for(lambda: len(imds.tokens) >= 2, what="a new token after the 401")
+        imds.fault("imds_unauthorized", count=1)  # the token is rejected once while the jobs wind down
+        wait_for(lambda: imds.count(TOKEN_PATH, 200) >= 2, what="a new token after the 401")
         process.communicate(timeout=30)
     finally:
         process.kill()
@@ -48,7 +49,7 @@ def test_an_interruption_notice_stops_the_jobs_and_is_recorded(agent, aws, imds,
     assert imds.count(SPOT_ACTION_PATH, 401) == 1
     assert imds.count(SPOT_ACTION_PATH, 200) >= 2  # polling went on with the new token
     assert imds.count(TOKEN_PATH) == 2
-    assert all(ttl == "21600" for ttl in imds.ttls)
+    assert imds.ttls() == ["21600", "21600"]
 
     state = agent.state()
     assert state["state"] == "interrupted"
@@ -63,6 +64,6 @@ def test_an_interruption_notice_stops_the_jobs_and_is_recorded(agent, aws, imds,
     report = AgentReport.from_tags(tags)
     assert (report.state, report.run_date, report.progress) == ("interrupted", RUN_DATE, "2/2")
     assert report.jobs == {"trade": "interrupted", "report": "interrupted"}
-    assert tags[TAG_NOTICE] == "spot-stop@2099-01-01T00:00:00Z"
+    assert tags[TAG_NOTICE] == f"spot-stop@{imds.host.spot_action['time']}"
     # AWS stops the instance itself: the agent does not shut down after an interruption.
     assert aws.instance(on_ec2)["State"]["Name"] == "running"
