@@ -53,19 +53,16 @@ AGENT_COMMAND_TIMEOUT = timedelta(minutes=5)
 DOC_MD = """
 ### fleet_daily
 
-For each worker role: skip when the agent already completed the run date (param `force`
-overrides), start the instance, wait until it runs and its SSM agent is online, hand the role's
-jobs to `instance_agent` once the API signer runs, wait (deferred, bounded by the role's
-`max_runtime`) until the agent stopped the instance, and report each job's exit code, duration
-and log tail. The signer boots alongside the workers, and only when some role has work; it is
-a setup/teardown pair: stopped when every role is done, even when one failed.
+For each worker role: skip when the agent already completed the run date, start the instance,
+wait until it runs and its SSM agent is online, hand the role's jobs to `instance_agent` once the
+API signer runs, wait (deferred, bounded by `max_runtime`) until the agent stopped the instance,
+and report each job's exit code, duration and log tail. The signer (a setup/teardown pair) boots
+only when some role has work, and stops when every role is done, even when one failed.
 
 **One run at a time**: `wait_turn` waits (deferred) until no other run of the DAG is on the
-fleet or ahead of this one, whatever started the runs (a backfill, a manual run); its log says
-who it waits for. A run cleared after its turn waits again for a run that took the fleet meanwhile.
+fleet or ahead of this one (a backfill, a manual run); its log says who it waits for.
 
-**Run date**: the run's logical date in the fleet's timezone (a manual run without one uses
-`run_after`); a backfill of a past day runs that day's jobs with that day's `RUN_DATE`.
+**Run date**: the run's logical date (else `run_after`) in the fleet's timezone.
 
 **Params**: `force` (bool) re-runs jobs already done for the date; `roles` limits the run to
 some roles. Config: `dags/fleet.yaml` or `$FLEET_CONFIG`.

@@ -104,11 +104,7 @@ def agent_rule(check: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _agent_error(error: SpecError) -> ValidationError:
-    detail = InitErrorDetails(
-        type=PydanticCustomError("agent_rule", "{problem}", {"problem": error.problem}),
-        loc=error.loc or (),
-        input=error.value,
-    )
+    detail = _error("agent_rule", "{problem}", error.loc or (), error.value, problem=error.problem)
     return ValidationError.from_exception_data("instance_agent", [detail])
 
 
@@ -131,23 +127,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _error(
+    kind: str, message: str, loc: tuple[str | int, ...], value: Any, **context: Any
+) -> InitErrorDetails:
+    """A pydantic error at ``loc``; ``message`` is a template of ``context``."""
+    return InitErrorDetails(type=PydanticCustomError(kind, message, context), loc=loc, input=value)
+
+
 def _duplicates(items: list[Any], where: str, what: str) -> list[InitErrorDetails]:
     """One error per repeated name, located at the repeat (``roles[2].name``), naming the first."""
     first: dict[str, int] = {}
     errors = []
     for index, item in enumerate(items):
         if item.name in first:
-            errors.append(
-                InitErrorDetails(
-                    type=PydanticCustomError(
-                        "duplicate_name",
-                        "duplicate {what} name {name}, already used by {where}[{first}]",
-                        {"what": what, "name": repr(item.name), "where": where, "first": first[item.name]},
-                    ),
-                    loc=(where, index, "name"),
-                    input=item.name,
-                )
-            )
+            message = "duplicate {what} name {name}, already used by {where}[{first}]"
+            context = {"what": what, "name": repr(item.name), "where": where, "first": first[item.name]}
+            errors.append(_error("duplicate_name", message, (where, index, "name"), item.name, **context))
         first.setdefault(item.name, index)
     return errors
 
@@ -292,16 +287,8 @@ class FleetConfig(_Strict):
             elif role.candidates and self.signer.instance in role.candidates:
                 loc = ("roles", index, "candidates", role.candidates.index(self.signer.instance))
             if loc:
-                errors.append(
-                    InitErrorDetails(
-                        type=PydanticCustomError(
-                            "signer_as_worker",
-                            "is the signer instance (signer.instance); a worker role cannot use it",
-                        ),
-                        loc=loc,
-                        input=self.signer.instance,
-                    )
-                )
+                message = "is the signer instance (signer.instance); a worker role cannot use it"
+                errors.append(_error("signer_as_worker", message, loc, self.signer.instance))
         _raise(type(self), errors)
         return self
 

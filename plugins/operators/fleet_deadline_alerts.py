@@ -63,11 +63,9 @@ async def fleet_deadline_alert(
 ) -> str:
     """The deadline's callback, in the triggerer: call the notifier only for a run still going.
 
-    :param notifier: the notifier class's import path (the fleet config's ``notifier.class_path``)
+    :param notifier, notifier_kwargs: the notifier class's import path and its arguments
     :param alert_after: the deadline's interval, seconds
-    :param notifier_kwargs: the notifier's arguments (``notifier.kwargs``)
-    :param context: what Airflow passes (``Deadline.handle_miss``): ``dag_run`` as the REST API
-        shows it when the deadline was missed (``state``, ``queued_at``, ``end_date``, ...)
+    :param context: Airflow's: ``dag_run`` as the REST API showed it when the deadline was missed
     :returns: what was done, kept by Airflow as the callback's output
     """
     context = dict(context or {})

@@ -1,14 +1,8 @@
 """Clear-safe role steps: a step of a role whose run date is already complete does nothing.
 
-A person may clear any task of ``fleet_daily`` at any time (the UI's Clear, with or without
-upstream and downstream), and Airflow then runs it again. Each step that would boot, wait for or
-command a worker first reads the agent's tags (one DescribeInstances): when an instance of the
-role says ``succeeded`` for the run date, the step skips, naming the instance and the jobs'
-outcomes, so nothing is booted or run again; its downstream skips with it. The run's ``force``
-param turns the check off, as it does for ``skip_if_done``.
-
-The signer's start asks the same of every role in the run: it boots only when some role still
-has work for the date.
+A cleared step that would boot, wait for or command a worker first reads the agent's tags: when
+an instance says ``succeeded`` for the run date, it skips (unless the run's ``force`` param).
+The signer's start boots only when some role of the run still has work for the date.
 """
 
 from __future__ import annotations
@@ -56,10 +50,7 @@ def outcomes(report: AgentReport | None) -> str:
 def skip_if_done(
     context: Context, views: Mapping[str, InstanceView], run_date: str | None, step: str
 ) -> None:
-    """Raise ``AirflowSkipException`` when an instance in ``views`` completed ``run_date``.
-
-    :param step: what the step would have done, for the message ("boot", "send the agent")
-    """
+    """Skip when an instance in ``views`` completed ``run_date``; ``step``: what it would have done."""
     if not run_date or force_requested(context):
         return
     done = completed(views, run_date)
@@ -74,11 +65,8 @@ def skip_if_done(
 def skip_unless_work(
     context: Context, client: Any, roles: Mapping[str, Sequence[str]], run_date: str | None, what: str
 ) -> None:
-    """Raise ``AirflowSkipException`` when every role of the run already completed ``run_date``.
-
-    :param roles: ``{role: its instance or candidates}``; the run's ``roles`` param narrows it
-    :param what: what would not be needed, for the message ("the signer")
-    """
+    """Skip when every role of ``roles`` (``{role: instance ids}``, narrowed by the run's
+    ``roles`` param) already completed ``run_date``; ``what``: what would not be needed."""
     if not run_date or not roles or force_requested(context):
         return
     selected = selected_roles(context)

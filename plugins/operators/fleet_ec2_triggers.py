@@ -108,12 +108,9 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
             return view.state not in ec2.TRANSITIONAL_STATES
         return view.state == self.target_state
 
-    def _relevant_report(self, view: ec2.InstanceView):
-        return report_for(view.report, self.run_date)
-
     def _describe_progress(self, view: ec2.InstanceView) -> str:
         text = f"{view.instance_id}: {view.state}"
-        report = self._relevant_report(view)
+        report = report_for(view.report, self.run_date)
         if report is not None:
             age = report.heartbeat_age(self.clock())
             text += f", agent {report.state or '?'} {report.progress or '?'} for {report.run_date}"
@@ -126,7 +123,7 @@ class FleetInstanceStateTrigger(FleetPollTrigger):
         now = self.clock()
         silent = []
         for view in outstanding:
-            report = self._relevant_report(view)
+            report = report_for(view.report, self.run_date)
             # Only an agent that says it is running owes us heartbeats; a finished agent stops them.
             if view.state != "running" or report is None or report.state != STATE_RUNNING:
                 continue

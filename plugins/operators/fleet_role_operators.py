@@ -1,12 +1,5 @@
-"""The role-level steps of the daily DAG that read the agent's report from instance tags.
-
-- :class:`FleetSkipIfDoneOperator`: before a role's VM is booted, skip the role when its agent
-  already reported the run date complete (layer 2 of the once-per-day guarantee).
-- :class:`FleetRunAgentOperator`: hand the role's jobs to the agent, unless its tags say there is
-  nothing to hand over (done, already at work) or nobody to hand it to (a stopped instance).
-- :class:`FleetRoleReportOperator`: after the VM stopped, print each job's exit code, duration
-  and log tail in the task log, and fail when a job did not succeed.
-"""
+"""The role-level steps of the daily DAG that read the agent's report from instance tags:
+``skip_if_done``, ``run_agent`` and ``report``."""
 
 from __future__ import annotations
 
@@ -24,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from instance_agent import exit_codes
 from instance_agent.protocol import STATE_SUCCEEDED, AgentReport, outcome_ok, s3_job_log
 from operators.fleet_aws import FleetAwsTask, FleetError, FleetStateFailure, normalize_instance_ids
-from operators.fleet_done_checks import FORCE_PARAM, ROLES_PARAM, completed, force_requested, outcomes
+from operators.fleet_done_checks import FORCE_PARAM, completed, force_requested, outcomes, selected_roles
 from operators.fleet_ec2 import UP_STATES, InstanceView, describe_instances
 from operators.fleet_ssm_operators import FleetRunCommandOperator
 from operators.fleet_turn_sensors import FleetTurnGuard
@@ -34,12 +27,9 @@ if TYPE_CHECKING:
 
 
 class FleetSkipIfDoneOperator(FleetAwsTask, AwsBaseOperator[EC2Hook]):
-    """Skip a role whose agent already completed this run date, so its VM is never booted.
-
-    One DescribeInstances reads the agent's tags (``fleet:run-date``, ``fleet:state``). The
-    role is skipped (and with it, through the trigger rules, every later step of the role) when
-    any of its instances says ``succeeded`` for ``run_date``, or when the run's ``roles``
-    parameter leaves the role out. The run's ``force`` parameter overrides the first check, loudly.
+    """Skip a role (and through the trigger rules its later steps) when an instance's agent
+    already completed ``run_date`` (unless the run's ``force`` param), or when the run's ``roles``
+    param leaves the role out: its VM is never booted.
 
     :param role: the worker role's name
     :param instance_ids: the role's instance, or all of its candidates (templated)
@@ -57,8 +47,8 @@ class FleetSkipIfDoneOperator(FleetAwsTask, AwsBaseOperator[EC2Hook]):
         self.run_date = run_date
 
     def execute(self, context: Context) -> dict[str, Any]:
-        selected = (context.get("params") or {}).get(ROLES_PARAM)
-        if selected and self.role not in selected:
+        selected = selected_roles(context)
+        if selected is not None and self.role not in selected:
             raise AirflowSkipException(f"Role {self.role} is not among this run's roles {selected}")
         force = force_requested(context)
         ids = normalize_instance_ids(self.instance_ids)
@@ -91,13 +81,10 @@ class FleetSkipIfDoneOperator(FleetAwsTask, AwsBaseOperator[EC2Hook]):
 class FleetRoleReportOperator(FleetAwsTask, AwsBaseOperator[S3Hook]):
     """Print a role's outcome from its agent's final tags and logs; fail if a job did not succeed.
 
-    :param role: the worker role's name
     :param instances: the final ``{instance_id: {"state", "tags"}}`` of the wait for ``stopped``
         (templated; usually that sensor's XCom)
-    :param run_date: the run date the report must be about (templated)
     :param job_names: the role's jobs, in config order
     :param s3_log_prefix: where the agent uploaded the job logs (``s3://bucket/prefix``), if anywhere
-    :param log_tail_lines: how many last lines of each job's log to print
     """
 
     aws_hook_class = S3Hook
@@ -196,18 +183,9 @@ def agent_hand_over(
 ) -> tuple[str, str]:
     """What ``run_agent`` does for one instance, and why: ``(send|watch|skip|fail, reason)``.
 
-    First match wins:
-
-    ============================================  ========  ==========================================
-    the instance and its agent's tags              action    why
-    ============================================  ========  ==========================================
-    agent completed ``run_date``, no ``force``     skip      the day is done: nothing is sent
-    instance not ``pending``/``running``           fail      nothing can receive a command; a retry
-                                                             would find it the same (no retries)
-    agent ``running`` ``run_date``, fresh          watch     the agent is at work (a cleared or
-    heartbeat (within ``heartbeat_grace``)                   retried task): nothing is sent again
-    anything else                                  send      the agent is handed the role's jobs
-    ============================================  ========  ==========================================
+    First match wins: ``skip`` when the agent completed ``run_date`` (no ``force``); ``fail``
+    when the instance is not up (nothing can receive a command, nor on a retry); ``watch`` when
+    the agent runs ``run_date`` with a heartbeat within ``heartbeat_grace``; else ``send``.
     """
     report = view.report
     if report is not None and report.is_complete_for(run_date) and not force:
@@ -230,20 +208,13 @@ def agent_hand_over(
 
 
 class FleetRunAgentOperator(FleetTurnGuard, FleetRunCommandOperator):
-    """Hand a role's jobs to ``instance_agent`` through SSM Run Command, when there is someone to.
-
-    Before sending, one DescribeInstances reads each instance's state and agent tags and
-    :func:`agent_hand_over` decides: a cleared or retried ``run_agent`` of a day already done
-    skips, one whose instance is stopped fails at once (no 120 s of ``InvalidInstanceId``
-    retries, three tries over), and one whose agent is already at work sends nothing again.
-    After the command, an agent exit code that a retry would only repeat (bad input, an
-    unusable state file) fails without retries, naming what the code means.
+    """Hand a role's jobs to ``instance_agent`` through SSM Run Command, when there is someone to
+    (:func:`agent_hand_over` decides per instance). An agent exit code that a retry would only
+    repeat (:data:`FINAL_AGENT_EXITS`) fails without retries, naming what the code means.
 
     :param run_date: the run date handed to the agent (templated)
     :param heartbeat_grace: seconds since the agent's last heartbeat within which a ``running``
         agent counts as at work
-    :param turn_task_id, turn_poll_interval: in a cleared run, wait until the fleet is the run's
-        again before sending (:class:`~operators.fleet_turn_sensors.FleetTurnGuard`)
     """
 
     template_fields: Sequence[str] = (*FleetRunCommandOperator.template_fields, "run_date")

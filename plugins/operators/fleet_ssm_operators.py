@@ -226,16 +226,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         paginator = self.hook.conn.get_paginator("list_commands")
         for instance_id in instance_ids:
             for page in paginator.paginate(InstanceId=instance_id):
-                match = next(
-                    (
-                        command
-                        for command in page.get("Commands", [])
-                        if command.get("DocumentName") == self.document_name
-                        and command.get("Comment") == comment
-                        and command.get("Status") in ssm.IN_FLIGHT_STATUSES
-                    ),
-                    None,
-                )
+                match = next((c for c in page.get("Commands", []) if self._in_flight_here(c, comment)), None)
                 if match:
                     self.log.warning(
                         "%s still runs on %s as command %s (%s) from an earlier try: watching it "
@@ -248,6 +239,13 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
                     found.setdefault(match["CommandId"], []).append(instance_id)
                     break
         return found
+
+    def _in_flight_here(self, command: dict[str, Any], comment: str) -> bool:
+        return (
+            command.get("DocumentName") == self.document_name
+            and command.get("Comment") == comment
+            and command.get("Status") in ssm.IN_FLIGHT_STATUSES
+        )
 
     def _send(self, instance_ids: list[str], parameters: dict[str, list[str]]) -> str:
         request: dict[str, Any] = {"DocumentName": self.document_name, "InstanceIds": instance_ids}

@@ -1,10 +1,8 @@
 """Triggers that wait on AWS Systems Manager: agents coming online, and Run Command invocations.
 
-Run Command is tracked pair by pair. The (command, instance) pairs this task sent are the
-expectation, and a pair that ``ListCommandInvocations`` does not list yet counts as pending,
-never as done. The provider's ``SsmRunCommandTrigger`` instead waits on whatever an early
-listing returns, which right after ``SendCommand`` can be nothing at all, and then reports
-success before the command ran.
+Run Command is tracked pair by pair: a (command, instance) pair not listed yet is pending. The
+provider's ``SsmRunCommandTrigger`` waits on whatever an early listing returns, which right
+after ``SendCommand`` can be nothing, and then reports success before the command ran.
 """
 
 from __future__ import annotations

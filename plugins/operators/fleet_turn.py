@@ -35,13 +35,8 @@ BATCH_CHARS = 2000
 
 @dataclass(frozen=True)
 class TurnView:
-    """One reading: every run's ``wait_turn`` state, and which of those runs are still active.
-
-    :param run_id: this run
-    :param states: ``{run_id: state of its wait_turn}`` for every run of the DAG that has one
-    :param active: the other runs, among those with a holding, checking or waiting
-        ``wait_turn``, whose run is queued or running
-    """
+    """One reading: every run's ``wait_turn`` state (``states``), and the other runs among those
+    holding, checking or waiting that are still queued or running (``active``)."""
 
     run_id: str
     states: Mapping[str, str | None]
@@ -180,11 +175,8 @@ def read_turn(reader: TurnReader, *, dag_id: str, task_id: str, run_id: str) -> 
 
 
 def find_active(count: Callable[[Sequence[str]], int], run_ids: Sequence[str]) -> list[str]:
-    """The runs of ``run_ids`` that ``count`` says are active, with few calls.
-
-    Every run of the DAG's history whose ``wait_turn`` succeeded is a candidate, and almost all
-    of them ended long ago: one count per batch of runs, then halves of a batch that has some.
-    """
+    """The runs of ``run_ids`` that ``count`` says are active: almost all ended long ago, so one
+    count per batch of runs, then halves of a batch that has some."""
     found: list[str] = []
     for batch in _batches(run_ids):
         _bisect(count, batch, found)

@@ -75,11 +75,8 @@ class FleetTurnTrigger(FleetPollTrigger):
     run waits for. Past ``deadline`` it ends with a ``timeout`` event naming the runs ahead; every
     event carries ``deadline`` back, so that the task's next deferral keeps the same bound.
 
-    :param dag_id: the DAG whose runs share the fleet
-    :param run_id: this run
     :param task_id: the turn-taking task, the same in every run (``wait_turn``)
     :param deadline: ISO-8601 time (with offset) after which the wait gives up
-    :param rule: ``gate`` or ``rejoin`` (:data:`RULES`)
     """
 
     serialized_fields = ("dag_id", "run_id", "task_id", "deadline", "rule")

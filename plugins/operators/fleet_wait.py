@@ -21,7 +21,14 @@ from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
-from operators.fleet_aws import FleetError, connection_args, error_code, error_message, make_hook
+from operators.fleet_aws import (
+    CONNECTION_ARGS,
+    FleetError,
+    connection_args,
+    error_code,
+    error_message,
+    make_hook,
+)
 
 SUCCESS = "success"
 FAILED = "failed"
@@ -111,9 +118,6 @@ class FleetPollTrigger(BaseTrigger):
     def poll_once(self) -> dict[str, Any] | None:
         """One batched read: ``None`` to keep waiting, or the final event payload."""
 
-    def _serialized_args(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.serialized_fields}
-
     def timeout_message(self) -> str:
         return f"gave up after {self.waiter_max_attempts} polls every {self.waiter_delay} s"
 
@@ -122,15 +126,10 @@ class FleetPollTrigger(BaseTrigger):
         return connection_args(self)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                **self._serialized_args(),
-                "waiter_delay": self.waiter_delay,
-                "waiter_max_attempts": self.waiter_max_attempts,
-                **self.connection_args,
-            },
-        )
+        names = (*self.serialized_fields, "waiter_delay", "waiter_max_attempts", *CONNECTION_ARGS)
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            name: getattr(self, name) for name in names
+        }
 
     @property
     def hook(self) -> Any:

@@ -8,6 +8,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from fleet_operator_testing import ec2_client, launch, set_tags
+from operators import fleet_ec2
 from operators.fleet_aws import (
     DEFAULT_RETRIES,
     FleetError,
@@ -180,18 +181,14 @@ class TestDescribeInstances:
         with pytest.raises(FleetError, match="i-0123456789abcdef0"):
             describe_instances(client, [*known, "i-0123456789abcdef0"])
 
-    def test_1500_ids_take_two_calls_of_at_most_1000(self):
-        client = boto3.client("ec2", region_name="us-east-1")
-        ids = [f"i-{n:017x}" for n in range(1500)]
-        with Stubber(client) as stub:
-            for batch in (ids[:1000], ids[1000:]):
-                stub.add_response(
-                    "describe_instances",
-                    {"Reservations": [{"Instances": [_instance(i) for i in batch]}]},
-                    {"InstanceIds": batch},
-                )
-            views = describe_instances(client, ids)
-            stub.assert_no_pending_responses()
+    def test_more_ids_than_a_batch_take_a_call_per_batch(self, api, monkeypatch):
+        assert fleet_ec2.DESCRIBE_BATCH == 1000  # DescribeInstances refuses more IDs per request
+        monkeypatch.setattr(fleet_ec2, "DESCRIBE_BATCH", 2)
+        client = ec2_client()
+        ids = launch(client, 3)
+        api.reset()
+        views = describe_instances(client, ids)
+        assert [params["InstanceIds"] for params in api.params("DescribeInstances")] == [ids[:2], ids[2:]]
         assert list(views) == ids
 
     def test_follows_pages(self):

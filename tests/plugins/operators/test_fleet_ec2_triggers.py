@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 from fleet_operator_testing import launch, messages, set_tags
+from operators import fleet_ec2
 from operators.fleet_ec2 import SETTLED, default_failure_states
 from operators.fleet_ec2_triggers import FleetInstanceStateTrigger
 from operators.fleet_wait import ERROR, FAILED, SUCCESS, TIMEOUT
@@ -247,22 +246,16 @@ class TestDescribeCallsPerPoll:
         assert len(event["instances"]) == count
         assert len(calls) == 1
 
-    def test_1500_instances_take_two_calls(self):
-        ids = [f"i-{n:017x}" for n in range(1500)]
-        client = boto3.client("ec2", region_name="us-east-1")
-        trigger = _trigger(ids, "running", hook=type("FakeHook", (), {"conn": client})())
-        with Stubber(client) as stub:
-            for batch in (ids[:1000], ids[1000:]):
-                stub.add_response(
-                    "describe_instances",
-                    {
-                        "Reservations": [
-                            {"Instances": [{"InstanceId": i, "State": {"Name": "running"}} for i in batch]}
-                        ]
-                    },
-                    {"InstanceIds": batch},
-                )
-            event = trigger.poll_once()
-            stub.assert_no_pending_responses()
+    def test_more_than_a_batch_takes_a_call_per_batch(self, api, client, monkeypatch):
+        # DescribeInstances takes 1000 IDs; a batch of 2 shows the same split on 5 moto instances.
+        monkeypatch.setattr(fleet_ec2, "DESCRIBE_BATCH", 2)
+        ids = launch(client, 5)
+        api.reset()
+        event = _trigger(ids, "running").poll_once()
         assert event["status"] == SUCCESS
-        assert len(event["instances"]) == 1500
+        assert list(event["instances"]) == ids
+        assert [params["InstanceIds"] for params in api.params("DescribeInstances")] == [
+            ids[:2],
+            ids[2:4],
+            ids[4:],
+        ]

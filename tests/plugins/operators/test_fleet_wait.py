@@ -26,14 +26,13 @@ from operators.fleet_wait import (
 class ScriptedTrigger(FleetPollTrigger):
     """Answers its polls from a script: ``None`` (keep waiting), an event, or an exception."""
 
+    serialized_fields = ("script", "label")
+
     def __init__(self, *, script: list[Any], label: str = "scripted", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.script = list(script)
         self.label = label
         self.polls = 0
-
-    def _serialized_args(self) -> dict[str, Any]:
-        return {"script": self.script, "label": self.label}
 
     def poll_once(self) -> dict[str, Any] | None:
         self.polls += 1
