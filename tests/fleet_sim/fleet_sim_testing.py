@@ -15,9 +15,13 @@ from typing import Any
 
 from fleet_testing import wait_for
 
+from fleet_sim.ssm_commands import IN_FLIGHT
+
 REPO = Path(__file__).resolve().parents[2]
 
-IN_FLIGHT = ("Pending", "InProgress", "Delayed", "Cancelling")
+
+def described(ec2: Any, instance_id: str) -> dict[str, Any]:
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
 
 
 def ping_status(ssm: Any, instance_id: str) -> str | None:
@@ -26,10 +30,17 @@ def ping_status(ssm: Any, instance_id: str) -> str | None:
     return found[0] if found else None
 
 
-def boot(sim: Any, role: str = "tasks") -> str:
-    """Start the role's instance and wait until its SSM agent is online; returns its ID."""
+def running(sim: Any, role: str = "tasks") -> str:
+    """Start the role's instance and wait until it is running; returns its ID."""
     instance_id = sim.instance_for(role)
     sim.client("ec2").start_instances(InstanceIds=[instance_id])
+    sim.wait_for_state(instance_id, "running")
+    return instance_id
+
+
+def boot(sim: Any, role: str = "tasks") -> str:
+    """Start the role's instance and wait until its SSM agent is online; returns its ID."""
+    instance_id = running(sim, role)
     wait_for(lambda: ping_status(sim.client("ssm"), instance_id) == "Online", what=f"{instance_id} online")
     return instance_id
 

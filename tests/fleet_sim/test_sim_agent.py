@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
-from fleet_sim_testing import boot, events, send, wait_ended
+from fleet_sim_testing import boot, described, events, send, wait_ended
 from fleet_testing import wait_for
 
 from fleet_sim import demo_job, demo_runs
@@ -29,10 +28,8 @@ def agent_command(role: str, jobs: list[dict], *extra: str) -> str:
 
 
 def report(sim, instance_id: str) -> AgentReport | None:
-    instance = sim.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"][0][
-        "Instances"
-    ][0]
-    return AgentReport.from_tags({tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])})
+    tags = described(sim.client("ec2"), instance_id).get("Tags", [])
+    return AgentReport.from_tags({tag["Key"]: tag["Value"] for tag in tags})
 
 
 class TestRealAgent:
@@ -124,8 +121,3 @@ class TestRealAgent:
         assert final.jobs == {"backoffice": "interrupted"}
         sim.wait_for_state(instance_id, "stopped", timeout=10)
         assert events(sim, instance_id, "fault", fault="spot_reclaim")
-
-
-@pytest.fixture
-def sim(make_sim):
-    return make_sim()

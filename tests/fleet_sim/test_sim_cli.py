@@ -34,16 +34,8 @@ def get_json(url: str, data: dict | None = None) -> dict:
 def served(tmp_path):
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump(FAST))
-    fleet = REPO / "dags" / "fleet.yaml"
-    options = (
-        "--fleet",
-        str(fleet),
-        "--scenario",
-        str(scenario),
-        "--write-config",
-        str(tmp_path / "fleet.yaml"),
-    )
-    with serving(tmp_path, *options) as (process, ready):
+    options = ["--fleet", str(REPO / "dags" / "fleet.yaml"), "--scenario", str(scenario)]
+    with serving(tmp_path, *options, "--write-config", str(tmp_path / "fleet.yaml")) as (process, ready):
         yield process, ready, tmp_path
 
 
@@ -51,14 +43,8 @@ class TestServe:
     def test_it_serves_the_fleet_and_stops_cleanly_on_sigterm(self, served):
         process, ready, tmp_path = served
         endpoint = ready["endpoint_url"]
-        clients = {
-            "region_name": ready["region"],
-            "endpoint_url": endpoint,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-            "aws_session_token": None,
-        }
-        ec2, ssm = boto3.client("ec2", **clients), boto3.client("ssm", **clients)
+        session = boto3.Session("testing", "testing", region_name=ready["region"])
+        ec2, ssm = (session.client(service, endpoint_url=endpoint) for service in ("ec2", "ssm"))
 
         assert ready["status"] == "ready"
         assert json.loads(ready["airflow_connection"])["extra"]["endpoint_url"] == endpoint

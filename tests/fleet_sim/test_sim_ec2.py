@@ -7,14 +7,12 @@ import time
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from fleet_sim_testing import boot, events, send, wait_ended
+from fleet_sim_testing import boot, described, events, running, send, wait_ended
 from fleet_testing import wait_for
 
 
 def state_of(ec2, instance_id: str) -> str:
-    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"][
-        "Name"
-    ]
+    return described(ec2, instance_id)["State"]["Name"]
 
 
 def no_retries(sim, service: str = "ec2"):
@@ -66,8 +64,7 @@ class TestInstances:
         assert stopping["CurrentState"]["Name"] == "stopping"
         assert repeated["CurrentState"]["Name"] == "stopping"
         sim.wait_for_state(instance_id, "stopped")
-        reason = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
-        assert reason["StateReason"]["Code"] == "Client.UserInitiatedShutdown"
+        assert described(ec2, instance_id)["StateReason"]["Code"] == "Client.UserInitiatedShutdown"
 
     def test_transitional_states_refuse_with_incorrect_instance_state(self, sim):
         ec2 = sim.client("ec2")
@@ -193,10 +190,7 @@ class TestFaults:
 
     def test_stuck_stopping_holds_the_instance_in_stopping(self, make_sim):
         sim = make_sim(scenario={"faults": [{"kind": "stuck_stopping", "role": "tasks", "seconds": 1.5}]})
-        ec2 = sim.client("ec2")
-        instance_id = sim.instance_for("tasks")
-        ec2.start_instances(InstanceIds=[instance_id])
-        sim.wait_for_state(instance_id, "running")
+        ec2, instance_id = sim.client("ec2"), running(sim)
 
         ec2.stop_instances(InstanceIds=[instance_id])
         time.sleep(1.0)
@@ -208,10 +202,7 @@ class TestFaults:
 
     def test_a_forced_stop_ends_a_stuck_stop(self, make_sim):
         sim = make_sim(scenario={"faults": [{"kind": "stuck_stopping", "role": "tasks", "seconds": 60}]})
-        ec2 = sim.client("ec2")
-        instance_id = sim.instance_for("tasks")
-        ec2.start_instances(InstanceIds=[instance_id])
-        sim.wait_for_state(instance_id, "running")
+        ec2, instance_id = sim.client("ec2"), running(sim)
         ec2.stop_instances(InstanceIds=[instance_id])
 
         ec2.stop_instances(InstanceIds=[instance_id], Force=True)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from fleet_sim_testing import boot, events, invocation_status, ping_status, send, wait_ended
+from fleet_sim_testing import boot, events, invocation_status, ping_status, running, send, wait_ended
 from fleet_testing import wait_for
 
 
@@ -14,9 +14,7 @@ class TestRegistration:
     def test_an_instance_is_online_only_after_the_registration_delay(self, make_sim):
         sim = make_sim(scenario={"registration_delay": 1.0})
         ssm = sim.client("ssm")
-        instance_id = sim.instance_for("tasks")
-        sim.client("ec2").start_instances(InstanceIds=[instance_id])
-        sim.wait_for_state(instance_id, "running")
+        instance_id = running(sim)
         running_at = time.monotonic()
 
         before = ping_status(ssm, instance_id)
@@ -25,17 +23,15 @@ class TestRegistration:
         assert before is None  # never registered: not listed at all
         assert time.monotonic() - running_at == pytest.approx(1.0, abs=0.4)
         online = events(sim, instance_id, "ssm_online")[0]["t"]
-        running = events(sim, instance_id, "state", to="running")[0]["t"]
-        assert online - running == pytest.approx(1.0, abs=0.1)
+        started = events(sim, instance_id, "state", to="running")[0]["t"]
+        assert online - started == pytest.approx(1.0, abs=0.1)
 
     def test_a_role_s_registration_delay_fault_overrides_the_default(self, make_sim):
         sim = make_sim(
             roles=["tasks", "uniswap"],
             scenario={"faults": [{"kind": "registration_delay", "role": "uniswap", "seconds": 30}]},
         )
-        tasks, uniswap = boot(sim, "tasks"), sim.instance_for("uniswap")
-        sim.client("ec2").start_instances(InstanceIds=[uniswap])
-        sim.wait_for_state(uniswap, "running")
+        tasks, uniswap = boot(sim, "tasks"), running(sim, "uniswap")
         time.sleep(0.6)
 
         assert ping_status(sim.client("ssm"), tasks) == "Online"
