@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -206,13 +205,10 @@ def add_project_paths() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     add_project_paths()
-    workdir = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="fleet-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-", ignore_cleanup_errors=True) as temporary:
+        workdir = args.workdir.resolve() if args.workdir else Path(temporary)
+        workdir.mkdir(parents=True, exist_ok=True)
         run(args, workdir)
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(args.out.read_text())
     log(f"wrote {args.out}")
     return 0

@@ -21,17 +21,17 @@ import psutil
 _TASK_PROCESS = re.compile(r"^airflow worker -- (?!LocalExecutor)\S+")
 
 
-def read_status(pid: int) -> dict[str, str]:
+def kilobytes(pid: int) -> dict[str, int]:
+    """The ``kB`` values of ``/proc/<pid>/status`` (``VmHWM``, ``VmRSS``, ...); none once it has exited."""
     try:
         with open(f"/proc/{pid}/status") as handle:
-            return dict(line.split(":", 1) for line in handle.read().splitlines() if ":" in line)
+            lines = handle.read().splitlines()
     except OSError:
         return {}
-
-
-def kilobytes(status: dict[str, str], key: str) -> int | None:
-    value = status.get(key, "").strip()
-    return int(value.split()[0]) if value else None
+    return {
+        key: int(value.split()[0])
+        for key, value in (line.split(":", 1) for line in lines if line.endswith(" kB"))
+    }
 
 
 def command_line(pid: int) -> str:
@@ -100,8 +100,8 @@ class TreeSampler:
         tree = process_tree(self.roots())
         total = tasks = 0
         for pid in tree:
-            status = read_status(pid)
-            peak, rss = kilobytes(status, "VmHWM"), kilobytes(status, "VmRSS")
+            sizes = kilobytes(pid)
+            peak, rss = sizes.get("VmHWM"), sizes.get("VmRSS")
             if peak is None:
                 continue
             title = command_line(pid)
