@@ -316,18 +316,15 @@ class FleetSimulator:
         """Every AWS API call answered in ``[since, until)`` (see :class:`~fleet_sim.timeline.ApiCallLog`)."""
         return self.fleet.api_calls.calls(since, until)
 
-    def agent_state(self, instance_id: str, state_dir: str = "state") -> dict[str, Any] | None:
-        """The agent's latest state file on the host (``<sandbox>/<state_dir>/<date>.json``)."""
-        directory = Path(state_dir)
-        if not directory.is_absolute():
-            directory = self.fleet.host(instance_id).sandbox / directory
-        files = sorted(directory.glob("????-??-??.json")) if directory.is_dir() else []
+    def agent_state(self, instance_id: str) -> dict[str, Any] | None:
+        """The agent's latest state file on the host (``<sandbox>/state/<date>.json``)."""
+        files = sorted((self.fleet.host(instance_id).sandbox / "state").glob("????-??-??.json"))
         return json.loads(files[-1].read_text()) if files else None
 
-    def worker_idle(self, instance_id: str, state_dir: str = "state") -> dict[str, Any]:
+    def worker_idle(self, instance_id: str) -> dict[str, Any]:
         """How long the instance ran after its last job ended: ``idle_seconds`` from the end in the
         agent's state file to ``stopping`` (when billing ends), ``None`` until both happened."""
-        state = self.agent_state(instance_id, state_dir) or {}
+        state = self.agent_state(instance_id) or {}
         ends = (parse_iso(job.get("ended_at")) for job in (state.get("jobs") or {}).values())
         last_end = max((end for end in ends if end is not None), default=None)
         changes = self.timeline(instance_id, "state")

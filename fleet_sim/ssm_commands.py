@@ -216,7 +216,6 @@ class ScriptRunner:
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
-                close_fds=True,
             )
         invocation.status = invocation.details = "InProgress"
         self.fleet.record("command_started", host, command_id=command.command_id, pid=invocation.popen.pid)
