@@ -1,10 +1,6 @@
-"""Full DAG runs through real Airflow (scheduler, triggerer, DAG processor, API server) on the simulator.
-
-One :class:`airflow_harness.AirflowHarness` serves ``fleet_daily`` (the project's DAG file, unchanged)
-and the stock DAG of :mod:`bench.stock_dag` twice (polling at the fleet's ``poll_interval`` and at the
-provider's defaults), built from the same generated fleet config, run one after the other. While a run
-goes on, its task instances' states are sampled every half second and the memory of every Airflow
-process is sampled from ``/proc`` (:mod:`bench.procs`).
+"""Full DAG runs through real Airflow on the simulator (``bench/method.md``, *Full runs*): ``fleet_daily``
+(the project's DAG file, unchanged), then the stock DAG of :mod:`bench.stock_dag` polling at the
+fleet's ``poll_interval`` and at the provider's defaults, with task states and process memory sampled.
 """
 
 from __future__ import annotations

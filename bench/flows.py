@@ -1,9 +1,5 @@
 """The daily flow at operator level, ours and stock, run in one process like a worker and a triggerer
-(``bench/method.md``, *Operator level*).
-
-A task's templates are rendered for the run date and its ``execute`` runs in a worker slot; a
-``TaskDeferred``'s trigger runs to its first event through its own ``run()`` with no slot held, and
-the event resumes the task. :class:`SlotMeter` counts the slots held, at once and by step.
+(``bench/method.md``, *Operator level*); :class:`SlotMeter` counts the worker slots held.
 
 ``python -m bench.flows SPEC OUT`` runs one flow in a process of its own, so that its peak resident
 memory (``ru_maxrss``) is the flow's alone: the simulator, its moto server and the hosts live in the parent.
@@ -174,12 +170,10 @@ class DagFlow:
         ti = TaskInstance(task_id, self.xcoms)
         return {"ti": ti, "task_instance": ti, "dag_run": self.dag_run, "params": {"force": False}}
 
-    def run(self, task_id: str) -> Any:
+    def run(self, task_id: str) -> None:
         task, context = self.dag.get_task(task_id), self.context(task_id)
         task.render_template_fields(context)
-        result = run_task(task, step_of(task_id), self.meter, context)
-        self.xcoms[task_id, "return_value"] = result
-        return result
+        self.xcoms[task_id, "return_value"] = run_task(task, step_of(task_id), self.meter, context)
 
 
 def build(spec: FlowSpec) -> Any:
@@ -265,9 +259,6 @@ def probe_poll_rounds(spec: FlowSpec, flow: DagFlow) -> list[dict[str, Any]]:
     return windows
 
 
-FLOWS: dict[str, Callable[[FlowSpec, DagFlow], None]] = {"ours": run_ours, "stock": run_stock}
-
-
 def run_flow(spec: FlowSpec) -> dict[str, Any]:
     """The probes, or the flow's run: everything the parent needs to read the simulator's logs."""
     meter = SlotMeter()
@@ -279,7 +270,7 @@ def run_flow(spec: FlowSpec) -> dict[str, Any]:
     # Operators, sensors and botocore's waiters wait with time.sleep: count it where a slot is held.
     time.sleep = meter.counting_sleep(real_sleep)
     try:
-        FLOWS[spec.flow](spec, flow)
+        (run_ours if spec.flow == "ours" else run_stock)(spec, flow)
     except Exception as error:  # the report says what failed; the parent still reads the logs
         result["error"] = f"{type(error).__name__}: {error}"
     finally:

@@ -1,11 +1,8 @@
-"""How long the DAG takes to parse, for fleets of N roles, each size in a fresh interpreter
-(``python -m bench.parse_time --config FILE``, with ``FLEET_CONFIG`` at a config of N roles):
+"""How long the DAG takes to parse, for fleets of N roles (``bench/method.md``, *DAG parse time*).
 
-- ``build``: ``load_config()`` + ``build_dag()``;
-- ``DagBag``: a real ``DagBag`` parse of ``dags/fleet_daily.py``, what Airflow's DAG processor does;
-  the first parse also imports the DAG's modules, later ones find them imported, as the DAG
-  processor's pre-imported parsing processes do;
-- ``stock build``: ``load_config()`` + :func:`bench.stock_dag.build_stock_dag`, for comparison.
+Each size is timed in a fresh interpreter (``python -m bench.parse_time --config FILE OUT``, with
+``FLEET_CONFIG`` at a config of N roles): ``load_config()`` + ``build_dag()``, a real ``DagBag`` parse
+of ``dags/fleet_daily.py`` (the first one also imports the DAG's modules, apart), and the stock DAG's build.
 """
 
 from __future__ import annotations
