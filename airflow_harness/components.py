@@ -15,7 +15,6 @@ need (a DAG with ``schedule=None`` cannot be backfilled).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -23,15 +22,16 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
+import httpx
+
 REPO = Path(__file__).resolve().parent.parent
 COMPONENTS = ("dag-processor", "scheduler", "triggerer", "api-server")
+# The scheduler first: it stops handing out tasks; the API server last: tasks call it.
+STOP_ORDER = ("scheduler", "triggerer", "dag-processor", "api-server")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 LOG_TAIL_LINES = 40
 
@@ -69,7 +69,6 @@ class AirflowComponents:
         self.startup_timeout = startup_timeout
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._token: str | None = None
-        self._log_handles: list[Any] = []
 
     @property
     def api_url(self) -> str:
@@ -152,12 +151,7 @@ class AirflowComponents:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM every component's process group, SIGKILL what is left after ``timeout``; idempotent."""
-        # The scheduler first: it stops handing out tasks; the API server last: tasks call it.
-        order = [
-            name
-            for name in ("scheduler", "triggerer", "dag-processor", "api-server")
-            if name in self.processes
-        ]
+        order = [name for name in STOP_ORDER if name in self.processes]
         for name in order:
             _signal_group(self.processes[name], signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -170,9 +164,6 @@ class AirflowComponents:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(5)
         self.processes.clear()
-        for handle in self._log_handles:
-            handle.close()
-        self._log_handles.clear()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -196,24 +187,23 @@ class AirflowComponents:
                 raise HarnessError(f"`airflow db migrate`: {error}\n" + self.log_tail("db-migrate")) from None
 
     def _spawn(self, component: str, env: dict[str, str]) -> None:
-        log = open(self.log_path(component), "ab")  # ruff: ignore[open-file-with-context-handler] -- open as long as the process runs
-        self._log_handles.append(log)
-        self.processes[component] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", component],
-            env=env,
-            cwd=self.home,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: stop() reaches executor workers and tasks too
-        )
+        with open(self.log_path(component), "ab") as log:  # the process keeps its own copy open
+            self.processes[component] = subprocess.Popen(
+                [sys.executable, "-m", "airflow", component],
+                env=env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stop() reaches executor workers and tasks too
+            )
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         health: Any = None
         while time.monotonic() < deadline:
             self.check_processes()
-            with contextlib.suppress(OSError, HarnessError):
+            with contextlib.suppress(httpx.TransportError, HarnessError):
                 health = self._request("GET", "/api/v2/monitor/health", auth=False)
                 statuses = [
                     (health.get(part) or {}).get("status")
@@ -263,39 +253,27 @@ class AirflowComponents:
     def token(self) -> str:
         """A JWT from ``POST /auth/token`` (with every user an admin, any credentials do)."""
         if self._token is None:
-            answer = self._request(
-                "POST", "/auth/token", {"username": "admin", "password": "admin"}, auth=False
-            )
-            self._token = answer["access_token"]
+            credentials = {"username": "admin", "password": "admin"}
+            self._token = self._request("POST", "/auth/token", credentials, auth=False)["access_token"]
         return self._token
 
     def api(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
         """One REST call (``/api/v2/...``) with the token; JSON in and out."""
-        if query:
-            path = f"{path}?{urllib.parse.urlencode(query, doseq=True)}"
         try:
-            return self._request(method, path, body)
+            return self._request(method, path, body, query)
         except HarnessError as error:
             if "HTTP 401" not in str(error):
                 raise
             self._token = None  # expired: one new token, one more try
-            return self._request(method, path, body)
+            return self._request(method, path, body, query)
 
-    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.api_url}{path}", data=data, method=method)
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if auth:
-            request.add_header("Authorization", f"Bearer {self.token()}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                payload = response.read()
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")[:2000]
-            raise HarnessError(f"{method} {path}: HTTP {error.code}: {detail}") from None
-        return json.loads(payload) if payload else None
+    def _request(self, method: str, path: str, body: Any = None, query: Any = None, auth: bool = True) -> Any:
+        headers = {"Authorization": f"Bearer {self.token()}"} if auth else {}
+        url = f"{self.api_url}{path}"
+        response = httpx.request(method, url, json=body, params=query, headers=headers, timeout=30)
+        if response.is_error:
+            raise HarnessError(f"{method} {path}: HTTP {response.status_code}: {response.text[:2000]}")
+        return response.json() if response.content else None
 
 
 def _free_port() -> int:

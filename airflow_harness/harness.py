@@ -71,14 +71,8 @@ class AirflowHarness(AirflowComponents):
 
         :param logical_date: a day (its midnight, UTC), an aware datetime, or ``None`` (like the UI)
         """
-        body: dict[str, Any] = {"logical_date": _iso(logical_date), "conf": dict(conf or {})}
-        if run_id:
-            body["dag_run_id"] = run_id
+        body = {"logical_date": _iso(logical_date), "conf": dict(conf or {}), "dag_run_id": run_id}
         return self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
-
-    def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
-        """Every run of the DAG (oldest logical date first)."""
-        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", limit=100, order_by="run_after")["dag_runs"]
 
     def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         return self.api("GET", _run_path(dag_id, run_id, "/taskInstances"), limit=200)["task_instances"]
@@ -145,7 +139,8 @@ class AirflowHarness(AirflowComponents):
     def _why_stuck(self, run: dict[str, Any], dag_id: str, log_offset: int) -> list[str]:
         try:
             dag = self.api("GET", f"/api/v2/dags/{dag_id}")
-            others = [r for r in self.dag_runs(dag_id) if r["dag_run_id"] != run["dag_run_id"]]
+            running = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", state="running")["dag_runs"]
+            others = [r for r in running if r["dag_run_id"] != run["dag_run_id"]]
         except HarnessError:
             dag, others = None, []
         return run_status.why_stuck(
@@ -254,10 +249,9 @@ class AirflowHarness(AirflowComponents):
             if backfill.get("completed_at") and all(run["dag_run_id"] in results for run in runs):
                 return [results[run["dag_run_id"]] for run in runs]
             if time.monotonic() > deadline:
+                seen = ", ".join(f"{run['dag_run_id']}={run['state']}" for run in runs)
                 raise HarnessError(
-                    f"backfill {backfill_id} not complete after {timeout:.0f} s; runs: "
-                    + ", ".join(f"{run['dag_run_id']}={run['state']}" for run in runs)
-                    + "\n"
+                    f"backfill {backfill_id} not complete after {timeout:.0f} s; runs: {seen}\n"
                     + self.log_tails(("scheduler", "triggerer"))
                 )
             time.sleep(1)

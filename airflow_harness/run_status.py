@@ -27,7 +27,6 @@ class TaskResult:
     try_number: int
     start_date: datetime | None
     end_date: datetime | None
-    duration: float | None
     # Every state polled while the run went on (``deferred`` proves the task gave up its slot).
     seen_states: tuple[str, ...] = ()
     # Whether a triggerer picked up a trigger the task deferred to.
@@ -92,7 +91,6 @@ def run_result(
             try_number=ti.get("try_number") or 0,
             start_date=parse(ti.get("start_date")),
             end_date=parse(ti.get("end_date")),
-            duration=ti.get("duration"),
             seen_states=tuple(seen.get(ti["task_id"], ())),
             picked_by_triggerer=ti["task_id"] in picked,
             rendered_fields=ti.get("rendered_fields") or {},

@@ -1,17 +1,16 @@
 """``python -m fleet_demo`` (``make demo``): the daily DAG end to end on the simulated fleet.
 
-It starts the fleet simulator with the shipped fleet config (``dags/fleet.yaml``) mapped onto
-simulated instances, its jobs replaced by short demo jobs; starts a real Airflow (scheduler,
-triggerer, DAG processor, API server; SQLite) on it; runs ``fleet_daily`` for one date, then
-once more for the same date (the way a person does with the UI's Trigger button, see
-``fleet_demo.trigger_plan``: right at any hour); prints what each run did per role, and draws the first run's
-timeline. Exit code 0 when the first run succeeded and the second ran no job and booted no
-worker; 1 otherwise; 2 for bad arguments.
+The fleet simulator runs the shipped fleet config (``dags/fleet.yaml``) with short demo jobs; a
+real Airflow (SQLite) runs ``fleet_daily`` on it for one date, then again for the same date the
+way a person does with the UI's Trigger button (:mod:`fleet_demo.trigger_plan`). It prints what
+each run did per role and draws the first run's timeline. Exit code 0 when the first run
+succeeded and the second ran no job and booted no worker; 1 otherwise; 2 for bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -72,14 +71,13 @@ def parse_args(argv: list[str] | None, now: datetime | None = None) -> argparse.
             f"--failing: no job named {', '.join(map(repr, unknown))} in {args.fleet} "
             f"(jobs: {', '.join(sorted(known))})"
         )
-    timezone = str(config.get("timezone") or "UTC")
+    args.timezone = str(config.get("timezone") or "UTC")
     now = now or datetime.now(UTC)
-    args.date = args.date or trigger_plan.today(now, timezone)
+    args.date = args.date or trigger_plan.today(now, args.timezone)
     try:
-        trigger_plan.refuse_future(args.date, now, timezone)
+        trigger_plan.refuse_future(args.date, now, args.timezone)
     except ValueError as error:
         parser.error(f"--date {args.date}: {error}")
-    args.timezone = timezone
     args.timeline = args.timeline or args.workdir / "timeline.svg"
     return args
 
@@ -92,13 +90,10 @@ def _day(text: str) -> date:
 
 
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return value
+    with contextlib.suppress(ValueError):
+        if (value := float(text)) > 0:
+            return value
+    raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                 for name, plan, title in RUNS:
                     trigger = plan(args.date, datetime.now(UTC), args.timezone)
                     done.append(run_once(airflow, sim, args.date, roles, signer, name, trigger))
-                    print(render(done[-1][0], title), flush=True)
-                (first, first_window), (second, _) = done
+                    print(render(done[-1], title), flush=True)
+                first, second = done
         except HarnessError as error:
             print(f"fleet_demo: Airflow failed: {error}", file=sys.stderr)
             return EXIT_FAILED
-        draw(sim, roles, first, signer, first_window, args.timeline, f"fleet_daily {args.date}: first run")
+        draw(sim, roles, first, args.timeline, f"fleet_daily {args.date}: first run")
     return verdict(first, second)
 
 
@@ -149,7 +144,7 @@ def run_once(
     signer: str,
     name: str,
     trigger: trigger_plan.Trigger,
-) -> tuple[RunSummary, tuple[float, float]]:
+) -> RunSummary:
     """Trigger one run for ``day`` as ``trigger`` says, wait for it, summarize what it did."""
     say(f"Triggering fleet_daily for {day} {trigger.how} ...")
     since = time.time()
@@ -165,7 +160,7 @@ def run_once(
         )
         for iid in instances
     }
-    summary = summarize(
+    return summarize(
         result,
         run_date=str(day),
         triggered=_triggered(trigger, result),
@@ -177,7 +172,6 @@ def run_once(
         since=since,
         until=until,
     )
-    return summary, (since, until)
 
 
 def _triggered(trigger: trigger_plan.Trigger, result: RunResult) -> str:
@@ -186,18 +180,10 @@ def _triggered(trigger: trigger_plan.Trigger, result: RunResult) -> str:
     return f"{trigger.how}{made}; the DAG's run date: {result.rendered_run_date() or 'none rendered'}"
 
 
-def draw(
-    sim: Any,
-    roles: dict[str, list[str]],
-    summary: RunSummary,
-    signer: str,
-    window: tuple[float, float],
-    path: Path,
-    title: str,
-) -> None:
-    """The run's timeline: the simulator's state changes in ``window`` and the summary's jobs."""
-    since, until = window
-    labels = {signer: "signer", **{iid: role for role, ids in roles.items() for iid in ids}}
+def draw(sim: Any, roles: dict[str, list[str]], summary: RunSummary, path: Path, title: str) -> None:
+    """The run's timeline: the simulator's state changes during the run and the summary's jobs."""
+    since, until = summary.since, summary.until
+    labels = {summary.signer_id: "signer", **{iid: role for role, ids in roles.items() for iid in ids}}
     jobs = {
         role.instance_id: [
             (job.name, job.started, job.ended, job.status == "succeeded")
@@ -218,9 +204,9 @@ def verdict(first: RunSummary, second: RunSummary) -> int:
         for which, run in (("first", first), ("second", second))
         if run.date_mismatch
     ]
-    if not first.ok:
+    if first.result.state != "success":
         problems.append(
-            f"the first run {first.state}"
+            f"the first run {first.result.state}"
             + (f" ({', '.join(first.failed_tasks)})" if first.failed_tasks else "")
         )
     # Once per day: a role that finished must not be booted or run again. A failed role is

@@ -8,7 +8,7 @@ Times are Unix seconds; a run's *window* is ``[since, until]``: what happened du
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
@@ -42,21 +42,24 @@ class RoleOutcome:
 
 @dataclass(frozen=True)
 class RunSummary:
-    run_id: str
+    result: RunResult  # the run as Airflow reports it
     run_date: str
-    state: str
-    wall_seconds: float | None
     roles: tuple[RoleOutcome, ...]
     signer_id: str
     signer_boots: int
     signer_lag: float | None  # last worker stopped -> signer stopping
-    failed_tasks: tuple[str, ...] = field(default_factory=tuple)
+    since: float  # the run's window
+    until: float
     triggered: str = ""  # how the run was triggered (trigger_plan.Trigger.how, and run_after)
-    dag_run_date: str | None = None  # the run date the DAG rendered into its tasks
 
     @property
-    def ok(self) -> bool:
-        return self.state == "success"
+    def failed_tasks(self) -> tuple[str, ...]:
+        return tuple(sorted(t for t, s in self.result.states().items() if s in FAILED_STATES))
+
+    @property
+    def dag_run_date(self) -> str | None:
+        """The run date the DAG rendered into its tasks."""
+        return self.result.rendered_run_date()
 
     @property
     def date_mismatch(self) -> bool:
@@ -89,13 +92,10 @@ def summarize(
     window = [e for e in state_events if since <= e["t"] <= until]
     outcomes = []
     for role, instance_ids in roles.items():
-        boots = {iid: _count(window, iid, "pending") for iid in instance_ids}
         # With candidates, the one that worked is the last to reach running (others may have
         # booted and fallen over a capacity error).
-        running = [
-            e["instance_id"] for e in window if e["instance_id"] in instance_ids and e["to"] == "running"
-        ]
-        worked = running[-1] if running else instance_ids[0]
+        running = _events(window, instance_ids, "running")
+        worked = running[-1]["instance_id"] if running else instance_ids[0]
         agent = agent_states.get(worked) or {}
         jobs = _jobs(agent, since) if agent.get("date") == run_date else ()
         outcomes.append(
@@ -103,7 +103,7 @@ def summarize(
                 role=role,
                 instance_id=worked,
                 state=_role_state(task_states, role, run_date, result.conf.get("roles")),
-                boots=sum(boots.values()),
+                boots=len(_events(window, instance_ids, "pending")),
                 executions=sum(job_starts.get(iid, 0) for iid in instance_ids),
                 jobs=jobs,
                 idle_seconds=idle_seconds(
@@ -111,33 +111,27 @@ def summarize(
                 ),
             )
         )
-    worker_ids = {iid for ids in roles.values() for iid in ids}
-    last_worker_stop = max(
-        (e["t"] for e in window if e["instance_id"] in worker_ids and e["to"] == "stopped"), default=None
-    )
-    signer_stop = next(
-        (e["t"] for e in window if e["instance_id"] == signer_id and e["to"] == "stopping"), None
-    )
-    lag = (
-        None if last_worker_stop is None or signer_stop is None else round(signer_stop - last_worker_stop, 2)
-    )
+    worker_stops = _events(window, [iid for ids in roles.values() for iid in ids], "stopped")
+    signer_stops = _events(window, [signer_id], "stopping")
+    lag = None
+    if worker_stops and signer_stops:
+        lag = round(signer_stops[0]["t"] - max(e["t"] for e in worker_stops), 2)
     return RunSummary(
-        run_id=result.run_id,
+        result=result,
         run_date=run_date,
-        state=result.state,
-        wall_seconds=result.wall_seconds,
         roles=tuple(outcomes),
         signer_id=signer_id,
-        signer_boots=_count(window, signer_id, "pending"),
+        signer_boots=len(_events(window, [signer_id], "pending")),
         signer_lag=lag,
-        failed_tasks=tuple(sorted(t for t, s in task_states.items() if s in FAILED_STATES)),
+        since=since,
+        until=until,
         triggered=triggered,
-        dag_run_date=result.rendered_run_date(),
     )
 
 
-def _count(events: Sequence[Mapping[str, Any]], instance_id: str, to: str) -> int:
-    return sum(1 for e in events if e["instance_id"] == instance_id and e["to"] == to)
+def _events(events: Sequence[Mapping[str, Any]], instance_ids: Collection[str], to: str) -> list[Any]:
+    """The events (in order) of those instances' changes to the state ``to``."""
+    return [e for e in events if e["instance_id"] in instance_ids and e["to"] == to]
 
 
 def _role_state(
@@ -173,23 +167,17 @@ def idle_seconds(
     """Last job end -> the instance's first ``stopping`` after it (``None`` if either is missing)."""
     if last_job_end is None:
         return None
-    stop = next(
-        (
-            e["t"]
-            for e in events
-            if e["instance_id"] == instance_id and e["to"] == "stopping" and e["t"] >= last_job_end
-        ),
-        None,
-    )
-    return None if stop is None else round(stop - last_job_end, 2)
+    stops = [e["t"] for e in _events(events, [instance_id], "stopping") if e["t"] >= last_job_end]
+    return round(stops[0] - last_job_end, 2) if stops else None
 
 
 def render(summary: RunSummary, title: str) -> str:
     """The text `make demo` prints for one run."""
+    run = summary.result
     mismatch = f" (but the DAG ran {summary.dag_run_date})" if summary.date_mismatch else ""
     lines = [
-        f"== {title}: run {summary.run_id}, run date {summary.run_date}{mismatch}: {summary.state.upper()}"
-        + (f" in {summary.wall_seconds:.1f} s" if summary.wall_seconds is not None else ""),
+        f"== {title}: run {run.run_id}, run date {summary.run_date}{mismatch}: {run.state.upper()}"
+        + (f" in {run.wall_seconds:.1f} s" if run.wall_seconds is not None else ""),
     ]
     if summary.triggered:
         lines.append(f"  triggered {summary.triggered}")
@@ -203,11 +191,7 @@ def render(summary: RunSummary, title: str) -> str:
             code = "-" if job.exit_code is None else str(job.exit_code)
             took = "-" if job.seconds is None else f"{job.seconds:.1f} s"
             lines.append(f"      {job.name:<24} {job.status:<11} exit {code:>3}  {took}")
-    lag = (
-        f"{summary.signer_lag:.2f} s after the last worker stopped"
-        if summary.signer_lag is not None
-        else "n/a"
-    )
+    lag = "n/a" if summary.signer_lag is None else f"{summary.signer_lag:.2f} s after the last worker stopped"
     lines.append(f"  {'signer':<12} {summary.signer_id}  booted {summary.signer_boots}x, stop lag {lag}")
     idles = [role.idle_seconds for role in summary.roles if role.idle_seconds is not None]
     if idles:

@@ -84,26 +84,22 @@ def render(rows: Sequence[Row], title: str) -> str:
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title)}</text>',
     ]
+
+    def bar(start: float, end: float, y: float, height: float, fill: str, name: str) -> str:
+        return (
+            f'<rect x="{LABEL_WIDTH + (start - t0) * scale:.1f}" y="{y:.1f}" '
+            f'width="{max((end - start) * scale, 1):.1f}" height="{max(height, 1):.1f}" fill="{fill}">'
+            f"<title>{escape(name)} {end - start:.1f} s</title></rect>"
+        )
+
     for i, row in enumerate(rows):
         y = 40 + i * ROW_HEIGHT
         out.append(f'<text x="10" y="{y + 18}">{escape(row.label)}</text>')
-        for kind, start, end in row.spans:
-            x = LABEL_WIDTH + (start - t0) * scale
-            out.append(
-                f'<rect x="{x:.1f}" y="{y + 4}" width="{max((end - start) * scale, 1):.1f}" '
-                f'height="{ROW_HEIGHT - 8}" fill="{COLOURS[kind]}">'
-                f"<title>{kind} {end - start:.1f} s</title></rect>"
-            )
+        out += [bar(start, end, y + 4, ROW_HEIGHT - 8, COLOURS[kind], kind) for kind, start, end in row.spans]
+        lane_height = (ROW_HEIGHT - 14) / max(len(row.jobs), 1)
         for lane, (name, start, end, ok) in enumerate(row.jobs):
-            x = LABEL_WIDTH + (start - t0) * scale
-            lane_height = (ROW_HEIGHT - 14) / max(len(row.jobs), 1)
             colour = COLOURS["job" if ok else "job_failed"]
-            out.append(
-                f'<rect x="{x:.1f}" y="{y + 7 + lane * lane_height:.1f}" '
-                f'width="{max((end - start) * scale, 1):.1f}" '
-                f'height="{max(lane_height - 1, 1):.1f}" fill="{colour}"><title>{escape(name)} '
-                f"{end - start:.1f} s</title></rect>"
-            )
+            out.append(bar(start, end, y + 7 + lane * lane_height, lane_height - 1, colour, name))
     axis_y = 40 + len(rows) * ROW_HEIGHT + 12
     out.append(f'<text x="{LABEL_WIDTH}" y="{axis_y}">0 s</text>')
     out.append(f'<text x="{LABEL_WIDTH + CHART_WIDTH - 40}" y="{axis_y}">{t1 - t0:.0f} s</text>')

@@ -1,17 +1,11 @@
 """How the demo triggers its two runs for one date, from the clock: right at any hour of the day.
 
-Airflow's scheduler starts no task of a run whose logical date is still in the future (it logs
-``Logical date is in future`` and waits), so a run a user can really make now has a logical date
-at or before now, or none at all. The demo's two runs are the two a user makes:
-
-- the **first** is the run the scheduler makes for the date: its logical date is the date's
-  midnight in the fleet's timezone (the shipped cron is ``0 0 * * *``), never in the future for
-  a date up to today;
-- the **second**, for the same date, is the one a person makes with the UI's Trigger button:
-  no logical date, so Airflow sets ``run_after`` to now and the DAG's run date is today. That
-  only names the date while the date is today: for a past date, or in a day's last
-  :data:`ROLLOVER_MARGIN` (the run date comes from the API server's clock a moment later), it
-  is triggered with the date's noon as its logical date, which is then in the past.
+Airflow's scheduler starts no task of a run whose logical date is in the future, so a run a user
+can make now has a logical date at or before now, or none. The **first** run is the scheduler's:
+logical date the date's midnight in the fleet's timezone (the shipped cron is ``0 0 * * *``).
+The **second** is the UI's Trigger button: no logical date, so the DAG's run date is today. That
+names the date only while it is today: for a past date, or in a day's last
+:data:`ROLLOVER_MARGIN`, the date's noon is its logical date instead.
 
 Pure functions of ``(day, now, timezone)``: the tests run them at any hour they like.
 """
@@ -35,7 +29,6 @@ class Trigger:
 
 
 def today(now: datetime, timezone: str) -> date:
-    """The date ``now`` falls on in ``timezone``."""
     return _aware(now).astimezone(ZoneInfo(timezone)).date()
 
 
@@ -64,7 +57,6 @@ def second_trigger(day: date, now: datetime, timezone: str) -> Trigger:
     if today(now, timezone) == day and _aware(now) + ROLLOVER_MARGIN < next_midnight:
         return Trigger(None, "like the UI's Trigger button (no logical date)")
     noon = datetime.combine(day, time(12), zone)
-    # A past day's noon, or today's once the day is in its last minute: at or before now.
     assert noon <= _aware(now), (noon, now)
     why = (
         "a past date: a run without one would be for today"

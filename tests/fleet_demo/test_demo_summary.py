@@ -130,7 +130,7 @@ class TestSummarize:
             run_state="failed", task_states={"a.report": "failed", "b.wait_stopped": "upstream_failed"}
         )
         assert result.failed_tasks == ("a.report", "b.wait_stopped")
-        assert not result.ok
+        assert result.result.state == "failed"
 
 
 def test_idle_is_measured_to_the_first_stopping_after_the_last_job():
