@@ -205,11 +205,8 @@ class AirflowComponents:
             self.check_processes()
             with contextlib.suppress(httpx.TransportError, HarnessError):
                 health = self._request("GET", "/api/v2/monitor/health", auth=False)
-                statuses = [
-                    (health.get(part) or {}).get("status")
-                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-                ]
-                if all(status == "healthy" for status in statuses):
+                parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                if all((health.get(part) or {}).get("status") == "healthy" for part in parts):
                     return
             time.sleep(1)
         raise HarnessError(

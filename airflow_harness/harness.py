@@ -1,14 +1,11 @@
 """Real Airflow (scheduler, triggerer, DAG processor, API server) in subprocesses, driven by REST.
 
 ```python
-with FleetSimulator(fleet_config="dags/fleet.yaml", workdir=tmp / "sim") as sim:
-    config = write_sim_config(sim, tmp / "fleet.sim.yaml")       # the DAG's FLEET_CONFIG
-    with AirflowHarness(tmp / "airflow", fleet_config=config, aws_connection=sim.airflow_connection()) as af:
-        af.wait_for_dag()                                          # parsed, no import errors, unpaused
-        run_id = af.trigger("2026-11-23")                          # logical date 2026-11-23T00:00Z
-        result = af.wait_for_run(run_id, timeout=240)              # a RunResult
-        result.state, result.tasks["tasks.report"].state, af.xcom(run_id, "tasks.report")
-        runs = af.wait_for_backfill(af.backfill("2026-11-20", "2026-11-21"), timeout=400)
+with AirflowHarness(tmp / "airflow", fleet_config=config, aws_connection=sim.airflow_connection()) as af:
+    af.wait_for_dag()                                          # parsed, no import errors, unpaused
+    result = af.wait_for_run(af.trigger("2026-11-23"))         # a RunResult (logical date 00:00Z)
+    result.state, result.tasks["tasks.report"].state, af.xcom(result.run_id, "tasks.report")
+    runs = af.wait_for_backfill(af.backfill("2026-11-20", "2026-11-21"), timeout=400)
 ```
 
 A run that cannot start ends its wait within :data:`STALL_AFTER` seconds, naming why.
@@ -36,9 +33,7 @@ STALL_AFTER = 60.0
 class AirflowHarness(AirflowComponents):
     """The components (see :class:`AirflowComponents` for the arguments) and ``fleet_daily``'s runs."""
 
-    def wait_for_dag(
-        self, dag_id: str = DAG_ID, timeout: float = 120.0, unpause: bool = True
-    ) -> dict[str, Any]:
+    def wait_for_dag(self, dag_id: str = DAG_ID, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until the DAG is parsed (raise with the import errors if it cannot be), then unpause it."""
         deadline = time.monotonic() + timeout
         while True:
@@ -55,7 +50,7 @@ class AirflowHarness(AirflowComponents):
                     f"DAG {dag_id} not parsed after {timeout:.0f} s\n" + self.log_tail("dag-processor")
                 )
             time.sleep(1)
-        if unpause and dag.get("is_paused"):
+        if dag.get("is_paused"):
             dag = self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         return dag
 

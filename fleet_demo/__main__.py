@@ -184,14 +184,7 @@ def draw(sim: Any, roles: dict[str, list[str]], summary: RunSummary, path: Path,
     """The run's timeline: the simulator's state changes during the run and the summary's jobs."""
     since, until = summary.since, summary.until
     labels = {summary.signer_id: "signer", **{iid: role for role, ids in roles.items() for iid in ids}}
-    jobs = {
-        role.instance_id: [
-            (job.name, job.started, job.ended, job.status == "succeeded")
-            for job in role.jobs
-            if job.started is not None and job.ended is not None
-        ]
-        for role in summary.roles
-    }
+    jobs = {role.instance_id: role.jobs for role in summary.roles}
     events = [e for e in sim.timeline(event="state") if since <= e["t"] <= until]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_svg(rows_from(labels, events, jobs, until), title))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from fleet_demo.summary import JobOutcome
+
 ROW_HEIGHT = 34
 LABEL_WIDTH = 230
 CHART_WIDTH = 760
@@ -28,18 +30,18 @@ COLOURS = {
 class Row:
     label: str
     spans: tuple[tuple[str, float, float], ...]  # (kind, start, end): kind is a COLOURS key
-    jobs: tuple[tuple[str, float, float, bool], ...] = ()  # (name, start, end, succeeded)
+    jobs: tuple[JobOutcome, ...] = ()  # each with its start and end
 
 
 def rows_from(
     instances: Mapping[str, str],
     state_events: Sequence[Mapping[str, Any]],
-    jobs: Mapping[str, Sequence[tuple[str, float, float, bool]]],
+    jobs: Mapping[str, Sequence[JobOutcome]],
     until: float,
 ) -> list[Row]:
     """Rows for ``{instance_id: label}`` from the simulator's ``state`` events and each one's jobs.
 
-    A running span after the instance's last job ended is drawn as idle.
+    A running span after the instance's last job ended is drawn as idle; jobs not ended are left out.
     """
     rows = []
     for instance_id, label in instances.items():
@@ -50,8 +52,10 @@ def rows_from(
             kind = {"pending": "booting", "running": "running", "stopping": "stopping"}.get(event["to"])
             if kind and end > event["t"]:
                 spans.append((kind, event["t"], end))
-        own_jobs = tuple(jobs.get(instance_id, ()))
-        last_end = max((end for _, _, end, _ in own_jobs), default=None)
+        own_jobs = tuple(
+            job for job in jobs.get(instance_id, ()) if job.started is not None and job.ended is not None
+        )
+        last_end = max((job.ended for job in own_jobs), default=None)
         if last_end is not None:
             spans = _split_idle(spans, last_end)
         rows.append(Row(f"{label}  {instance_id}", tuple(spans), own_jobs))
@@ -73,7 +77,7 @@ def _split_idle(spans: list[tuple[str, float, float]], last_end: float) -> list[
 def render(rows: Sequence[Row], title: str) -> str:
     """The SVG document (time runs left to right, from the first event to the last)."""
     times = [t for row in rows for _, a, b in row.spans for t in (a, b)]
-    times += [t for row in rows for _, a, b, _ in row.jobs for t in (a, b)]
+    times += [t for row in rows for job in row.jobs for t in (job.started, job.ended)]
     t0, t1 = (min(times), max(times)) if times else (0.0, 1.0)
     scale = CHART_WIDTH / max(t1 - t0, 1e-6)
     height = 60 + ROW_HEIGHT * len(rows) + 40
@@ -97,9 +101,11 @@ def render(rows: Sequence[Row], title: str) -> str:
         out.append(f'<text x="10" y="{y + 18}">{escape(row.label)}</text>')
         out += [bar(start, end, y + 4, ROW_HEIGHT - 8, COLOURS[kind], kind) for kind, start, end in row.spans]
         lane_height = (ROW_HEIGHT - 14) / max(len(row.jobs), 1)
-        for lane, (name, start, end, ok) in enumerate(row.jobs):
-            colour = COLOURS["job" if ok else "job_failed"]
-            out.append(bar(start, end, y + 7 + lane * lane_height, lane_height - 1, colour, name))
+        for lane, job in enumerate(row.jobs):
+            colour = COLOURS["job" if job.status == "succeeded" else "job_failed"]
+            out.append(
+                bar(job.started, job.ended, y + 7 + lane * lane_height, lane_height - 1, colour, job.name)
+            )
     axis_y = 40 + len(rows) * ROW_HEIGHT + 12
     out.append(f'<text x="{LABEL_WIDTH}" y="{axis_y}">0 s</text>')
     out.append(f'<text x="{LABEL_WIDTH + CHART_WIDTH - 40}" y="{axis_y}">{t1 - t0:.0f} s</text>')

@@ -6,7 +6,7 @@ import pytest
 
 from airflow_harness import run_status
 from fleet_demo.__main__ import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, parse_args, verdict
-from fleet_demo.summary import idle_seconds, render, summarize
+from fleet_demo.summary import JobOutcome, idle_seconds, render, summarize
 from fleet_demo.timeline_svg import render as render_svg
 from fleet_demo.timeline_svg import rows_from
 
@@ -176,7 +176,11 @@ class TestVerdict:
 
 
 def test_the_timeline_has_a_row_per_instance_with_jobs_and_the_idle_tail():
-    jobs = {"i-a": [("j1", T0 + 4, T0 + 10, True), ("j2", T0 + 4, T0 + 8, False)]}
+    jobs = {"i-a": [JobOutcome("j1", "succeeded", 0, 6.0, T0 + 4, T0 + 10)]}
+    jobs["i-a"] += [
+        JobOutcome("j2", "failed", 1, 4.0, T0 + 4, T0 + 8),
+        JobOutcome("j3", "running", None, None),
+    ]
     rows = rows_from({"i-s": "signer", "i-a": "a"}, EVENTS, jobs, until=T0 + 20)
 
     assert [row.label for row in rows] == ["signer  i-s", "a  i-a"]
