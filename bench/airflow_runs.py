@@ -10,18 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench import fleets, metrics
-from bench.measure import (
-    REPO,
-    RUN_DATES,
-    SCENARIO,
-    Fleet,
-    finish,
-    flow_fleets,
-    new_side,
-    settle,
-    side_from_logs,
-)
+from bench import fleets, measure, metrics
 from bench.procs import TreeSampler
 from bench.results import OURS, STOCK, STOCK_DEFAULTS, SideResult, SizeResult
 from bench.stock_dag import STOCK_DAG_ID
@@ -51,7 +40,7 @@ def stock_dag_id(poll_interval: float) -> str:
 def write_dag_folder(folder: Path, poll_interval: float) -> Path:
     """The project's own ``dags/fleet_daily.py`` (copied unchanged) and the stock DAGs' file."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fleet_daily.py").write_text((REPO / "dags" / "fleet_daily.py").read_text())
+    (folder / "fleet_daily.py").write_text((measure.REPO / "dags" / "fleet_daily.py").read_text())
     (folder / "fleet_daily_stock.py").write_text(
         STOCK_DAG_FILE.format(dag_id=stock_dag_id(poll_interval), poll=float(poll_interval))
     )
@@ -105,11 +94,11 @@ def measure_airflow(
     result = SizeResult(workers=workers, method="airflow", host_program="agent")
     runs = {OURS: OURS_DAG_ID, STOCK: stock_dag_id(poll_interval), STOCK_DEFAULTS: STOCK_DAG_ID}
     base = fleets.fleet_config(workers, job_seconds=job_seconds, poll_interval=poll_interval)
-    with FleetSimulator(fleet_config=base, scenario=SCENARIO, workdir=workdir / "sim") as sim:
+    with FleetSimulator(fleet_config=base, scenario=measure.SCENARIO, workdir=workdir / "sim") as sim:
         sim_config = fleets.sim_config(base, sim)
         config_path = fleets.write_yaml(workdir / "fleet.sim.yaml", sim_config)
         config = parse_config(sim_config)
-        fleet = Fleet(sim, config.signer.instance, [role.instance for role in config.roles])
+        fleet = measure.Fleet(sim, config.signer.instance, [role.instance for role in config.roles])
         dags = write_dag_folder(workdir / "dags", poll_interval)
         harness = AirflowHarness(
             workdir / "airflow",
@@ -118,22 +107,30 @@ def measure_airflow(
             extra_env={
                 "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                 # fleet_dag lives in the project's dags/, bench in the repository's root.
-                "PYTHONPATH": f"{REPO}:{REPO / 'dags'}",
+                "PYTHONPATH": f"{measure.REPO}:{measure.REPO / 'dags'}",
             },
         )
         with harness as af:
             for dag_id in runs.values():
                 af.wait_for_dag(dag_id, timeout=180)
-            for (key, dag_id), run_date in zip(runs.items(), RUN_DATES, strict=True):
+            for (key, dag_id), run_date in zip(runs.items(), measure.RUN_DATES, strict=True):
                 raw = run_and_sample(af, dag_id, run_date, timeout)
-                side = result.sides[key] = new_side(key, poll_interval)
+                side = result.sides[key] = measure.new_side(key, poll_interval)
                 _fill(side, raw, af, fleet, run_date, with_triggerer=key == OURS)
-                settle(side, fleet, "run")
-        return finish(result, fleet, flow_fleets(base, fleet, job_seconds), workdir, poll_interval, began)
+                measure.settle(side, fleet, "run")
+        return measure.finish(
+            result, fleet, measure.flow_fleets(base, fleet, job_seconds), workdir, poll_interval, began
+        )
 
 
 def _fill(
-    side: SideResult, raw: dict[str, Any], af: Any, fleet: Fleet, run_date: str, *, with_triggerer: bool
+    side: SideResult,
+    raw: dict[str, Any],
+    af: Any,
+    fleet: measure.Fleet,
+    run_date: str,
+    *,
+    with_triggerer: bool,
 ) -> None:
     run = raw["run"]
     side.error = raw["error"]
@@ -143,7 +140,7 @@ def _fill(
     ended = run.end_date.timestamp() if run.end_date else time.time()
     if run.start_date and run.end_date:
         side.wall = (run.end_date - run.start_date).total_seconds()
-    side_from_logs(side, fleet, run_date, raw["triggered"], ended)
+    measure.side_from_logs(side, fleet, run_date, raw["triggered"], ended)
     slots = metrics.integrate_states(raw["samples"])
     deferred_tasks = {
         task_id for _, states in raw["samples"] for task_id, state in states.items() if state == "deferred"

@@ -79,26 +79,6 @@ def sim_config(base: Mapping[str, Any], sim: FleetSimulator) -> dict[str, Any]:
     )
 
 
-def assigned(base: Mapping[str, Any], signer: str, workers: list[str]) -> dict[str, Any]:
-    """``base`` on given instances (role ``i`` on ``workers[i]``), the agent set up as :func:`sim_config`
-    sets it (the simulator's own rewrite needs one instance per role name)."""
-    roles = base["roles"]
-    if len(workers) != len(roles):
-        raise ValueError(f"{len(workers)} worker instances for {len(roles)} roles")
-    return {
-        **base,
-        "signer": {"instance": signer},
-        "roles": [{**role, "instance": worker} for role, worker in zip(roles, workers, strict=True)],
-        "agent": {
-            "command": [sys.executable, "-m", "instance_agent"],
-            "state_dir": "state",
-            "log_dir": "logs",
-            "shutdown": "ec2",
-            "heartbeat": "5s",
-        },
-    }
-
-
 def write_yaml(path: str | os.PathLike[str], data: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,15 +94,26 @@ def for_flow(
     one_role: str | None = None,
     standin_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """``base`` on given instances (:func:`assigned`) for a flow's DAG: only the first role, named
-    ``one_role`` (a batched flow gives its ``start`` every worker); the stand-in as the agent's
-    command when ``standin_seconds`` is given."""
-    data = assigned(base, signer, workers)
-    if one_role:
-        data["roles"] = [{**data["roles"][0], "name": one_role}]
+    """``base`` on given instances (role ``i`` on ``workers[i]``), the agent set up as :func:`sim_config`
+    sets it (the simulator's own rewrite needs one instance per role name), for a flow's DAG: only the
+    first role, named ``one_role`` (a batched flow gives its ``start`` every worker); the stand-in as
+    the agent's command when ``standin_seconds`` is given."""
+    roles = base["roles"]
+    if len(workers) != len(roles):
+        raise ValueError(f"{len(workers)} worker instances for {len(roles)} roles")
+    roles = [{**role, "instance": worker} for role, worker in zip(roles, workers, strict=True)]
+    command = [sys.executable, "-m", "instance_agent"]
     if standin_seconds is not None:
-        data["agent"]["command"] = ["bash", "-c", standin_script(standin_seconds), "standin"]
-    return data
+        command = ["bash", "-c", standin_script(standin_seconds), "standin"]
+    agent = {
+        "command": command,
+        "state_dir": "state",
+        "log_dir": "logs",
+        "shutdown": "ec2",
+        "heartbeat": "5s",
+    }
+    roles = [{**roles[0], "name": one_role}] if one_role else roles
+    return {**base, "signer": {"instance": signer}, "roles": roles, "agent": agent}
 
 
 def standin_script(job_seconds: float) -> str:

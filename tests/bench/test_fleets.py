@@ -38,16 +38,16 @@ class TestFleetConfig:
         with pytest.raises(ValueError, match="whole seconds"):
             fleets.fleet_config(1, poll_interval=2.5)
 
-    def test_assigned_puts_the_roles_on_given_instances_with_the_agent_set_up(self):
+    def test_a_flows_fleet_puts_the_roles_on_given_instances_with_the_agent_set_up(self):
         base = fleets.fleet_config(2)
-        data = fleets.assigned(base, "i-0aaaaaaaaaaaaaaaa", ["i-0bbbbbbbbbbbbbbbb", "i-0cccccccccccccccc"])
+        data = fleets.for_flow(base, "i-0aaaaaaaaaaaaaaaa", ["i-0bbbbbbbbbbbbbbbb", "i-0cccccccccccccccc"])
         config = parse_config(data)
 
         assert config.signer.instance == "i-0aaaaaaaaaaaaaaaa"
         assert [role.instance for role in config.roles] == ["i-0bbbbbbbbbbbbbbbb", "i-0cccccccccccccccc"]
         assert config.agent.shutdown == "ec2" and config.agent.command[1:] == ["-m", "instance_agent"]
         with pytest.raises(ValueError, match="1 worker instances for 2 roles"):
-            fleets.assigned(base, "i-0aaaaaaaaaaaaaaaa", ["i-0bbbbbbbbbbbbbbbb"])
+            fleets.for_flow(base, "i-0aaaaaaaaaaaaaaaa", ["i-0bbbbbbbbbbbbbbbb"])
 
 
 class TestScripts:
