@@ -79,56 +79,53 @@ class AirflowComponents:
 
     def environment(self) -> dict[str, str]:
         """The environment of every component: this process's, without its Airflow or AWS settings."""
-        env = {
+        inherited = {
             key: value
             for key, value in os.environ.items()
             if not key.startswith(("AIRFLOW", "AWS_", "FLEET_")) and key not in ("PYTHONPATH", "_AIRFLOW")
         }
-        bin_dir = str(Path(sys.executable).parent)
-        env.update(
-            {
-                "PATH": os.pathsep.join([bin_dir, env.get("PATH", "")]),
-                "PYTHONPATH": str(REPO),  # the operators import instance_agent.protocol
-                "AIRFLOW_HOME": str(self.home),
-                "FLEET_CONFIG": str(self.fleet_config),
-                "AIRFLOW_CONN_AWS_DEFAULT": self.aws_connection,
-                # Nothing may reach real AWS: no instance-metadata credentials either.
-                "AWS_EC2_METADATA_DISABLED": "true",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "8",
-                "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(self.port),
-                "AIRFLOW__API__BASE_URL": self.api_url,
-                "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-                # One secret for every component: the API server signs the tasks' tokens with it.
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-                # Only the runs the caller asks for (see the module's docstring).
-                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-                # Quick reactions: seconds, not Airflow's production minutes.
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
-                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
-                # A task's supervisor notices its process exited (say, on deferral) within this
-                # many seconds; the scheduler gets the exit a little later. Airflow 3.3.2 fails a
-                # deferred task whose trigger fired and whose resumed attempt was queued before
-                # that stale exit arrived (apache/airflow#71580, #72716): keep the window short.
-                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
-                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-                "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
-            }
-        )
-        env.update(self.extra_env)
-        return env
+        return {
+            **inherited,
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), inherited.get("PATH", "")]),
+            "PYTHONPATH": str(REPO),  # the operators import instance_agent.protocol
+            "AIRFLOW_HOME": str(self.home),
+            "FLEET_CONFIG": str(self.fleet_config),
+            "AIRFLOW_CONN_AWS_DEFAULT": self.aws_connection,
+            # Nothing may reach real AWS: no instance-metadata credentials either.
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.api_url,
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            # One secret for every component: the API server signs the tasks' tokens with it.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            # Only the runs the caller asks for (see the module's docstring).
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            # Quick reactions: seconds, not Airflow's production minutes.
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+            # A task's supervisor notices its process exited (say, on deferral) within this
+            # many seconds; the scheduler gets the exit a little later. Airflow 3.3.2 fails a
+            # deferred task whose trigger fired and whose resumed attempt was queued before
+            # that stale exit arrived (apache/airflow#71580, #72716): keep the window short.
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+            **self.extra_env,
+        }
 
     def start(self) -> Self:
         """Migrate the database, start the four components, wait until they are healthy."""
