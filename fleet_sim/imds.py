@@ -62,17 +62,10 @@ class ImdsService:
         return _text(200, value)
 
     def _fault(self, host: Host, kind: str) -> ActiveFault | None:
-        """The fault of this kind in force on the host (one use of its count), recorded; or ``None``."""
-        for fault in self.fleet.faults.all():
-            if (
-                fault.spec.kind == kind
-                and not fault.exhausted
-                and fault.applies_to(host.instance_id, host.role)
-            ):
-                fault.use()
-                self.fleet.record("fault", host, fault=kind, fault_id=fault.id)
-                return fault
-        return None
+        fault = self.fleet.faults.take(kind, host.instance_id, host.role)
+        if fault is not None:
+            self.fleet.record("fault", host, fault=kind, fault_id=fault.id)
+        return fault
 
     def _token(self, host: Host, headers: Mapping[str, str]) -> Reply:
         if headers.get("X-Forwarded-For"):

@@ -12,7 +12,7 @@ from fleet_sim_testing import boot, events, send, wait_ended
 from fleet_testing import wait_for
 
 from fleet_sim.hosts import ImdsRequest
-from fleet_sim.scenario import FaultSpec, Target
+from fleet_sim.scenario import FaultSpec
 from instance_agent.imds import ImdsClient, ImdsError
 
 
@@ -133,8 +133,9 @@ class TestFaults:
     def add(self, sim, kind: str, count: int | None = None, **parameters) -> None:
         # As a FaultSpec: scenario.py does not parse the IMDS kinds (yet).
         with sim.fleet.lock:
-            target = Target(instance=sim.instance_for("tasks"))
-            sim.fleet.faults.add(FaultSpec(kind, target, count=count, **parameters))
+            sim.fleet.faults.add(
+                FaultSpec(kind, instance=sim.instance_for("tasks"), count=count, **parameters)
+            )
 
     def test_every_request_is_logged_with_the_ttl_asked_for(self, sim):
         host = sim.host(sim.instance_for("tasks"))

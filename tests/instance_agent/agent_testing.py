@@ -24,7 +24,7 @@ from fleet_testing import wait_for
 
 from fleet_sim import FleetSimulator
 from fleet_sim.hosts import ImdsRequest
-from fleet_sim.scenario import FaultSpec, Target
+from fleet_sim.scenario import FaultSpec
 from instance_agent.imds import TOKEN_PATH
 
 REPO = Path(__file__).resolve().parents[2]
@@ -243,9 +243,8 @@ class SimImds:
         """An IMDS fault on this host (``imds_unauthorized``, ``imds_error``, ``imds_delay``);
         ``count=None``: every request."""
         # Into the fault book as a FaultSpec: scenario.py does not parse the IMDS kinds (yet).
-        target = Target(instance=self.instance_id)
         with self.sim.fleet.lock:
-            self.sim.fleet.faults.add(FaultSpec(kind, target, count=count, **parameters))
+            self.sim.fleet.faults.add(FaultSpec(kind, instance=self.instance_id, count=count, **parameters))
 
     def notice(self, *, spot_action: dict | None = None, rebalance: dict | None = None) -> None:
         """Notices served from now on, with no EC2 action to follow (fleet_sim's timed faults
