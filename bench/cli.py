@@ -124,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out_dir = args.out.resolve().parent
     if not out_dir.is_dir():
         parser.error(f"argument --out: directory {str(out_dir)!r} does not exist (got {str(args.out)!r})")
-    if args.out.exists() and args.out.is_dir():
+    if args.out.is_dir():
         parser.error(f"argument --out: {str(args.out)!r} is a directory, expected a file path")
     return args
 
@@ -183,10 +183,8 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchResults:
         how = "through Airflow" if size <= args.airflow_max else "at operator level"
         log(f"{size} workers, {how}")
         result = measure_size(size, args, workdir / f"size-{size}")
-        log(
-            f"{size} workers: done in {result.seconds or 0:.0f} s"
-            + (f" ({result.error})" if result.error else "")
-        )
+        failed = f" ({result.error})" if result.error else ""
+        log(f"{size} workers: done in {result.seconds or 0:.0f} s{failed}")
         results.sizes.append(result)
     results.duration = time.monotonic() - began
     args.out.write_text(render(results))

@@ -3,7 +3,9 @@
 The old system (docs/architecture.md, "What it replaces"): on each worker ``apagarServer*.sh`` sleeps
 a first 300-900 s (one value per instance), then runs ``ps | grep NAME`` every 300 s and shuts down
 once the jobs are gone; the Lambda waits for the workers to stop, then stops the signer, and lives
-at most 15 minutes. What the scripts do not fix is an assumption, named in the report.
+at most 15 minutes. What the scripts do not fix is assumed, and named in the report: which first sleep
+each instance has (spread evenly over the range), how often the Lambda polls for ``stopped`` (15 s,
+boto3's ``instance_stopped`` waiter), and no time for the OS shutdown.
 """
 
 from __future__ import annotations
