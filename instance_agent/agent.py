@@ -20,7 +20,6 @@ from instance_agent.disk import disk_warnings
 from instance_agent.imds import ImdsClient
 from instance_agent.launcher import PopenLauncher
 from instance_agent.lock import Holder, StateDirLock
-from instance_agent.paths import job_log_path, run_log_dir
 from instance_agent.planner import (
     LOST_PROCESS_REASON,
     RUN,
@@ -36,6 +35,8 @@ from instance_agent.protocol import (
     JOB_SUCCEEDED,
     STATE_RUNNING,
     STATE_SUCCEEDED,
+    job_log_path,
+    run_log_dir,
     s3_run_prefix,
     split_s3_prefix,
 )

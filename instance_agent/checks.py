@@ -61,6 +61,11 @@ class SpecError(ValueError):
             parts.append(field_path(self.loc))
         return ": ".join([*parts, self.problem])
 
+    @classmethod
+    def expected(cls, what: str, value: Any, loc: tuple[Any, ...] = ()) -> SpecError:
+        """``expected <what>, got <value>``: the refusal of a value of the wrong kind."""
+        return cls(f"expected {what}, got {shorten(value)}", loc, value)
+
     def within(self, *outer: Any) -> SpecError:
         return SpecError(self.problem, (*outer, *(self.loc or ())), self.value, source=self.source)
 
@@ -77,7 +82,7 @@ def _within(loc: Any, check: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
 
 def check_os_text(value: Any, what: str = "a string") -> str:
     if not isinstance(value, str):
-        raise SpecError(f"expected {what}, got {shorten(value)}", (), value)
+        raise SpecError.expected(what, value)
     if "\x00" in value:
         at = value.index("\x00")
         raise SpecError(f"NUL byte at character {at}, which the OS cannot take: {shorten(value)}", (), value)
@@ -94,16 +99,14 @@ def check_os_text(value: Any, what: str = "a string") -> str:
 
 def check_job_name(value: Any) -> str:
     if not isinstance(value, str) or not JOB_NAME_PATTERN.fullmatch(value):
-        raise SpecError(
-            f"expected a name matching {JOB_NAME_PATTERN.pattern}, got {shorten(value)}", (), value
-        )
+        raise SpecError.expected(f"a name matching {JOB_NAME_PATTERN.pattern}", value)
     return value
 
 
 def check_argv(value: Any, *, shell: bool = False) -> tuple[str, ...]:
     """The program (or a shell job's one command line) not empty; later arguments may be (``grep "" f``)."""
     if not isinstance(value, (list, tuple)) or not value:
-        raise SpecError(f"expected a non-empty list of strings, got {shorten(value)}", (), value)
+        raise SpecError.expected("a non-empty list of strings", value)
     for position, item in enumerate(value):
         _within(position, check_os_text, item)
     if not value[0]:
@@ -118,7 +121,7 @@ def check_argv(value: Any, *, shell: bool = False) -> tuple[str, ...]:
 def check_cwd(value: Any) -> str:
     check_os_text(value, "an absolute path")
     if not value.startswith("/"):
-        raise SpecError(f"expected an absolute path, got {shorten(value)}", (), value)
+        raise SpecError.expected("an absolute path", value)
     return value
 
 
@@ -131,7 +134,7 @@ def check_directory(value: Any) -> str:
 
 def check_env(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise SpecError(f"expected an object of strings, got {shorten(value)}", (), value)
+        raise SpecError.expected("an object of strings", value)
     for key, item in value.items():
         if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
             raise SpecError(f"bad variable name {shorten(key)} (expected {_ENV_NAME.pattern})", (), key)
@@ -144,16 +147,16 @@ def check_env(value: Any) -> dict[str, str]:
 def check_s3_prefix(value: Any) -> str:
     check_os_text(value)
     if not _S3_PREFIX.fullmatch(value):
-        raise SpecError(f"expected s3://bucket[/prefix], got {shorten(value)}", (), value)
+        raise SpecError.expected("s3://bucket[/prefix]", value)
     return value
 
 
 def check_seconds(value: Any, *, minimum: float | None = None) -> float:
     # bool is an int subclass: refuse `timeout: true`
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"expected a number of seconds, got {shorten(value)}", (), value)
+        raise SpecError.expected("a number of seconds", value)
     if isinstance(value, float) and not math.isfinite(value):
-        raise SpecError(f"expected a finite number of seconds, got {shorten(value)}", (), value)
+        raise SpecError.expected("a finite number of seconds", value)
     if minimum is None and value <= 0:
         raise SpecError(f"must be positive, got {shorten(value)}", (), value)
     if minimum is not None and value < minimum:
@@ -169,19 +172,19 @@ def check_seconds(value: Any, *, minimum: float | None = None) -> float:
 def check_percent(value: Any) -> float:
     # NaN fails both comparisons; an int of any size compares without conversion.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
-        raise SpecError(f"expected a percentage between 0 and 100, got {shorten(value)}", (), value)
+        raise SpecError.expected("a percentage between 0 and 100", value)
     return float(value)
 
 
 def check_bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise SpecError(f"expected true or false, got {shorten(value)}", (), value)
+        raise SpecError.expected("true or false", value)
     return value
 
 
 def validate_date(text: Any) -> str:
     if not isinstance(text, str) or not _DATE_PATTERN.fullmatch(text):
-        raise SpecError(f"expected YYYY-MM-DD, got {shorten(text)}", ("--date",), text)
+        raise SpecError.expected("YYYY-MM-DD", text, ("--date",))
     try:
         date.fromisoformat(text)
     except ValueError as error:
@@ -191,6 +194,5 @@ def validate_date(text: Any) -> str:
 
 def validate_role(text: Any) -> str:
     if not isinstance(text, str) or not ROLE_NAME_PATTERN.fullmatch(text):
-        problem = f"expected a name matching {ROLE_NAME_PATTERN.pattern}, got {shorten(text)}"
-        raise SpecError(problem, ("--role",), text)
+        raise SpecError.expected(f"a name matching {ROLE_NAME_PATTERN.pattern}", text, ("--role",))
     return text

@@ -24,13 +24,13 @@ from instance_agent.checks import (
 from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
 from instance_agent.display import one_line, shorten
 from instance_agent.lock import Holder, LockBusy, StateDirLock, read_holder
-from instance_agent.paths import agent_log_path
 from instance_agent.protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_IMDS_POLL_SECONDS,
     DEFAULT_LOG_DIR,
     DEFAULT_STATE_DIR,
     MIN_HEARTBEAT_SECONDS,
+    agent_log_path,
 )
 from instance_agent.shutdown import SHUTDOWN_MODES
 from instance_agent.signals import SignalRecorder
@@ -53,7 +53,9 @@ instance's tags, and stops the machine as soon as every job has ended.
 
 See instance_agent/README.md for the spec format, the state file and the tags."""
 
-EPILOG = "exit codes:\n" + exit_codes.describe_all()
+EPILOG = "exit codes:\n" + "\n".join(
+    f"  {code}  {text}" for code, text in sorted(exit_codes.DESCRIPTIONS.items())
+)
 
 RUN_EPILOG = (
     """\
@@ -167,11 +169,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def validate_run(args: argparse.Namespace) -> tuple[RunOptions, RunSpec]:
     """Every ``run`` input checked, before anything is created: :class:`SpecError` if bad."""
-    run_date = validate_date(args.date)
-    role = validate_role(args.role)
     options = RunOptions(
-        role=role,
-        run_date=run_date,
+        run_date=validate_date(args.date),
+        role=validate_role(args.role),
         state_dir=_directory(args.state_dir, "--state-dir"),
         log_dir=_directory(args.log_dir, "--log-dir"),
         shutdown=args.shutdown,
@@ -188,7 +188,7 @@ def command_run(args: argparse.Namespace) -> int:
     except SpecError as error:
         _complain(f"bad input, nothing started: {error}")
         return exit_codes.EXIT_BAD_INPUT
-    role, run_date = options.role, options.run_date
+    run_date = options.run_date
     configure_logging()
     signals = SignalRecorder()
     if args.foreground:
@@ -196,7 +196,7 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         prepared = prepare(options, spec)
     except LockBusy as busy:
-        return _answer_busy(busy, role, run_date)
+        return _answer_busy(busy, options.role, run_date)
     except StateError as error:
         _complain(f"refusing to run: {error}. The file was left as it is; inspect or move it aside.")
         return exit_codes.EXIT_STATE_UNUSABLE

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import instance_agent
-from instance_agent.paths import agent_log_path
+from instance_agent.protocol import agent_log_path
 
 READY = b"ready\n"
 READY_TIMEOUT = 30.0

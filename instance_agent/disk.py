@@ -5,19 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
-from typing import Callable, NamedTuple
-
-
-class _Usage(NamedTuple):
-    total: int
-    used: int
-    free: int
+from typing import Callable
 
 
 def disk_warnings(
     paths: Iterable[str],
     threshold_percent: float,
-    usage: Callable[[str], _Usage] = shutil.disk_usage,
+    usage: Callable[[str], tuple[int, int, int]] = shutil.disk_usage,
 ) -> list[str]:
     """One warning per filesystem (of ``paths``) fuller than ``threshold_percent``."""
     warnings, seen = [], set()

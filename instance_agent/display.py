@@ -1,11 +1,8 @@
 """How a refusal shows what it refuses: escaped, on one line, cut to a readable length.
 
-Every message that echoes input (a spec value or key, a command-line argument, a file name, a
-field path) goes through :func:`shorten`, :func:`label` or :func:`field_path`, so a 100 kB
-key, a 400-digit number, a value nested 100,000 deep or a string holding newlines and lone
-surrogates is shown as a short escaped prefix with ``...``: never a 100 kB line, a second line,
-or a traceback raised while building the message. The work is bounded too: a huge value is
-never rendered whole just to be cut.
+A 100 kB key, a 400-digit number, a value nested 100,000 deep or a string of newlines and lone
+surrogates is shown as a short escaped prefix with ``...``, and is never rendered whole just to
+be cut: never a 100 kB line, a second line, or a traceback raised while building the message.
 """
 
 from __future__ import annotations

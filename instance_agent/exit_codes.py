@@ -21,8 +21,3 @@ DESCRIPTIONS = {
     EXIT_SHUTDOWN_FAILED: "the jobs finished but the shutdown (OS command or StopInstances) failed",
     EXIT_BUSY: "busy: an agent for another role or date (named on stderr) holds this VM: nothing started",
 }
-
-
-def describe_all() -> str:
-    """The exit code table for ``--help``."""
-    return "\n".join(f"  {code}  {text}" for code, text in sorted(DESCRIPTIONS.items()))

@@ -1,11 +1,8 @@
 """A small IMDSv2 client: session token, instance identity and interruption notices.
 
-- The token comes from ``PUT /latest/api/token`` with a TTL; it is refreshed a little before it
-  expires and again whenever a call answers 401.
-- Every call has a timeout; proxies are never used (IMDS is link-local).
-- 404 means "nothing there" (no notice pending) and reads as ``None``.
-- The endpoint honours botocore's variables: ``AWS_EC2_METADATA_SERVICE_ENDPOINT``,
-  ``AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6`` and ``AWS_EC2_METADATA_DISABLED=true``.
+The token is refreshed a little before it expires and whenever a call answers 401; proxies are
+never used (IMDS is link-local); 404 reads as ``None``. The endpoint honours botocore's
+``AWS_EC2_METADATA_SERVICE_ENDPOINT[_MODE]`` and ``AWS_EC2_METADATA_DISABLED``.
 """
 
 from __future__ import annotations

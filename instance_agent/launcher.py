@@ -1,8 +1,4 @@
-"""Starting jobs: each in its own session, output to its log file, waited on as our own child.
-
-The supervisor talks to processes only through :class:`ProcessHandle` (``pid``, ``poll``,
-``signal``), so tests can swap :class:`PopenLauncher` for a fake.
-"""
+"""Starting jobs: each in its own session, output to its log file, waited on as our own child."""
 
 from __future__ import annotations
 

@@ -61,10 +61,9 @@ class StateDirLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            holder = _read(fd)
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockBusy(self.path, holder) from None
+                raise LockBusy(self.path, read_holder(self.path)) from None
             raise
         self.fd = fd
 
@@ -93,17 +92,7 @@ class StateDirLock:
 def read_holder(path: str) -> str:
     """``""`` when it cannot be read."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return ""
-    try:
-        return _read(fd)
-    finally:
-        os.close(fd)
-
-
-def _read(fd: int) -> str:
-    try:
-        return os.pread(fd, HOLDER_BYTES, 0).decode(errors="replace").strip()
+        with open(path, "rb") as handle:
+            return handle.read(HOLDER_BYTES).decode(errors="replace").strip()
     except OSError:
         return ""

@@ -1,20 +1,6 @@
-"""Once per date: which jobs this run starts, which it skips, and why.
-
-The rules, for each job of the spec and its record for the date:
-
-============================  =============================================================
-record                        decision
-============================  =============================================================
-none, ``pending``, ``skipped``  run (it never started)
-``succeeded``                 skip; ``--force`` runs it again
-``failed``                    run again (it ended by itself with a non-zero exit code)
-``running``, process alive    watch it: never a second copy, not even with ``--force``
-``running``, process gone     becomes ``interrupted`` (agent crash, reboot, spot reclaim),
-                              then as below
-``interrupted``, ``timed_out``  run again only when ``rerun_on_interrupt`` is true (or
-                              ``--force``): the job was stopped half-way and may have done
-                              part of its work, which for these jobs can mean real orders
-============================  =============================================================
+"""Once per date: which jobs this run starts, which it skips, and why (the table of the rules
+is in instance_agent/README.md). A job stopped half-way is not run again by default: it may
+have done part of its work, which for these jobs can mean real orders.
 """
 
 from __future__ import annotations

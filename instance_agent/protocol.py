@@ -7,6 +7,7 @@ apart, so both import this module (``tests/instance_agent/test_contract.py`` che
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -152,8 +153,21 @@ STATE_FILE_NAME = "state.json"  # the final state file, next to the logs
 
 
 def job_log_name(job: str) -> str:
-    """The job's log file, on the VM (``<log-dir>/<date>/``) and in S3."""
+    """The job's log file, on the VM (:func:`job_log_path`) and in S3 (:func:`s3_job_log`)."""
     return f"{job}.log"
+
+
+def run_log_dir(log_dir: str, run_date: str) -> str:
+    """Where the run's logs are on the VM, under their S3 names."""
+    return os.path.join(log_dir, run_date)
+
+
+def job_log_path(log_dir: str, run_date: str, job: str) -> str:
+    return os.path.join(run_log_dir(log_dir, run_date), job_log_name(job))
+
+
+def agent_log_path(log_dir: str, run_date: str) -> str:
+    return os.path.join(run_log_dir(log_dir, run_date), AGENT_LOG_NAME)
 
 
 def split_s3_prefix(s3_log_prefix: str) -> tuple[str, str]:

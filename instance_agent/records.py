@@ -13,7 +13,6 @@ from typing import Any
 
 from instance_agent.clock import format_time
 from instance_agent.display import one_line
-from instance_agent.paths import agent_log_path, job_log_path
 from instance_agent.protocol import (
     AGENT_LOG_NAME,
     JOB_PENDING,
@@ -26,7 +25,9 @@ from instance_agent.protocol import (
     STATE_RUNNING,
     STATE_SUCCEEDED,
     AgentReport,
+    agent_log_path,
     job_log_name,
+    job_log_path,
     job_outcome,
     parse_utc,
 )
@@ -106,9 +107,9 @@ class RunRecords:
         return STATE_FAILED
 
     def _progress(self) -> str:
-        records = [self.state.jobs.get(name) for name in self.spec.job_names]
-        done = sum(1 for record in records if record is not None and record.terminal)
-        return f"{done}/{len(records)}"
+        statuses = [self.state.jobs[name].status for name in self.spec.job_names if name in self.state.jobs]
+        ended = [status for status in statuses if status not in (JOB_PENDING, JOB_RUNNING)]
+        return f"{len(ended)}/{len(self.spec.jobs)}"
 
     def _report(self, agent_state: str | None = None) -> AgentReport:
         now = self.clock.now()

@@ -1,9 +1,8 @@
 """What the agent tells AWS: tags on its own instance, job logs in S3, StopInstances on itself.
 
-Nothing here may stop the jobs: every AWS failure (no permission, no network, no boto3, no
-instance id) is logged as a warning and the run goes on; the local state file stays the truth.
-Tag writes happen on one background thread (the latest report wins), so a slow or unreachable
-endpoint never delays the supervisor's reaction to a job's end or an interruption notice.
+Nothing here may stop the jobs: every AWS failure is a warning and the run goes on. Tags are
+written on a background thread (the latest report wins), so a slow endpoint never delays the
+supervisor's reaction to a job's end or an interruption notice.
 """
 
 from __future__ import annotations
@@ -36,50 +35,6 @@ def boto3_client_factory(region: str | None) -> Callable[[str], Any]:
     return make
 
 
-class _LatestWins:
-    """A background writer that keeps only the newest submitted value."""
-
-    def __init__(self, write: Callable[[Any], None]):
-        self._write = write
-        self._condition = threading.Condition()
-        self._pending: Any = None
-        self._busy = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="fleet-agent-tags", daemon=True)
-        self._thread.start()
-
-    def submit(self, value: Any) -> None:
-        with self._condition:
-            self._pending = value
-            self._condition.notify_all()
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything submitted is written (or failed); False on timeout."""
-        with self._condition:
-            return self._condition.wait_for(lambda: self._pending is None and not self._busy, timeout)
-
-    def close(self) -> None:
-        with self._condition:
-            self._closed = True
-            self._condition.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._condition:
-                self._condition.wait_for(lambda: self._pending is not None or self._closed)
-                if self._pending is None:
-                    return
-                value, self._pending, self._busy = self._pending, None, True
-            try:
-                self._write(value)
-            except Exception:  # the writer logs its own failures; never let the thread die
-                log.exception("unexpected error while writing tags")
-            finally:
-                with self._condition:
-                    self._busy = False
-                    self._condition.notify_all()
-
-
 class Reporter:
     """Tags, log upload and self-stop for one instance; ``instance_id=None`` turns tags off."""
 
@@ -98,22 +53,46 @@ class Reporter:
         self._clients: dict = {}
         self._failing: set = set()
         self._notice_cleared = False
-        self._writer = _LatestWins(self._write_tags)
+        # The tag writer thread: only the newest report waits for it.
+        self._condition = threading.Condition()
+        self._pending: AgentReport | None = None
+        self._busy = False
+        self._closed = False
+        threading.Thread(target=self._write_reports, name="fleet-agent-tags", daemon=True).start()
         if instance_id is None:
             log.warning("no instance id (IMDS unavailable): tags are not written, --shutdown ec2 cannot work")
 
-    # -- tags -----------------------------------------------------------------------------------
-
     def publish(self, report: AgentReport) -> None:
-        """Queue ``report`` for the instance's tags; returns at once."""
         if self.instance_id is not None:
-            self._writer.submit(report)
+            with self._condition:
+                self._pending = report
+                self._condition.notify_all()
 
     def flush(self, timeout: float) -> bool:
-        return self._writer.flush(timeout)
+        """Wait until every published report is written (or failed); False on timeout."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._pending is None and not self._busy, timeout)
 
     def close(self) -> None:
-        self._writer.close()
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    def _write_reports(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._pending is not None or self._closed)
+                if self._pending is None:
+                    return
+                report, self._pending, self._busy = self._pending, None, True
+            try:
+                self._write_tags(report)
+            except Exception:  # _call logs the AWS failures; never let the thread die
+                log.exception("unexpected error while writing tags")
+            finally:
+                with self._condition:
+                    self._busy = False
+                    self._condition.notify_all()
 
     def _write_tags(self, report: AgentReport) -> None:
         tags = report.to_tags()
@@ -134,8 +113,6 @@ class Reporter:
                 Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
             ),
         )
-
-    # -- logs -----------------------------------------------------------------------------------
 
     def upload(self, files: Sequence[tuple[str, str]]) -> list[str]:
         """Upload ``(local path, key under the prefix)`` pairs; returns the keys written."""
@@ -159,8 +136,6 @@ class Reporter:
                 written.append(key)
         return written
 
-    # -- stop -----------------------------------------------------------------------------------
-
     def stop_instance(self) -> bool:
         if self.instance_id is None:
             log.error("cannot call StopInstances: the instance id is unknown (IMDS unavailable)")
@@ -169,8 +144,6 @@ class Reporter:
         return ec2 is not None and self._call(
             f"StopInstances {self.instance_id}", lambda: ec2.stop_instances(InstanceIds=[self.instance_id])
         )
-
-    # -- plumbing -------------------------------------------------------------------------------
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:

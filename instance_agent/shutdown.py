@@ -1,10 +1,4 @@
-"""Stopping the machine once every job is terminal, at once (no sleep, no polling).
-
-- ``os``: ``shutdown -h now``. The instance's *shutdown behaviour* must be **stop**
-  (the default for EBS-backed instances); with *terminate*, the OS shutdown deletes the VM.
-- ``ec2``: ``StopInstances`` on the agent's own instance id (needs ``ec2:StopInstances`` on it).
-- ``none``: nothing; the agent just exits (tests, manual runs).
-"""
+"""Stopping the machine once every job has ended, at once (``--shutdown`` in the README)."""
 
 from __future__ import annotations
 

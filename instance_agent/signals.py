@@ -1,9 +1,4 @@
-"""The agent's signal handling: handlers that only record, and a pipe that wakes the loop.
-
-SIGTERM, SIGINT and SIGCHLD handlers append the signal to a list; ``signal.set_wakeup_fd``
-writes a byte to a pipe, so the supervisor's ``select`` returns at once. Everything else
-happens in the supervisor's main loop, never in a handler.
-"""
+"""The agent's signal handling: everything happens in the supervisor's loop, never in a handler."""
 
 from __future__ import annotations
 
@@ -15,7 +10,7 @@ from typing import Any
 
 
 class SignalRecorder:
-    """SIGTERM, SIGINT and SIGCHLD handlers that only append to a list and wake the loop."""
+    """Handlers that only append to a list; ``set_wakeup_fd`` makes the loop's ``select`` return."""
 
     HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
 

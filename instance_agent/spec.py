@@ -140,7 +140,7 @@ def spec_from_document(document: Any) -> RunSpec:
         raise SpecError("missing (a list of at least one job)", ("jobs",))
     raw_jobs = document["jobs"]
     if not isinstance(raw_jobs, list) or not raw_jobs:
-        raise SpecError(f"expected a non-empty list of jobs, got {shorten(raw_jobs)}", ("jobs",), raw_jobs)
+        raise SpecError.expected("a non-empty list of jobs", raw_jobs, ("jobs",))
     if len(raw_jobs) > MAX_JOBS:
         raise SpecError(f"{len(raw_jobs)} jobs, at most {MAX_JOBS} per run", ("jobs",), raw_jobs)
     jobs: list[JobSpec] = []
@@ -175,7 +175,7 @@ _RUN_CHECKS: dict[str, Callable[[Any], Any]] = {
 def check_job(raw: Any) -> JobSpec:
     """One job of the spec; errors are located relative to it (``argv[1]``)."""
     if not isinstance(raw, dict):
-        raise SpecError(f"expected an object, got {shorten(raw)}", (), raw)
+        raise SpecError.expected("an object", raw)
     _no_unknown_keys(raw, JOB_KEYS)
     for key in ("name", "argv"):
         if key not in raw:

@@ -8,24 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from instance_agent.paths import state_path
-from instance_agent.protocol import (
-    JOB_FAILED,
-    JOB_INTERRUPTED,
-    JOB_PENDING,
-    JOB_SKIPPED,
-    JOB_STATUSES,
-    JOB_SUCCEEDED,
-    JOB_TIMED_OUT,
-    STATE_RUNNING,
-)
+from instance_agent.protocol import JOB_PENDING, JOB_STATUSES, STATE_RUNNING
 
 FORMAT_VERSION = 1
-TERMINAL_JOB_STATUSES = (JOB_SUCCEEDED, JOB_FAILED, JOB_TIMED_OUT, JOB_INTERRUPTED, JOB_SKIPPED)
-
 
 # What an attempt leaves in a job's history when the job is started again.
 _ATTEMPT_KEYS = ("status", "exit_code", "started_at", "ended_at", "reason")
@@ -52,10 +40,6 @@ class JobRecord:
     log: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_JOB_STATUSES
-
     def archive(self) -> None:
         """Push this attempt into ``history`` before the job is started again."""
         if self.attempts or self.status != JOB_PENDING:
@@ -64,9 +48,7 @@ class JobRecord:
         self.pid, self.process, self.reason = None, None, None
 
     def to_dict(self) -> dict[str, Any]:
-        document = {item.name: getattr(self, item.name) for item in fields(self)}
-        document["history"] = list(self.history)
-        return document
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> JobRecord:
@@ -176,7 +158,7 @@ class StateStore:
         self.state_dir = state_dir
 
     def path(self, run_date: str) -> str:
-        return state_path(self.state_dir, run_date)
+        return os.path.join(self.state_dir, f"{run_date}.json")
 
     def load(self, run_date: str) -> RunState | None:
         """The date's state, ``None`` when there is none yet, :class:`StateError` when unusable."""

@@ -22,7 +22,6 @@ from typing import Any
 from instance_agent import procinfo
 from instance_agent.clock import format_time
 from instance_agent.launcher import EXIT_UNKNOWN, LaunchError, ProcessHandle, WatchedProcess
-from instance_agent.paths import job_log_path
 from instance_agent.protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_IMDS_POLL_SECONDS,
@@ -33,6 +32,7 @@ from instance_agent.protocol import (
     JOB_SUCCEEDED,
     JOB_TIMED_OUT,
     STATE_INTERRUPTED,
+    job_log_path,
     parse_utc,
 )
 from instance_agent.records import RunRecords, SupervisorResult, error_text
@@ -74,7 +74,6 @@ class SupervisorSettings:
 class _Active:
     name: str
     handle: ProcessHandle
-    started: float  # monotonic
     deadline: float | None  # monotonic; None: no timeout
     stop_reason: str | None = None
     stop_detail: str = ""
@@ -114,8 +113,7 @@ class Supervisor(RunRecords):
         self._imds_failures = 0
 
     def run(self) -> SupervisorResult:
-        """Start, supervise, record; whatever fails on the way (a bug, a broken signal pipe), the run
-        still ends recorded."""
+        """Start, supervise, record: whatever fails on the way (a bug, a broken pipe), it ends recorded."""
         try:
             self._supervise()
         except Exception as error:
@@ -165,9 +163,8 @@ class Supervisor(RunRecords):
         return max(wake, now + 0.01)
 
     def _start(self, name: str) -> None:
-        job = self.spec.job(name)
-        record = self.state.jobs[name]
-        log_path = job_log_path(self.settings.log_dir, self.settings.run_date, name)
+        job, record, settings = self.spec.job(name), self.state.jobs[name], self.settings
+        log_path = job_log_path(settings.log_dir, settings.run_date, name)
         # `running` is on disk before the process exists: a crash in between reads as
         # `interrupted` later, never as "not started" (at most once).
         now = self.clock.now()
@@ -176,11 +173,10 @@ class Supervisor(RunRecords):
         record.attempts += 1
         self._save()
         try:
-            settings = self.settings
             env = {**settings.base_env, **job.env, "RUN_DATE": settings.run_date, "ROLE": settings.role}
             header = (
                 f"# fleet-agent: {format_time(now)} job {name} attempt {record.attempts} "
-                f"for {self.settings.run_date}: {job.command()!r} in {job.cwd}\n"
+                f"for {settings.run_date}: {job.command()!r} in {job.cwd}\n"
             )
             handle = self.launcher.start(job, log_path=log_path, env=env, header=header)
         except Exception as error:  # LaunchError, or anything else: no process was started
@@ -188,9 +184,8 @@ class Supervisor(RunRecords):
             return
         started = self.clock.monotonic()
         # Supervised from here on, before anything else can fail: the process exists.
-        self.active[name] = _Active(name, handle, started, self._deadline(job, started))
-        record.pid = handle.pid
-        record.process = procinfo.identity(handle.pid)
+        self.active[name] = _Active(name, handle, self._deadline(job, started))
+        record.pid, record.process = handle.pid, procinfo.identity(handle.pid)
         self._save()
         log.info("job %s started: pid %s, timeout %s, log %s", name, handle.pid, job.timeout, log_path)
 
@@ -213,7 +208,7 @@ class Supervisor(RunRecords):
         began = parse_utc(record.started_at)
         age = (self.clock.now() - began).total_seconds() if began else 0.0
         started = self.clock.monotonic() - max(0.0, age)
-        self.active[name] = _Active(name, handle, started, self._deadline(self.spec.job(name), started))
+        self.active[name] = _Active(name, handle, self._deadline(self.spec.job(name), started))
         log.warning("job %s is still running from an earlier agent (pid %s): watching it", name, record.pid)
 
     def _deadline(self, job: JobSpec, started: float) -> float | None:
@@ -222,15 +217,14 @@ class Supervisor(RunRecords):
     def _reap(self) -> None:
         for name, active in list(self.active.items()):
             code = active.handle.poll()
-            if code is None:
-                if (
-                    active.killed_at is not None
-                    and self.clock.monotonic() - active.killed_at > _GIVE_UP_AFTER_KILL
-                ):
-                    log.error("job %s (pid %s) survived SIGKILL; giving up on it", name, active.handle.pid)
-                    self._record_end(active, None, "did not exit after SIGKILL")
-                continue
-            self._record_end(active, code)
+            if code is not None:
+                self._record_end(active, code)
+            elif (
+                active.killed_at is not None
+                and self.clock.monotonic() - active.killed_at > _GIVE_UP_AFTER_KILL
+            ):
+                log.error("job %s (pid %s) survived SIGKILL; giving up on it", name, active.handle.pid)
+                self._record_end(active, None, "did not exit after SIGKILL")
 
     def _record_end(self, active: _Active, code: object, note: str | None = None) -> None:
         del self.active[active.name]

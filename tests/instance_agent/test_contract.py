@@ -24,7 +24,7 @@ from operators.fleet_role_operators import FleetRoleReportOperator, agent_hand_o
 from pydantic import TypeAdapter, ValidationError
 
 from instance_agent import cli, protocol
-from instance_agent.paths import agent_log_path, job_log_path
+from instance_agent.protocol import agent_log_path, job_log_path
 from instance_agent.reporter import Reporter
 from instance_agent.spec import SpecError, validate_role
 
