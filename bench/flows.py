@@ -48,7 +48,8 @@ class FlowSpec:
     workers: list[str]
     run_date: str
     stock_intervals: dict[str, float | None] = field(default_factory=dict)
-    # Only the poll-round probes: their clients are a process's of their own, not in a flow's peak memory.
+    # True: only the poll-round probes, in a process of their own so that their clients do not count in
+    # a flow's peak memory.
     probes_only: bool = False
 
     def __post_init__(self) -> None:

@@ -73,8 +73,9 @@ def run_json_child(
     with open(log_path, "wb") as log:
         try:
             command = [sys.executable, "-m", module, *args, str(out)]
-            kwargs: dict[str, Any] = {"env": env, "cwd": REPO, "stdout": log, "stderr": subprocess.STDOUT}
-            process = subprocess.run(command, **kwargs, timeout=timeout, check=False)
+            process = subprocess.run(
+                command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
         except subprocess.TimeoutExpired:
             return {"error": f"not measured: python -m {module} did not finish in {timeout:.0f} s"}
     if process.returncode != 0 or not out.exists():
