@@ -239,25 +239,21 @@ def build_role_group(config: FleetConfig, role: RoleConfig) -> RoleTasks:
             **guarded,
             **common,
         )
+        # The waits on the started instances: deferred, at the config's pace.
+        watch = {"instance_ids": start.output, "deferrable": True, "poke_interval": poll, **common}
         wait_running = FleetInstanceStateSensor(
             task_id="wait_running",
-            instance_ids=start.output,
             target_state="running",
             skip_when_done_for=RUN_DATE,
-            deferrable=True,
-            poke_interval=poll,
             timeout=int(config.boot_timeout.total_seconds()),
-            **common,
+            **watch,
         )
         wait_ssm = FleetSsmAgentOnlineSensor(
             task_id="wait_ssm_online",
-            instance_ids=start.output,
             skip_when_done_for=RUN_DATE,
-            deferrable=True,
-            poke_interval=poll,
             # Whole polls: the trigger gives up after the last poll that fits in boot_timeout.
             timeout=poll * boot_polls,
-            **common,
+            **watch,
         )
         run_agent = FleetRunAgentOperator(
             task_id="run_agent",
@@ -277,20 +273,17 @@ def build_role_group(config: FleetConfig, role: RoleConfig) -> RoleTasks:
         )
         wait_stopped = FleetInstanceStateSensor(
             task_id="wait_stopped",
-            instance_ids=start.output,
             target_state="stopped",
             heartbeat_grace=role.heartbeat_grace.total_seconds(),
             run_date=RUN_DATE,
             stop_on_failure=True,
-            deferrable=True,
-            poke_interval=poll,
             timeout=int(role.max_runtime.total_seconds()),
             # The DAG's retries, for an AWS error and for Airflow 3.3's race that fails a deferred
             # try whose trigger fires within a second or so (a stale executor event for the
             # deferring process: apache/airflow#67287, #72716). An overrun or a silent agent is
             # final all the same: AirflowSensorTimeout and FleetStateFailure are never retried.
             **guarded,
-            **common,
+            **watch,
         )
         report = FleetRoleReportOperator(
             task_id="report",

@@ -263,7 +263,7 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
         deadline = self.clock() + self.send_retry_seconds
         while True:
             try:
-                response = self.hook.conn.send_command(**request)
+                return self.hook.conn.send_command(**request)["Command"]["CommandId"]
             except ClientError as error:
                 if error_code(error) != "InvalidInstanceId":
                     raise
@@ -284,8 +284,6 @@ class FleetRunCommandOperator(FleetDeferring, FleetAwsTask, AwsBaseOperator[SsmH
                     delay,
                 )
                 self.sleep(delay)
-                continue
-            return response["Command"]["CommandId"]
 
     def _log_results(self, results: Mapping[str, Mapping[str, Any]]) -> None:
         for instance_id, result in results.items():

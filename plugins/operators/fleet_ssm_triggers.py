@@ -227,11 +227,7 @@ class FleetRunCommandTrigger(FleetPollTrigger):
             "stderr_url": invocation.get("StandardErrorUrl") or None,
         }
 
-    def cancel(self) -> list[str]:
-        """Cancel every command on its instances (blocking); returns the IDs SSM accepted."""
-        return ssm.cancel_commands(self.hook.conn, self.command_instances, self.log)
-
     async def on_kill(self) -> None:
         # The user killed the deferred task: the command must not keep running unwatched. Even
         # the hook is built in the thread, since it reads its Airflow connection synchronously.
-        await asyncio.to_thread(self.cancel)
+        await asyncio.to_thread(lambda: ssm.cancel_commands(self.hook.conn, self.command_instances, self.log))
