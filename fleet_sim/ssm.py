@@ -77,32 +77,19 @@ class SsmService:
 
     def _instance_information(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         """DescribeInstanceInformation's entries for the request's filters (not paged)."""
-        wanted_ids: set[str] | None = None
-        wanted_pings: set[str] | None = None
-        tag_filters: list[tuple[str, set[str]]] = []
         filters = [
             (item.get("key"), item.get("valueSet") or [])
             for item in request.get("InstanceInformationFilterList") or []
         ]
         filters += [(item.get("Key"), item.get("Values") or []) for item in request.get("Filters") or []]
-        for key, values in filters:
-            if key == "InstanceIds":
-                wanted_ids = set(values) if wanted_ids is None else wanted_ids & set(values)
-            elif key == "PingStatus":
-                wanted_pings = set(values)
-            elif key == "ResourceType" and "EC2Instance" not in values:
-                wanted_ids = set()
-            elif isinstance(key, str) and key.startswith("tag:"):
-                tag_filters.append((key[4:], set(values)))
         entries = []
         for host in self.fleet.hosts.values():
             ping = ping_status(host)
-            if ping is None or (wanted_ids is not None and host.instance_id not in wanted_ids):
-                continue
-            if wanted_pings is not None and ping not in wanted_pings:
-                continue
-            tags = self.fleet.tags(host.instance_id)
-            if not all(tags.get(key) in values for key, values in tag_filters):
+            facts = {"InstanceIds": host.instance_id, "PingStatus": ping, "ResourceType": "EC2Instance"}
+            facts.update({f"tag:{key}": value for key, value in self.fleet.tags(host.instance_id).items()})
+            # Every filter holds (a tag filter on a missing tag does not); unknown keys filter nothing.
+            known = [(key, values) for key, values in filters if key in facts or str(key).startswith("tag:")]
+            if ping is None or not all(facts.get(key) in values for key, values in known):
                 continue
             instance = self.fleet.moto_instance(host.instance_id)
             entries.append(
