@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from instance_agent import exit_codes, procinfo
 from instance_agent.clock import SystemClock, format_time
-from instance_agent.disk import disk_warnings
 from instance_agent.imds import ImdsClient
 from instance_agent.launcher import PopenLauncher
 from instance_agent.lock import Holder, StateDirLock
@@ -41,7 +42,6 @@ from instance_agent.protocol import (
     split_s3_prefix,
 )
 from instance_agent.reporter import Reporter, boto3_client_factory
-from instance_agent.shutdown import shut_down
 from instance_agent.spec import RunSpec, spec_from_document
 from instance_agent.state import AgentRecord, JobRecord, RunState, StateError, StateStore
 from instance_agent.supervisor import Supervisor, SupervisorSettings
@@ -269,6 +269,69 @@ def execute(
     if not shut_down(options.shutdown, stop_instance=reporter.stop_instance):
         return exit_codes.EXIT_SHUTDOWN_FAILED
     return exit_codes.EXIT_OK if result.state == STATE_SUCCEEDED else exit_codes.EXIT_JOBS_FAILED
+
+
+def disk_warnings(
+    paths: Iterable[str],
+    threshold_percent: float,
+    usage: Callable[[str], tuple[int, int, int]] = shutil.disk_usage,
+) -> list[str]:
+    """One warning per filesystem (of ``paths``) fuller than ``threshold_percent``.
+
+    A full disk would lose the state file and the logs.
+    """
+    warnings, seen = [], set()
+    for path in paths:
+        try:
+            device = os.stat(path).st_dev
+            if device in seen:
+                continue
+            seen.add(device)
+            total, _used, free = usage(path)
+        except OSError as error:
+            warnings.append(f"disk check of {path} failed: {error}")
+            continue
+        percent = 100.0 * (total - free) / total if total > 0 else 0.0
+        if percent > threshold_percent:
+            warnings.append(
+                f"disk holding {path} is {percent:.0f}% full (warning above {threshold_percent:g}%), "
+                f"{free / 2**30:.1f} GiB free"
+            )
+    return warnings
+
+
+SHUTDOWN_MODES = ("os", "ec2", "none")
+OS_SHUTDOWN_COMMAND = ("shutdown", "-h", "now")
+
+
+def run_os_command(command: Sequence[str]) -> bool:
+    try:
+        completed = subprocess.run(list(command), timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.error("%s failed: %s", " ".join(command), error)
+        return False
+    if completed.returncode != 0:
+        log.error("%s exited %s", " ".join(command), completed.returncode)
+    return completed.returncode == 0
+
+
+def shut_down(
+    mode: str,
+    *,
+    stop_instance: Callable[[], bool],
+    run_command: Callable[[Sequence[str]], bool] = run_os_command,
+) -> bool:
+    """Shut the machine down as ``--shutdown`` says, at once; False when that failed."""
+    if mode == "none":
+        log.info("--shutdown none: leaving the machine running")
+        return True
+    if mode == "ec2":
+        log.info("stopping this instance with StopInstances")
+        return stop_instance()
+    if mode == "os":
+        log.info("running %s", " ".join(OS_SHUTDOWN_COMMAND))
+        return run_command(OS_SHUTDOWN_COMMAND)
+    raise ValueError(f"unknown shutdown mode {mode!r}; expected one of {SHUTDOWN_MODES}")
 
 
 def _identity(imds: Any, env: Mapping[str, str]) -> tuple[str | None, str | None]:

@@ -12,7 +12,15 @@ import time
 from typing import Any
 
 from instance_agent import exit_codes, procinfo
-from instance_agent.agent import Prepared, RunOptions, configure_logging, execute, holder_text, prepare
+from instance_agent.agent import (
+    SHUTDOWN_MODES,
+    Prepared,
+    RunOptions,
+    configure_logging,
+    execute,
+    holder_text,
+    prepare,
+)
 from instance_agent.checks import (
     MAX_SPEC_BYTES,
     SpecError,
@@ -32,7 +40,6 @@ from instance_agent.protocol import (
     MIN_HEARTBEAT_SECONDS,
     agent_log_path,
 )
-from instance_agent.shutdown import SHUTDOWN_MODES
 from instance_agent.signals import SignalRecorder
 from instance_agent.spec import RunSpec, parse_spec
 from instance_agent.state import StateError, StateStore

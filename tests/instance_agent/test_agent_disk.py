@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from instance_agent.disk import disk_warnings
+from instance_agent.agent import disk_warnings
 
 
 def test_a_filesystem_over_the_threshold_is_a_warning(tmp_path):

@@ -19,8 +19,6 @@ from instance_agent.planner import RUN, SKIP, plan_jobs
 from instance_agent.spec import spec_from_document
 from instance_agent.state import StateStore
 
-INSTANCE = "i-0123456789abcdef0"
-
 
 def _encode_error() -> UnicodeEncodeError:
     try:
@@ -81,8 +79,7 @@ class TestLaunchFailure:
         assert (decision.action, decision.lost) == (RUN, False)
 
     def test_after_a_launch_failure_the_final_tags_are_written_and_the_machine_stops(self, tmp_path, imds):
-        clock = FakeClock()
-        imds.instance_id = INSTANCE  # and never a notice
+        clock = FakeClock()  # fleet_sim's IMDS serves no notice
         options = RunOptions(
             role="tasks",
             run_date="2026-11-23",
@@ -110,7 +107,7 @@ class TestLaunchFailure:
 
         assert code == EXIT_JOBS_FAILED
         assert (ec2.tags[-1]["fleet:state"], ec2.tags[-1]["fleet:progress"]) == ("failed", "2/2")
-        assert ec2.stopped == [INSTANCE]
+        assert ec2.stopped == [imds.instance_id]
         assert store.load("2026-11-23").jobs["a"].status == "failed"
 
 

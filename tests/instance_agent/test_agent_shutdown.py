@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instance_agent.shutdown import OS_SHUTDOWN_COMMAND, shut_down
+from instance_agent.agent import OS_SHUTDOWN_COMMAND, shut_down
 
 
 class TestShutDown:
