@@ -20,41 +20,13 @@ from fleet_sim.hosts import Host
 from fleet_sim.processes import MARKER_VARIABLE
 from fleet_sim.scenario import Scenario
 from fleet_sim.scheduler import Scheduler
-from fleet_sim.timeline import ApiCallLog as _CallLog
-from fleet_sim.timeline import Timeline, caller_of
+from fleet_sim.timeline import ApiCallLog, Timeline
 
 ROLE_TAG = "fleet-sim:role"
 IMDS_PREFIX = "/_fleet_sim/imds"
 
 StateListener = Callable[[Host, str, str], None]
 CommandListener = Callable[[Host, str], None]
-
-
-class ApiCallLog(_CallLog):
-    """The AWS call log, each call also with ``params``: its request's parameters (the JSON body,
-    or a query request's fields but ``Action`` and ``Version``), ``None`` for REST calls (S3)."""
-
-    def record(
-        self,
-        service: str,
-        operation: str | None,
-        *,
-        status: int,
-        user_agent: str = "",
-        instances: int | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return self._append(
-            {
-                "t": self._clock(),
-                "service": service,
-                "operation": operation,
-                "status": status,
-                "instances": instances,
-                "caller": caller_of(user_agent),
-                "params": params,
-            }
-        )
 
 
 @dataclass(eq=False)

@@ -82,6 +82,9 @@ _KIND_FIELDS: dict[str, dict[str, Any]] = {
     "spot_interruption": {"after": 0.0, "since": "command", "action": "stop", "notice_seconds": 120.0},
     "rebalance": {"after": 0.0, "since": "command"},
     "kill_agent": {"after": 0.0, "since": "command", "match": "instance_agent", "signal": signal.SIGKILL},
+    "imds_unauthorized": {"count": 1},
+    "imds_error": {"count": None},
+    "imds_delay": {"seconds": REQUIRED, "count": None},
 }
 FAULT_KINDS = tuple(_KIND_FIELDS)
 _TARGETLESS = ("throttle",)

@@ -67,8 +67,9 @@ class Timeline(_Log):
 
 class ApiCallLog(_Log):
     """Every AWS call answered: ``t``, ``service``, ``operation`` (``None`` for REST calls such as
-    S3), ``status``, ``instances`` (instance IDs an EC2 call named, else ``None``) and ``caller``
-    (see :func:`caller_of`)."""
+    S3), ``status``, ``instances`` (instance IDs an EC2 call named, else ``None``), ``caller``
+    (see :func:`caller_of`) and ``params``: the request's parameters (the JSON body, or a query
+    request's fields but ``Action`` and ``Version``), ``None`` for REST calls."""
 
     def record(
         self,
@@ -78,6 +79,7 @@ class ApiCallLog(_Log):
         status: int,
         user_agent: str = "",
         instances: int | None = None,
+        params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         return self._append(
             {
@@ -87,6 +89,7 @@ class ApiCallLog(_Log):
                 "status": status,
                 "instances": instances,
                 "caller": caller_of(user_agent),
+                "params": params,
             }
         )
 

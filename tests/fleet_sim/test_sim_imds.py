@@ -12,7 +12,6 @@ from fleet_sim_testing import boot, events, send, wait_ended
 from fleet_testing import wait_for
 
 from fleet_sim.hosts import ImdsRequest
-from fleet_sim.scenario import FaultSpec
 from instance_agent.imds import ImdsClient, ImdsError
 
 
@@ -131,11 +130,7 @@ class TestNotices:
 
 class TestFaults:
     def add(self, sim, kind: str, count: int | None = None, **parameters) -> None:
-        # As a FaultSpec: scenario.py does not parse the IMDS kinds (yet).
-        with sim.fleet.lock:
-            sim.fleet.faults.add(
-                FaultSpec(kind, instance=sim.instance_for("tasks"), count=count, **parameters)
-            )
+        sim.inject({"kind": kind, "instance": sim.instance_for("tasks"), "count": count, **parameters})
 
     def test_every_request_is_logged_with_the_ttl_asked_for(self, sim):
         host = sim.host(sim.instance_for("tasks"))

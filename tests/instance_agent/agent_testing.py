@@ -24,7 +24,6 @@ from fleet_testing import wait_for
 
 from fleet_sim import FleetSimulator
 from fleet_sim.hosts import ImdsRequest
-from fleet_sim.scenario import FaultSpec
 from instance_agent.imds import TOKEN_PATH
 
 REPO = Path(__file__).resolve().parents[2]
@@ -242,9 +241,7 @@ class SimImds:
     def fault(self, kind: str, count: int | None = None, **parameters: Any) -> None:
         """An IMDS fault on this host (``imds_unauthorized``, ``imds_error``, ``imds_delay``);
         ``count=None``: every request."""
-        # Into the fault book as a FaultSpec: scenario.py does not parse the IMDS kinds (yet).
-        with self.sim.fleet.lock:
-            self.sim.fleet.faults.add(FaultSpec(kind, instance=self.instance_id, count=count, **parameters))
+        self.sim.inject({"kind": kind, "instance": self.instance_id, "count": count, **parameters})
 
     def notice(self, *, spot_action: dict | None = None, rebalance: dict | None = None) -> None:
         """Notices served from now on, with no EC2 action to follow (fleet_sim's timed faults
