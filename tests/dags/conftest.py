@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+
+# The DAG on the simulator (tests/dag_on_sim.py), for test_fleet_daily_run.py; pytest finds fixtures by
+# their names in a conftest, so these imports are the point.
+from dag_on_sim import notified, run_fleet  # ruff: ignore[unused-import]
 from fleet_dag.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config
 from fleet_dag_testing import DAGS_FOLDER, ParseGuard
 

@@ -1,5 +1,5 @@
 """fleet_daily end to end with dag.test() on the fleet simulator: real tasks and triggers, and the
-real agent running demo jobs on the simulated hosts (the e2e tests' ``run_fleet``).
+real agent running demo jobs on the simulated hosts (the ``run_fleet`` fixture of tests/dag_on_sim.py).
 
 What the DAG sent and in which order is read from the simulator: its API call log (each call with
 its request's parameters) and its timeline (each instance's states and each command sent).
@@ -15,7 +15,7 @@ from unittest import mock
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
 from airflow.sdk import DagRunState, TaskInstanceState
-from e2e import conftest as e2e_fixtures
+from dag_on_sim import CHAIN
 from fleet_dag.builder import agent_spec
 from fleet_dag.config import load_config
 from fleet_dag_testing import parse_agent_command
@@ -26,11 +26,6 @@ from operators.fleet_turn_sensors import FleetWaitTurnSensor
 
 from fleet_sim import demo_job
 from instance_agent.protocol import AgentReport
-
-# A started simulator for a signer and the given roles, and the DAG built on it (tests/e2e/conftest.py).
-run_fleet = e2e_fixtures.run_fleet
-notified = e2e_fixtures.notified
-CHAIN = e2e_fixtures.CHAIN
 
 
 def _jobs(*names: str, exit_codes: dict[str, int] | None = None) -> list[dict[str, Any]]:
