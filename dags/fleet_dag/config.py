@@ -9,19 +9,16 @@ the DAG refuses at parse time exactly what the agent would refuse on the VM.
 from __future__ import annotations
 
 import os
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pendulum
-import yaml
 from croniter import croniter
+from operators.config_files import Duration, Strict, read_yaml, validate
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
@@ -55,36 +52,9 @@ from instance_agent.spec import (
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "fleet.yaml"
 CONFIG_ENV_VAR = "FLEET_CONFIG"
 
-_DURATION = re.compile(r"\s*(?:(?P<h>[0-9]+)h)?\s*(?:(?P<m>[0-9]+)m)?\s*(?:(?P<s>[0-9]+)s)?\s*")
-
 
 class FleetConfigError(ValueError):
     """The fleet config is invalid; the message names the file, the field and the value."""
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``90`` (seconds), ``"45s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` → a positive timedelta.
-
-    The seconds follow the agent's rule, so ``10**400`` or ``.inf`` is a config error, never an
-    OverflowError.
-    """
-    if isinstance(value, timedelta):
-        seconds: Any = value.total_seconds()
-    elif isinstance(value, str):
-        match = _DURATION.fullmatch(value)
-        if not match or not any(match.groupdict().values()):
-            raise ValueError(
-                f"not a duration (use seconds or e.g. '45s', '30m', '2h', '1h30m'): {shorten(value)}"
-            )
-        parts = {key: int(number or 0) for key, number in match.groupdict().items()}
-        seconds = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
-    else:
-        seconds = value  # a number (a bool is refused by check_seconds), or anything else
-    try:
-        return timedelta(seconds=check_seconds(seconds))
-    except SpecError as error:
-        shown = "" if seconds is value else f" ({shorten(value)})"
-        raise ValueError(f"not a valid duration{shown}: {error.problem}") from None
 
 
 def agent_rule(check: Any, *args: Any, **kwargs: Any) -> Any:
@@ -108,7 +78,6 @@ def _agent_error(error: SpecError) -> ValidationError:
     return ValidationError.from_exception_data("instance_agent", [detail])
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # pydantic matches these with Rust's regex, where `$` is the very end (no "tasks\n").
 InstanceId = Annotated[str, StringConstraints(pattern=r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")]
 # The agent's --role rule (protocol.ROLE_NAME_PATTERN, also an Airflow task group id: no dots),
@@ -121,10 +90,6 @@ RoleName = Annotated[
 JobName = Annotated[str, AfterValidator(agent_rule(check_job_name))]
 AgentPath = Annotated[str, AfterValidator(agent_rule(check_directory))]
 S3Prefix = Annotated[str, AfterValidator(agent_rule(check_s3_prefix))]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _error(
@@ -153,7 +118,7 @@ def _raise(model: type[BaseModel], errors: list[InitErrorDetails]) -> None:
         raise ValidationError.from_exception_data(model.__name__, errors)
 
 
-class JobConfig(_Strict):
+class JobConfig(Strict):
     """One business job: what the agent runs, how long it may take, whether a re-run is safe."""
 
     name: JobName
@@ -172,7 +137,7 @@ class JobConfig(_Strict):
         return agent_rule(check_argv, shell=info.data.get("shell", False))(value)
 
 
-class RoleConfig(_Strict):
+class RoleConfig(Strict):
     """A worker role: one instance (or ordered candidates for one slot) and its jobs."""
 
     name: RoleName
@@ -204,7 +169,7 @@ class RoleConfig(_Strict):
         return [self.instance] if self.instance else list(self.candidates or [])
 
 
-class SignerConfig(_Strict):
+class SignerConfig(Strict):
     instance: InstanceId
 
 
@@ -212,7 +177,7 @@ def _heartbeat_seconds(value: timedelta) -> float:
     return check_seconds(value.total_seconds(), minimum=MIN_HEARTBEAT_SECONDS)
 
 
-class AgentConfig(_Strict):
+class AgentConfig(Strict):
     """How the DAG invokes the agent on a worker (``python -m instance_agent run ...``)."""
 
     # An argv like a job's (no NUL, strict UTF-8), with no empty word: it is the DAG's own.
@@ -230,14 +195,14 @@ class AgentConfig(_Strict):
     )
 
 
-class NotifierConfig(_Strict):
+class NotifierConfig(Strict):
     """An Airflow notifier (``BaseNotifier`` subclass) by import path, with its arguments."""
 
     class_path: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")]
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-class FleetConfig(_Strict):
+class FleetConfig(Strict):
     timezone: str = "UTC"
     schedule: str = "0 0 * * *"
     aws_conn_id: str = "aws_default"
@@ -293,38 +258,8 @@ class FleetConfig(_Strict):
         return self
 
 
-def _field_path(location: tuple[Any, ...]) -> str:
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-            continue
-        text = str(part)
-        if len(text) > 64 or not text.isprintable():  # a key from the file: cut and escaped
-            text = shorten(text, 40)
-        path += f".{text}" if path else text
-    return path or "(top level)"
-
-
-def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid fleet config"]
-    for item in error.errors():
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "string_pattern_mismatch" and "pattern" in item.get("ctx", {}):
-            message = f"does not match {item['ctx']['pattern']}"
-        value = item.get("input")
-        shown = shorten(value)  # never a 100 kB line: every value is cut the agent's way
-        # Name the bad value unless the message already does (or it is a whole section).
-        hidden = (isinstance(value, dict | list) and bool(value)) or shown in message
-        lines.append(f"  {_field_path(item['loc'])}: {message}{'' if hidden else f' (got {shown})'}")
-    return "\n".join(lines)
-
-
 def parse_config(data: Any, source: str = "<fleet config>") -> FleetConfig:
-    try:
-        return FleetConfig.model_validate(data)
-    except ValidationError as error:
-        raise FleetConfigError(_describe(error, source)) from None
+    return validate(FleetConfig, data, source, "fleet config", FleetConfigError)
 
 
 def config_path() -> Path:
@@ -334,11 +269,4 @@ def config_path() -> Path:
 def load_config(path: str | os.PathLike[str] | None = None) -> FleetConfig:
     """Read and validate the fleet config (``$FLEET_CONFIG`` or ``dags/fleet.yaml``)."""
     source = Path(path) if path is not None else config_path()
-    try:
-        # libyaml's loader when PyYAML has it: the pure-Python one takes ~0.2 s for 300 roles.
-        data = yaml.load(source.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except OSError as error:
-        raise FleetConfigError(f"{source}: cannot read the fleet config: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise FleetConfigError(f"{source}: not valid YAML: {error}") from None
-    return parse_config(data, str(source))
+    return parse_config(read_yaml(source, "fleet config", FleetConfigError), str(source))

@@ -15,10 +15,10 @@ from fleet_dag.config import (
     FleetConfigError,
     load_config,
     parse_config,
-    parse_duration,
 )
 from fleet_dag_testing import DAGS_FOLDER, fleet_dict, write_yaml
 from fleet_testing import role_named
+from operators.config_files import parse_duration
 
 SIGNER = "i-0000000000000000a"
 WORKER = "i-0000000000000000b"
