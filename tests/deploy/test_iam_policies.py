@@ -37,6 +37,8 @@ SAMPLE = {
     "REGION": "us-east-1",
     "BUCKET": "example-fleet-logs",
     "PREFIX": "fleet-logs",
+    "GROUP": "vscode-asg",
+    "TABLE": "fleet-pool-claims",
 }
 FLEET_TAG = "fleet:managed"
 
@@ -69,12 +71,22 @@ NOT_OPERATIONS = {"get_paginator", "get_waiter", "can_paginate", "close"}
 # boto3 customizations: the operations they make. upload_file switches to a multipart upload for
 # big files (CreateMultipartUpload/UploadPart/CompleteMultipartUpload are s3:PutObject) and aborts
 # it on failure.
-CUSTOMIZATIONS = {"upload_file": ("s3", ["s3:PutObject", "s3:AbortMultipartUpload"])}
-SERVICES = ("ec2", "ssm", "s3")
+# A DynamoDB transaction is authorized item by item, as the writes it holds (the pool's claims put
+# and delete); IAM has no TransactWriteItems action.
+CUSTOMIZATIONS = {
+    "upload_file": ("s3", ["s3:PutObject", "s3:AbortMultipartUpload"]),
+    "transact_write_items": ("dynamodb", ["dynamodb:PutItem", "dynamodb:DeleteItem"]),
+}
+SERVICES = ("ec2", "ssm", "s3", "autoscaling", "dynamodb")
 # The operators' service layer (imported as ``ec2`` and ``ssm``), see _service_layer_functions.
 SERVICE_LAYER = ("plugins/operators/fleet_ec2.py", "plugins/operators/fleet_ssm.py")
 
-CALL = re.compile(r"\b(?:conn|client|ec2|s3|ssm)\.([a-z][a-z0-9_]*)\(")
+CALL = re.compile(r"\b(conn|client|ec2|s3|ssm|autoscaling)\.([a-z][a-z0-9_]*)\(")
+# Auto Scaling shares operation names with EC2 (create_tags, delete_tags): only a call on a client
+# named ``autoscaling`` is one of its calls.
+BY_RECEIVER_ONLY = ("autoscaling",)
+# The warm pool's modules run under their own policy (pool-policy.json), the rest under Airflow's.
+POOL_FILES = ("pool_*.py", "fleet_pool*.py")
 PAGINATOR = re.compile(r"get_paginator\(\s*[\"']([a-z0-9_]+)[\"']\s*\)")
 HOOK_METHOD = re.compile(r"\bhook\.(?!conn\b)([a-z_]+)\(")
 
@@ -209,8 +221,13 @@ def _service_layer_functions() -> set[str]:
     return names
 
 
-def actions_called(*folders: str, root: Path = REPO) -> dict[str, set[str]]:
-    """{IAM action: files that need it} for every boto3 call under ``folders`` (of ``root``)."""
+def is_pool_file(path: Path) -> bool:
+    return any(fnmatch.fnmatch(path.name, pattern) for pattern in POOL_FILES)
+
+
+def actions_called(*folders: str, root: Path = REPO, pool: bool | None = None) -> dict[str, set[str]]:
+    """{IAM action: files that need it} for every boto3 call under ``folders`` (of ``root``);
+    ``pool`` True/False: only the warm pool's files, or only the others."""
     operations = _operation_services()
     known = set().union(*operations.values())
     # A service-layer function named like an operation (ec2.describe_instances) maps to it: it makes it.
@@ -219,17 +236,23 @@ def actions_called(*folders: str, root: Path = REPO) -> dict[str, set[str]]:
     unknown = []
     for folder in folders:
         for path in sorted((root / folder).rglob("*.py")):
+            if pool is not None and is_pool_file(path) != pool:
+                continue
             text = path.read_text()
             where = path.relative_to(root).as_posix()
             unknown += [f"{where}: hook.{name}()" for name in HOOK_METHOD.findall(text)]
-            methods = [m for m in CALL.findall(text) if m not in NOT_OPERATIONS | layer] + PAGINATOR.findall(
-                text
-            )
-            for method in methods:
+            calls = [(r, m) for r, m in CALL.findall(text) if m not in NOT_OPERATIONS | layer]
+            calls += [("", method) for method in PAGINATOR.findall(text)]
+            for receiver, method in calls:
                 if method in CUSTOMIZATIONS:
                     actions = CUSTOMIZATIONS[method][1]
                 else:
-                    owners = [service for service in SERVICES if method in operations[service]]
+                    services = (
+                        [receiver]
+                        if receiver in BY_RECEIVER_ONLY
+                        else [s for s in SERVICES if s not in BY_RECEIVER_ONLY]
+                    )
+                    owners = [service for service in services if method in operations[service]]
                     if len(owners) != 1:
                         unknown.append(f"{where}: {method}() is in {owners or 'no'} service model(s)")
                         continue
@@ -263,9 +286,28 @@ INSTANCE_REQUESTS = {
     "s3:PutObject": [(LOG_OBJECT, {})],
     "s3:AbortMultipartUpload": [(LOG_OBJECT, {})],
 }
+POOL_GROUP = (
+    "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0a1b:autoScalingGroupName/vscode-asg"
+)
+POOL_TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/fleet-pool-claims"
+IN_POOL = {"aws:ResourceTag/aws:autoscaling:groupName": "vscode-asg"}
+POOL_REQUESTS = {
+    "autoscaling:DescribeAutoScalingGroups": [("*", {})],
+    "autoscaling:SetDesiredCapacity": [(POOL_GROUP, {})],
+    "autoscaling:SetInstanceProtection": [(POOL_GROUP, {})],
+    "autoscaling:TerminateInstanceInAutoScalingGroup": [(POOL_GROUP, {})],
+    "ec2:DescribeInstances": [("*", {})],
+    "ec2:CreateTags": [(OTHER, {**IN_POOL, "aws:TagKeys": ["fleet:pool-project", "fleet:pool-claimed-at"]})],
+    **{
+        f"dynamodb:{verb}": [(POOL_TABLE, {})]
+        for verb in ("BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Scan")
+    },
+}
+# policy: (folders, pool files or not, the requests)
 POLICIES = {
-    "airflow-policy.json": (("plugins", "dags"), AIRFLOW_REQUESTS),
-    "instance-policy.json": (("instance_agent",), INSTANCE_REQUESTS),
+    "airflow-policy.json": (("plugins", "dags"), False, AIRFLOW_REQUESTS),
+    "instance-policy.json": (("instance_agent",), None, INSTANCE_REQUESTS),
+    "pool-policy.json": (("plugins", "dags"), True, POOL_REQUESTS),
 }
 
 
@@ -335,8 +377,8 @@ class TestPolicyLint:
 class TestPolicyCoversTheCode:
     @pytest.mark.parametrize("name", sorted(POLICIES))
     def test_the_request_table_lists_exactly_what_the_code_calls(self, name):
-        folders, requests = POLICIES[name]
-        called = actions_called(*folders)
+        folders, pool, requests = POLICIES[name]
+        called = actions_called(*folders, pool=pool)
         assert set(called) == set(requests), (
             f"{name}: the code calls {sorted(set(called) - set(requests))} that the table lacks, "
             f"the table has {sorted(set(requests) - set(called))} that no code calls"
@@ -365,7 +407,7 @@ class TestPolicyCoversTheCode:
         document = policy(name)
         denied = [
             f"{action} on {resource}"
-            for action, requests in POLICIES[name][1].items()
+            for action, requests in POLICIES[name][2].items()
             for resource, context in requests
             if not allowed(document, action, resource, context)
         ]
@@ -374,7 +416,7 @@ class TestPolicyCoversTheCode:
     @pytest.mark.parametrize("name", sorted(POLICIES))
     def test_the_policy_grants_nothing_the_code_does_not_call(self, name):
         granted = {action for s in statements(policy(name)) for action in as_list(s["Action"])}
-        assert granted == set(POLICIES[name][1])
+        assert granted == set(POLICIES[name][2])
 
 
 class TestAirflowPolicyLimits:
@@ -437,3 +479,40 @@ class TestInstancePolicyLimits:
     def test_the_agent_tags_are_the_protocol_tags(self):
         condition = next(s for s in statements(self.document()) if s["Sid"] == "WriteOwnProtocolTags")
         assert set(condition["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]) == set(ALL_TAGS)
+
+
+class TestPoolPolicyLimits:
+    document = staticmethod(lambda: policy("pool-policy.json"))
+
+    @pytest.mark.parametrize(
+        "action",
+        [
+            "autoscaling:SetDesiredCapacity",
+            "autoscaling:SetInstanceProtection",
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+        ],
+    )
+    def test_only_the_pools_group(self, action):
+        assert allowed(self.document(), action, POOL_GROUP)
+        assert not allowed(self.document(), action, POOL_GROUP.replace("vscode-asg", "web-asg"))
+
+    def test_claim_tags_only_on_the_pools_instances(self):
+        keys = {"aws:TagKeys": ["fleet:pool-project"]}
+        assert allowed(self.document(), "ec2:CreateTags", OTHER, {**IN_POOL, **keys})
+        assert not allowed(self.document(), "ec2:CreateTags", OTHER, keys)
+        other_group = {"aws:ResourceTag/aws:autoscaling:groupName": "web-asg", **keys}
+        assert not allowed(self.document(), "ec2:CreateTags", OTHER, other_group)
+        # Not the fleet's tag, which gates what Airflow may start, nor any other.
+        for tag in ([FLEET_TAG], ["Name"], ["fleet:pool-project", FLEET_TAG]):
+            assert not allowed(self.document(), "ec2:CreateTags", OTHER, {**IN_POOL, "aws:TagKeys": tag})
+        assert not allowed(self.document(), "ec2:CreateTags", OTHER, IN_POOL)
+
+    def test_only_the_claim_table(self):
+        other = POOL_TABLE.replace("fleet-pool-claims", "payments")
+        for verb in ("GetItem", "PutItem", "DeleteItem", "Scan", "BatchWriteItem"):
+            assert not allowed(self.document(), f"dynamodb:{verb}", other)
+        assert not allowed(self.document(), "dynamodb:DeleteTable", POOL_TABLE)
+
+    def test_nothing_beyond_the_pool(self):
+        for action in ("ec2:TerminateInstances", "ec2:StartInstances", "autoscaling:DeleteAutoScalingGroup"):
+            assert not allowed(self.document(), action, OTHER, IN_POOL), action
