@@ -1,0 +1,170 @@
+"""The warm pool's HTTP API in Airflow's real API server (two of them), on the fleet simulator.
+
+Airflow's SimpleAuthManager with two users: ``admin`` (may edit the fleet_pool DAG) and
+``viewer`` (may read it). The pool's instances are an Auto Scaling group on the simulator, their
+code-server a stand-in over HTTP that the test tells which instances are up.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from pool_testing import GROUP, TABLE, CodeServers, make_group, member_ids
+
+from airflow_harness import AirflowComponents
+from airflow_harness.components import _free_port, _signal_group
+from fleet_sim import FleetSimulator
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORDS = {"admin": "admin", "viewer": secrets.token_hex(8)}
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pool")
+    servers = CodeServers()
+    with pytest.MonkeyPatch.context() as monkeypatch, FleetSimulator(roles=[], workdir=work / "sim") as sim:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", sim.endpoint_url)
+        make_group(desired=10, max_size=40)
+        servers.ready.update(member_ids())
+        config = work / "pool.yaml"
+        config.write_text(
+            json.dumps(
+                {"group": GROUP, "claim_table": TABLE, "max_size": 40, "readiness": {"url": servers.url}}
+            )
+        )
+        passwords = work / "passwords.json"
+        passwords.write_text(json.dumps(PASSWORDS))
+        env = {
+            "FLEET_POOL_CONFIG": str(config),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            # Both API servers sign and accept the same tokens.
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+        }
+        components = AirflowComponents(
+            work / "airflow",
+            fleet_config=REPO / "dags" / "fleet.yaml",
+            aws_connection=sim.airflow_connection(),
+            extra_env=env,
+        )
+        with components:
+            second = _second_api_server(components)
+            try:
+                yield sim, [components.api_url, second[0]], servers
+            finally:
+                _signal_group(second[1], 15)
+                second[1].wait(20)
+    servers.stop()
+
+
+def _second_api_server(components: AirflowComponents) -> tuple[str, subprocess.Popen[bytes]]:
+    port = _free_port()
+    env = {**components.environment(), "AIRFLOW__API__PORT": str(port)}
+    with open(components.home / "api-server-2.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server"],
+            env=env,
+            cwd=components.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                return url, process
+        except httpx.TransportError:
+            pass
+        threading.Event().wait(1)
+    raise AssertionError("the second API server did not start")
+
+
+def token(url: str, user: str) -> dict[str, str]:
+    answer = httpx.post(f"{url}/auth/token", json={"username": user, "password": PASSWORDS[user]}, timeout=30)
+    answer.raise_for_status()
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def test_anonymous_401_viewer_reads_only(pool):
+    _, (url, _), _ = pool
+    assert httpx.get(f"{url}/pool/status", timeout=30).status_code == 401
+    viewer = token(url, "viewer")
+    status = httpx.get(f"{url}/pool/status", headers=viewer, timeout=30)
+    assert status.status_code == 200 and status.json()["total"] == 10
+    denied = httpx.post(f"{url}/pool/allocations", json={"project_id": "p"}, headers=viewer, timeout=30)
+    assert denied.status_code == 403
+    assert httpx.get(f"{url}/pool/some-project", headers=viewer, timeout=30).status_code == 403
+
+
+def test_bad_input_is_422_naming_the_field(pool):
+    _, (url, _), _ = pool
+    admin = token(url, "admin")
+    bad_id = httpx.post(f"{url}/pool/allocations", json={"project_id": "a b"}, headers=admin, timeout=30)
+    assert bad_id.status_code == 422 and "project_id" in bad_id.text
+    unknown = httpx.post(
+        f"{url}/pool/allocations", json={"project_id": "ok", "size": 3}, headers=admin, timeout=30
+    )
+    assert unknown.status_code == 422 and "size" in unknown.text
+    not_json = httpx.post(f"{url}/pool/allocations", content=b"{", headers=admin, timeout=30)
+    assert not_json.status_code == 422
+
+
+def test_fifty_projects_on_two_api_servers_against_ten_ready(pool):
+    _, urls, _ = pool
+    headers = [token(url, "admin") for url in urls]
+    answers: dict[str, httpx.Response] = {}
+    start = threading.Barrier(50)
+
+    def allocate(n: int) -> None:
+        url, auth = urls[n % 2], headers[n % 2]
+        start.wait()
+        answers[f"race-{n}"] = httpx.post(
+            f"{url}/pool/allocations", json={"project_id": f"race-{n}"}, headers=auth, timeout=120
+        )
+
+    threads = [threading.Thread(target=allocate, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    codes = Counter(answer.status_code for answer in answers.values())
+    assert codes == {201: 10, 503: 40}, codes
+    won = {
+        project: answer.json()["instance_id"]
+        for project, answer in answers.items()
+        if answer.status_code == 201
+    }
+    assert len(set(won.values())) == 10
+    assert all(answer.headers["Retry-After"] for answer in answers.values() if answer.status_code == 503)
+    status = httpx.get(f"{urls[1]}/pool/status", headers=headers[1], timeout=30).json()
+    assert {m["id"]: m["project"] for m in status["machines"] if m["project"]} == {
+        i: p for p, i in won.items()
+    }
+    # The reference's routes: the same allocation back as {ip, projectId}, and its status keys.
+    project, instance = next(iter(won.items()))
+    again = httpx.get(f"{urls[0]}/pool/{project}", headers=headers[0], timeout=30).json()
+    assert set(again) == {"ip", "projectId"} and again["projectId"] == project
+    assert (status["totalMachines"], status["usedMachines"]) == (status["total"], 10)
+    # Destroy: outside the group nothing happens; inside, the instance goes.
+    outside = httpx.post(
+        f"{urls[0]}/pool/destroy", json={"machineId": "i-0123456789abcdef0"}, headers=headers[0], timeout=30
+    )
+    assert outside.status_code == 404 and "i-0123456789abcdef0" in outside.text
+    gone = httpx.delete(f"{urls[1]}/pool/allocations/{project}", headers=headers[1], timeout=60)
+    assert gone.status_code == 200 and gone.json()["instance_id"] == instance
+    assert (
+        httpx.get(f"{urls[0]}/pool/allocations/{project}", headers=headers[0], timeout=30).status_code == 404
+    )
