@@ -64,3 +64,32 @@ def test_fifty_projects_ten_ready_instances(sim):
         assert pool.look(check_free=False).desired == 15  # 10 claimed + buffer 5
     finally:
         servers.stop()
+
+
+def test_one_project_allocating_twice_at_once_gets_one_instance(sim):
+    servers = CodeServers()
+    try:
+        make_group(desired=4)
+        group = sim.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
+        servers.ready.update(i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"])
+        config = parse_pool_config({"claim_table": TABLE, "readiness": {"url": servers.url}})
+        got: list[tuple[str, bool]] = []
+        start = threading.Barrier(8)
+
+        def allocate() -> None:
+            pool = PoolService(config, sim.client("autoscaling"), sim.client("ec2"), sim.client("dynamodb"))
+            start.wait()
+            allocation = pool.allocate("same-project")
+            got.append((allocation.machine.instance_id, allocation.created))
+
+        threads = [threading.Thread(target=allocate) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(got) == 8 and len({instance for instance, _ in got}) == 1
+        assert sum(created for _, created in got) == 1
+        table = sim.client("dynamodb").scan(TableName=TABLE)["Items"]
+        assert sorted(item["pk"]["S"].split("#")[0] for item in table) == ["instance", "project"]
+    finally:
+        servers.stop()

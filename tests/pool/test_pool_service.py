@@ -139,3 +139,24 @@ def test_failing_readiness_replaced_after_n(world):
     for _ in range(2):
         assert not pool.reconcile().retire
     assert len(pool.reconcile().retire) == 5
+
+
+def test_a_claim_whose_reply_was_lost_is_given_back_whole(world):
+    # The API server died right after the claim's transaction: no tags, no protection, no reply.
+    make_group(desired=2)
+    world.ready.update(member_ids())
+    pool = service(world)
+    taken = member_ids()[0]
+    pool.table.claim(taken, "alpha", "2026-12-02T12:00:00Z")
+    retry = pool.allocate("alpha")
+    assert (retry.machine.instance_id, retry.created, retry.claimed_at) == (
+        taken,
+        False,
+        "2026-12-02T12:00:00Z",
+    )
+    member = next(i for i in group()["Instances"] if i["InstanceId"] == taken)
+    assert member["ProtectedFromScaleIn"]
+    tags = boto3.client("ec2").describe_tags(Filters=[{"Name": "resource-id", "Values": [taken]}])["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags}["fleet:pool-claimed-at"] == "2026-12-02T12:00:00Z"
+    # Nobody else can get it meanwhile.
+    assert pool.allocate("beta").machine.instance_id != taken
