@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fleet_testing import wait_for
 from pool_testing import GROUP, TABLE, CodeServers, make_group, member_ids
 
 from airflow_harness import AirflowComponents
@@ -59,9 +60,11 @@ def pool(tmp_path_factory):
             extra_env=env,
         )
         with components:
+            # The API asks for a reconcile through the DAG's asset: once the DAG is parsed.
+            wait_for(lambda: components.api("GET", "/api/v2/assets", uri_pattern="fleet-pool")["assets"], 120)
             second = _second_api_server(components)
             try:
-                yield sim, [components.api_url, second[0]], servers
+                yield sim, [components.api_url, second[0]], components
             finally:
                 _signal_group(second[1], 15)
                 second[1].wait(20)
