@@ -17,6 +17,7 @@ from moto.ec2.models.instances import StateReason
 from fleet_sim.aws_errors import AwsError
 from fleet_sim.faults import ActiveFault
 from fleet_sim.fleet import ROLE_TAG, Fleet
+from fleet_sim.groups import set_group_lifecycle
 from fleet_sim.hosts import Host
 from fleet_sim.processes import signal_pids
 
@@ -148,6 +149,7 @@ class Ec2Lifecycle:
         if state == "stopped":
             instance.stop()
         self._set_moto_state(instance, state)
+        set_group_lifecycle(self.fleet, host)
         self.fleet.record("state", host, **{"from": None, "to": state})
         if self.fleet.creating:
             self.fleet.state_changed(host, "pending", state)
@@ -198,9 +200,12 @@ class Ec2Lifecycle:
             host.force_stop = False
             host.spot_action = host.rebalance = None  # a new start is a new lifecycle
         if new == "running":
+            host.running_since = time.monotonic()
             self.arm(host, "running")
         else:
+            host.running_since = None
             host.imds_tokens.clear()
+        set_group_lifecycle(self.fleet, host)
         self.fleet.state_changed(host, old, new)
 
     def _signal(self, host: Host, signum: int, why: str) -> None:

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 from fleet_sim.aws_errors import PROTOCOL_EC2, PROTOCOL_JSON, PROTOCOL_QUERY, AwsError
 from fleet_sim.ec2 import instance_ids
 from fleet_sim.fleet import IMDS_PREFIX
+from fleet_sim.groups import CODE_SERVER_PREFIX, code_server_health
 from fleet_sim.ssm import OPERATIONS as SSM_OPERATIONS
 
 if TYPE_CHECKING:
@@ -120,8 +121,9 @@ class Front:
                 ):
                     return _response(*self.sim.lifecycle.respond(call.operation, call.params))
                 response = self._forward(environ, body)
-                if call.service == "ec2":
-                    self.sim.lifecycle.sync()  # RunInstances, TerminateInstances, ... made by moto
+                if call.service in ("ec2", "autoscaling"):
+                    # RunInstances, TerminateInstances, a group's launches, ... made by moto
+                    self.sim.lifecycle.sync()
                 return response
         except AwsError as error:
             return _response(*error.render(call.protocol))
@@ -165,6 +167,9 @@ class Front:
 
     def _control(self, request: Request) -> Response:
         path = request.path
+        if path.startswith(CODE_SERVER_PREFIX + "/"):
+            instance_id = path[len(CODE_SERVER_PREFIX) + 1 :].split("/")[0]
+            return Response(b"", code_server_health(self.fleet, instance_id))
         if path.startswith(IMDS_PREFIX + "/"):
             instance_id, _, subpath = path[len(IMDS_PREFIX) + 1 :].partition("/")
             return _response(

@@ -33,6 +33,7 @@ class Host:
     transition: Any = None
     registration: Any = None
     force_stop: bool = False
+    running_since: float | None = None  # monotonic time it last became running
     # IMDS: tokens (token -> monotonic expiry), every request answered, the notices it serves.
     imds_tokens: dict[str, float] = field(default_factory=dict)
     imds_requests: list[ImdsRequest] = field(default_factory=list)

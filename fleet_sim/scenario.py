@@ -59,6 +59,7 @@ class FaultSpec:
 class Scenario:
     transition_delay: float = 0.5
     registration_delay: float = 1.0
+    ready_delay: float = 0.5  # from running to a group instance's code-server answering /healthz
     delivery_delay: float = 0.1
     initial_state: str = "stopped"
     instance_type: str = "t3.micro"
@@ -82,13 +83,21 @@ _KIND_FIELDS: dict[str, dict[str, Any]] = {
     "spot_interruption": {"after": 0.0, "since": "command", "action": "stop", "notice_seconds": 120.0},
     "rebalance": {"after": 0.0, "since": "command"},
     "kill_agent": {"after": 0.0, "since": "command", "match": "instance_agent", "signal": signal.SIGKILL},
+    "never_ready": {"count": None},  # a group instance whose code-server never answers
     "imds_unauthorized": {"count": 1},
     "imds_error": {"count": None},
     "imds_delay": {"seconds": REQUIRED, "count": None},
 }
 FAULT_KINDS = tuple(_KIND_FIELDS)
 _TARGETLESS = ("throttle",)
-_SETTINGS = ("transition_delay", "registration_delay", "delivery_delay", "initial_state", "instance_type")
+_SETTINGS = (
+    "transition_delay",
+    "registration_delay",
+    "ready_delay",
+    "delivery_delay",
+    "initial_state",
+    "instance_type",
+)
 
 
 def load_scenario(source: Scenario | Mapping[str, Any] | str | os.PathLike[str] | None) -> Scenario:
@@ -207,7 +216,7 @@ def _short(value: Any) -> str:
 
 
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    **dict.fromkeys(("transition_delay", "registration_delay", "delivery_delay"), _seconds),
+    **dict.fromkeys(("transition_delay", "registration_delay", "ready_delay", "delivery_delay"), _seconds),
     **dict.fromkeys(("seconds", "after", "notice_seconds"), _seconds),
     **dict.fromkeys(("instance_type", "operation", "match"), _text),
     "initial_state": _choice(*INSTANCE_STATES),

@@ -1,0 +1,39 @@
+"""Auto Scaling groups on the simulator: what the warm pool sees of its instances.
+
+moto launches a group's instances ``InService`` at once; here an instance is ``Pending`` in its
+group until its host runs. Its code-server (``GET <endpoint>/_fleet_sim/code-server/<id>/healthz``)
+answers 200 once the host has run for the scenario's ``ready_delay``, and 503 before, after, or
+for ever under a ``never_ready`` fault.
+"""
+
+from __future__ import annotations
+
+import time
+
+from moto.backends import get_backend
+
+from fleet_sim.fleet import Fleet
+from fleet_sim.hosts import Host
+
+CODE_SERVER_PREFIX = "/_fleet_sim/code-server"
+
+
+def set_group_lifecycle(fleet: Fleet, host: Host) -> None:
+    """The host's instance is Pending in its group until it runs (moto says InService at once)."""
+    backend = get_backend("autoscaling")[fleet.account_id][fleet.region]
+    for group in backend.autoscaling_groups.values():
+        for member in group.instance_states:
+            if member.instance.id == host.instance_id and member.lifecycle_state in ("Pending", "InService"):
+                member.lifecycle_state = "InService" if host.state == "running" else "Pending"
+
+
+def code_server_health(fleet: Fleet, instance_id: str) -> int:
+    """The HTTP status of the instance's code-server ``/healthz``."""
+    with fleet.lock:
+        host = fleet.hosts.get(instance_id)
+        if host is None or host.state != "running" or host.running_since is None:
+            return 503
+        if fleet.faults.take("never_ready", instance_id, host.role) is not None:
+            return 503
+        booted = time.monotonic() - host.running_since >= fleet.scenario.ready_delay
+        return 200 if booted else 503

@@ -1,0 +1,76 @@
+"""The pool on the fleet simulator's Auto Scaling group: instances boot (Pending, then InService,
+then code-server ready), so the reconcile meets booting instances as it would on AWS."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fleet_testing import wait_for
+from operators.pool_config import parse_pool_config
+from operators.pool_service import NoneReady, PoolService
+from pool_testing import GROUP, TABLE, make_group
+
+from fleet_sim import FleetSimulator
+
+SCENARIO = {"transition_delay": 1.0, "ready_delay": 0.5}
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    with FleetSimulator(roles=[], scenario=SCENARIO) as simulator:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", simulator.endpoint_url)
+        yield simulator
+
+
+def pool(sim, **overrides) -> PoolService:
+    url = f"{sim.endpoint_url}/_fleet_sim/code-server/{{instance_id}}/healthz"
+    config = parse_pool_config({"claim_table": TABLE, "readiness": {"url": url, "timeout": 1}, **overrides})
+    return PoolService(config, sim.client("autoscaling"), sim.client("ec2"), sim.client("dynamodb"))
+
+
+def members(sim) -> dict[str, str]:
+    (group,) = sim.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+        "AutoScalingGroups"
+    ]
+    return {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
+
+
+def test_instances_boot_then_answer_healthz(sim):
+    make_group(desired=2)
+    sim.client("autoscaling")  # the group's launches are seen on the next call
+    booting = wait_for(lambda: members(sim), what="the group's instances")
+    assert set(booting.values()) == {"Pending"}
+    instance = next(iter(booting))
+    health = f"{sim.endpoint_url}/_fleet_sim/code-server/{instance}/healthz"
+    assert httpx.get(health).status_code == 503
+    wait_for(lambda: set(members(sim).values()) == {"InService"}, timeout=10, what="InService")
+    wait_for(lambda: httpx.get(health).status_code == 200, timeout=10, what="code-server ready")
+
+
+def test_reconciles_while_booting_never_overshoot_and_the_pool_fills(sim):
+    make_group(desired=0)
+    service = pool(sim)
+    desired = []
+    for _ in range(6):  # reconciles while the first 5 boot
+        service.reconcile()
+        desired.append(service.look(check_free=False).desired)
+    assert desired == [5] * 6
+    wait_for(lambda: service.look().free and all(m.ready for m in service.look().free), timeout=20)
+    assert len(service.look().free) == 5
+    allocation = service.allocate("alpha")
+    service.reconcile()
+    assert service.look(check_free=False).desired == 6  # 1 claimed + buffer 5
+    assert allocation.machine.instance_id in members(sim)
+
+
+def test_an_instance_that_never_becomes_ready_is_never_handed_out_and_is_replaced(sim):
+    make_group(desired=1)
+    (instance,) = wait_for(lambda: members(sim))
+    sim.inject({"kind": "never_ready", "instance": instance})
+    service = pool(sim, buffer=1, max_idle=1)
+    wait_for(lambda: members(sim)[instance] == "InService", timeout=10)
+    with pytest.raises(NoneReady):
+        service.allocate("alpha")
+    plans = [service.reconcile() for _ in range(3)]  # failures_to_replace: 3
+    assert [r.instance_id for r in plans[-1].retire] == [instance]
+    assert instance not in members(sim)
