@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench lint constraints clean
+.PHONY: install test demo pool-demo bench lint constraints clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ test: install
 # The daily DAG end to end on the simulated fleet, through a real Airflow; a summary per role.
 demo: install
 	$(BIN)/python -m fleet_demo $(DEMO_ARGS)
+
+pool-demo: install
+	$(BIN)/python -m fleet_demo.pool_demo
 
 lint: install
 	$(BIN)/ruff check .
