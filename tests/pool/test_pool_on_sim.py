@@ -3,6 +3,9 @@ then code-server ready), so the reconcile meets booting instances as it would on
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+
 import httpx
 import pytest
 from fleet_testing import wait_for
@@ -74,3 +77,18 @@ def test_an_instance_that_never_becomes_ready_is_never_handed_out_and_is_replace
     plans = [service.reconcile() for _ in range(3)]  # failures_to_replace: 3
     assert [r.instance_id for r in plans[-1].retire] == [instance]
     assert instance not in members(sim)
+
+
+@pytest.mark.parametrize("size", [10, 100])
+def test_one_look_is_three_calls_whatever_the_size(sim, size):
+    make_group(desired=size, max_size=size)
+    wait_for(lambda: set(members(sim).values()) == {"InService"}, timeout=60)
+    service = pool(sim, buffer=0, max_size=size, max_idle=size)
+    since = time.time()
+    service.reconcile()
+    reads = Counter(
+        call["operation"]
+        for call in sim.api_calls(since=since)
+        if call["operation"] in ("DescribeAutoScalingGroups", "DescribeInstances", "Scan")
+    )
+    assert reads == {"DescribeAutoScalingGroups": 1, "DescribeInstances": 1, "Scan": 1}
