@@ -75,11 +75,14 @@ def _allocation(allocation: Allocation) -> dict[str, Any]:
 def _allocate(project_id: str, wait: int) -> Allocation:
     """Allocate, waiting up to ``wait`` seconds for a ready instance; 503 with Retry-After after."""
     deadline = time.monotonic() + wait
+    asked = False
     while True:
         try:
             allocation = service().allocate(project_id)
         except NoneReady as error:
-            signal_reconcile("allocation found none ready")
+            if not asked:  # one reconcile asked for per request, not one per second of waiting
+                signal_reconcile("allocation found none ready")
+                asked = True
             if time.monotonic() + _WAIT_STEP > deadline:
                 raise HTTPException(
                     status.HTTP_503_SERVICE_UNAVAILABLE,

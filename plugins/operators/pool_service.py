@@ -8,7 +8,7 @@ scale-in protection mirror it, and every reconcile repairs a mirror a crash left
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,7 +102,15 @@ class PoolService:
             return None
         view = view or self.look(check_free=False)
         machine = view.machine(item["instance_id"])
-        if machine is None or machine.retiring:
+        if machine is None:
+            # Its instance left the group (terminated by someone else): the claim is stale, and
+            # would block every new claim of the project. The reconcile drops these too.
+            log.warning(
+                "Project %s's instance %s is gone; dropping the claim", project_id, item["instance_id"]
+            )
+            self.table.forget([PROJECT + project_id, INSTANCE + item["instance_id"]])
+            return None
+        if machine.retiring:
             return None
         self._mirror(machine, project_id, item["claimed_at"])
         return Allocation(machine, project_id, item["claimed_at"], created=False)
@@ -200,7 +208,7 @@ class PoolService:
             except ClaimConflict:
                 log.info("Kept %s: claimed by a project a moment ago", retirement.instance_id)
                 continue
-            self._terminate(view, retirement.instance_id, decrement=retirement.decrement)
+            view = self._terminate(view, retirement.instance_id, decrement=retirement.decrement)
         if plan.desired is not None:
             self._set_desired(plan.desired)
         self._forget_gone(view)
@@ -252,11 +260,14 @@ class PoolService:
                 ProtectedFromScaleIn=True,
             )
 
-    def _terminate(self, view: PoolView, instance_id: str, decrement: bool) -> None:
+    def _terminate(self, view: PoolView, instance_id: str, decrement: bool) -> PoolView:
+        """Terminate; returns the view with the desired capacity the group now has."""
         # The group refuses a decrement below its MinSize; at the floor it launches a successor.
+        decrement = decrement and view.desired > view.min_size
         self.autoscaling.terminate_instance_in_auto_scaling_group(
-            InstanceId=instance_id, ShouldDecrementDesiredCapacity=decrement and view.desired > view.min_size
+            InstanceId=instance_id, ShouldDecrementDesiredCapacity=decrement
         )
+        return replace(view, desired=view.desired - 1) if decrement else view
 
     def _set_desired(self, desired: int) -> None:
         self.autoscaling.set_desired_capacity(

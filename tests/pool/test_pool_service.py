@@ -160,3 +160,16 @@ def test_a_claim_whose_reply_was_lost_is_given_back_whole(world):
     assert {t["Key"]: t["Value"] for t in tags}["fleet:pool-claimed-at"] == "2026-12-02T12:00:00Z"
     # Nobody else can get it meanwhile.
     assert pool.allocate("beta").machine.instance_id != taken
+
+
+def test_a_project_whose_instance_was_terminated_elsewhere_gets_a_new_one(world):
+    make_group(desired=3)
+    world.ready.update(member_ids())
+    pool = service(world)
+    lost = pool.allocate("alpha").machine.instance_id
+    boto3.client("autoscaling").terminate_instance_in_auto_scaling_group(
+        InstanceId=lost, ShouldDecrementDesiredCapacity=True
+    )
+    again = pool.allocate("alpha")
+    assert again.created and again.machine.instance_id != lost
+    assert pool.table.project("alpha")["instance_id"] == again.machine.instance_id
