@@ -102,6 +102,8 @@ class PoolService:
             return None
         view = view or self.look(check_free=False)
         machine = view.machine(item["instance_id"])
+        if machine is None:  # not in a look that may predate the instance: look again
+            machine = self.look(check_free=False).machine(item["instance_id"])
         if machine is None:
             # Its instance left the group (terminated by someone else): the claim is stale, and
             # would block every new claim of the project. The reconcile drops these too.
