@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from fleet_testing import wait_for
 from operators.pool_config import parse_pool_config
 from operators.pool_service import NoneReady, PoolService
 from pool_testing import GROUP, TABLE, CodeServers, make_group
@@ -21,15 +22,24 @@ def sim(monkeypatch):
         yield simulator
 
 
+def in_service(sim, size: int) -> list[str]:
+    """The group's instances once all ``size`` have booted (the simulator launches them Pending)."""
+
+    def members():
+        (group,) = sim.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+            "AutoScalingGroups"
+        ]
+        states = {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
+        return list(states) if len(states) == size and set(states.values()) == {"InService"} else None
+
+    return wait_for(members, timeout=30, what=f"{size} instances in service")
+
+
 def test_fifty_projects_ten_ready_instances(sim):
     servers = CodeServers()
     try:
         make_group(desired=10)
-        autoscaling = sim.client("autoscaling")
-        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][
-            0
-        ]
-        servers.ready.update(i["InstanceId"] for i in group["Instances"])
+        servers.ready.update(in_service(sim, 10))
         config = parse_pool_config(
             {"claim_table": TABLE, "buffer": 5, "max_size": 40, "readiness": {"url": servers.url}}
         )
@@ -70,8 +80,7 @@ def test_one_project_allocating_twice_at_once_gets_one_instance(sim):
     servers = CodeServers()
     try:
         make_group(desired=4)
-        group = sim.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
-        servers.ready.update(i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"])
+        servers.ready.update(in_service(sim, 4))
         config = parse_pool_config({"claim_table": TABLE, "readiness": {"url": servers.url}})
         got: list[tuple[str, bool]] = []
         start = threading.Barrier(8)
