@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import time
 
+from moto.autoscaling.models import FakeAutoScalingGroup
 from moto.backends import get_backend
 
 from fleet_sim.fleet import Fleet
 from fleet_sim.hosts import Host
 
 CODE_SERVER_PREFIX = "/_fleet_sim/code-server"
+_COUNTED = ("Pending", "InService")
+
+
+def _active_instances(group: FakeAutoScalingGroup) -> list:
+    return [member for member in group.instance_states if member.lifecycle_state in _COUNTED]
+
+
+# moto sizes a group by its InService members only; with launches Pending here, it would launch
+# again on every SetDesiredCapacity of a boot. AWS counts pending instances toward the desired
+# capacity, and so does the simulator.
+FakeAutoScalingGroup.active_instances = _active_instances
 
 
 def set_group_lifecycle(fleet: Fleet, host: Host) -> None:

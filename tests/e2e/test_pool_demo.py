@@ -28,4 +28,11 @@ def test_the_pool_demo_fills_hands_out_and_refills(tmp_path):
     assert "Scaling to: 10 (claimed 5 + buffer 5" in out
     scalings = re.findall(r"Scaling to: (\d+) \(claimed (\d+) \+ buffer 5", out)
     assert scalings and all(int(to) == min(int(claimed) + 5, 20) for to, claimed in scalings)
-    assert "(asset_triggered)" in out  # the API asked for reconciles, besides the minute's
+    assert "(asset_triggered)" in out
+    # The group never holds more than it was asked for (retiring ones are on their way out).
+    statuses = re.findall(
+        r"status: total (\d+), idle \d+, booting \d+, used \d+, retiring (\d+), desired (\d+)", out
+    )
+    assert statuses and all(int(t) - int(r) <= int(d) for t, r, d in statuses), (
+        statuses
+    )  # the API asked for reconciles, besides the minute's

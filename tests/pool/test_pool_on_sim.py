@@ -92,3 +92,12 @@ def test_one_look_is_three_calls_whatever_the_size(sim, size):
         if call["operation"] in ("DescribeAutoScalingGroups", "DescribeInstances", "Scan")
     )
     assert reads == {"DescribeAutoScalingGroups": 1, "DescribeInstances": 1, "Scan": 1}
+
+
+def test_a_group_sized_again_while_booting_launches_nothing_more(sim):
+    make_group(desired=3)
+    autoscaling = sim.client("autoscaling")
+    wait_for(lambda: len(members(sim)) == 3)
+    for _ in range(3):  # as three allocations that found none ready would
+        autoscaling.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=3, HonorCooldown=False)
+        assert len(members(sim)) == 3
