@@ -20,6 +20,7 @@ import httpx
 
 from airflow_harness import AirflowComponents, HarnessError
 from fleet_sim import FleetSimulator
+from fleet_sim.groups import create_pool
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP, TABLE, BUFFER, PROJECTS, DESTROYED = "vscode-asg", "fleet-pool-claims", 5, 8, 3
@@ -59,26 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _make_pool(sim: FleetSimulator) -> None:
-    ec2, autoscaling = sim.client("ec2"), sim.client("autoscaling")
-    image = ec2.describe_images()["Images"] or [{"ImageId": "ami-12345678"}]
-    ec2.create_launch_template(
-        LaunchTemplateName="code-server",
-        LaunchTemplateData={"ImageId": image[0]["ImageId"], "InstanceType": "t3.micro"},
-    )
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=GROUP,
-        LaunchTemplate={"LaunchTemplateName": "code-server"},
-        MinSize=0,
-        MaxSize=20,
-        DesiredCapacity=0,
-        AvailabilityZones=[f"{sim.region}a"],
-    )
-    sim.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_pool(sim.client("ec2"), sim.client("autoscaling"), sim.client("dynamodb"), GROUP, TABLE, desired=0)
 
 
 def _demo(airflow: AirflowComponents) -> int:

@@ -49,3 +49,28 @@ def code_server_health(fleet: Fleet, instance_id: str) -> int:
             return 503
         booted = time.monotonic() - host.running_since >= fleet.scenario.ready_delay
         return 200 if booted else 503
+
+
+def create_pool(
+    ec2, autoscaling, dynamodb, group: str, table: str, *, desired: int, max_size: int = 20, min_size: int = 0
+) -> None:
+    """A warm pool's AWS side: a launch template, the Auto Scaling group and the claim table."""
+    images = ec2.describe_images()["Images"] or [{"ImageId": "ami-12345678"}]
+    ec2.create_launch_template(
+        LaunchTemplateName=f"{group}-lt",
+        LaunchTemplateData={"ImageId": images[0]["ImageId"], "InstanceType": "t3.micro"},
+    )
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=group,
+        LaunchTemplate={"LaunchTemplateName": f"{group}-lt"},
+        MinSize=min_size,
+        MaxSize=max_size,
+        DesiredCapacity=desired,
+        AvailabilityZones=[f"{autoscaling.meta.region_name}a"],
+    )
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )

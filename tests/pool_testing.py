@@ -8,6 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 
+from fleet_sim.groups import create_pool
+
 GROUP = "vscode-asg"
 TABLE = "fleet-pool-claims"
 
@@ -44,24 +46,15 @@ class CodeServers:
 
 
 def make_group(desired: int = 0, max_size: int = 20, min_size: int = 0) -> None:
-    ec2 = boto3.client("ec2")
-    ec2.create_launch_template(
-        LaunchTemplateName="vscode-lt",
-        LaunchTemplateData={"ImageId": "ami-12345678", "InstanceType": "t3.micro"},
-    )
-    boto3.client("autoscaling").create_auto_scaling_group(
-        AutoScalingGroupName=GROUP,
-        LaunchTemplate={"LaunchTemplateName": "vscode-lt"},
-        MinSize=min_size,
-        MaxSize=max_size,
-        DesiredCapacity=desired,
-        AvailabilityZones=["us-east-1a"],
-    )
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
+    create_pool(
+        boto3.client("ec2"),
+        boto3.client("autoscaling"),
+        boto3.client("dynamodb"),
+        GROUP,
+        TABLE,
+        desired=desired,
+        max_size=max_size,
+        min_size=min_size,
     )
 
 
