@@ -66,18 +66,24 @@ class FaultBook:
     ) -> tuple[ActiveFault, AwsError] | None:
         """The error a fault makes this call fail with, or ``None``; ``instances``: StartInstances'
         ``(instance id, role, instance type, zone)``, for capacity faults."""
-        for fault in self._faults:
-            spec = fault.spec
-            if spec.kind != "throttle" or fault.exhausted:
-                continue
-            if spec.operation == operation and (not spec.service or spec.service == service):
-                fault.use()
-                return fault, throttling_error(service, operation)
+        throttle = self.on_call("throttle", service, operation)
+        if throttle is not None:
+            return throttle, throttling_error(service, operation)
         if service == "ec2" and operation == "StartInstances":
             for instance_id, role, instance_type, zone in instances:
                 fault = self.take("capacity", instance_id, role)
                 if fault is not None:
                     return fault, capacity_error(fault.spec.code, instance_id, instance_type, zone)
+        return None
+
+    def on_call(self, kind: str, service: str, operation: str) -> ActiveFault | None:
+        """A fault of ``kind`` on this API call (``throttle``, ``slow_reply``), one use taken; or ``None``."""
+        for fault in self._faults:
+            spec = fault.spec
+            this_call = spec.operation == operation and spec.service in (None, service)
+            if spec.kind == kind and not fault.exhausted and this_call:
+                fault.use()
+                return fault
         return None
 
     def take(self, kind: str, instance_id: str, role: str | None) -> ActiveFault | None:

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -105,7 +106,22 @@ class Front:
                 instances=len(ids) or None,
                 params=request_params(call),
             )
+            self._hold_reply(call)
         return response
+
+    def _hold_reply(self, call: ApiCall) -> None:
+        with self.fleet.lock:
+            fault = (
+                self.fleet.faults.on_call("slow_reply", call.service, call.operation)
+                if call.operation
+                else None
+            )
+            if fault is not None:
+                self.fleet.record(
+                    "fault", None, fault="slow_reply", fault_id=fault.id, operation=call.operation
+                )
+        if fault is not None:
+            time.sleep(fault.spec.seconds)  # out of the lock: the rest of the world goes on
 
     def _answer(self, call: ApiCall, environ: dict[str, Any], body: bytes) -> Response:
         try:

@@ -87,9 +87,12 @@ _KIND_FIELDS: dict[str, dict[str, Any]] = {
     "imds_unauthorized": {"count": 1},
     "imds_error": {"count": None},
     "imds_delay": {"seconds": REQUIRED, "count": None},
+    # The call is carried out, its answer held back `seconds`: a caller killed meanwhile (the pool's
+    # API server between its claim and its reply) never learns that it succeeded.
+    "slow_reply": {"operation": REQUIRED, "service": None, "seconds": REQUIRED, "count": 1},
 }
 FAULT_KINDS = tuple(_KIND_FIELDS)
-_TARGETLESS = ("throttle",)
+_TARGETLESS = ("throttle", "slow_reply")
 _SETTINGS = (
     "transition_delay",
     "registration_delay",

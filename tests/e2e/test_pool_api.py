@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fleet_testing import wait_for
+from operators.pool_view import TAG_PROJECT
 from pool_testing import GROUP, TABLE, CodeServers, make_group, member_ids
 
 from airflow_harness import AirflowComponents
@@ -64,10 +65,11 @@ def pool(tmp_path_factory):
             wait_for(lambda: components.api("GET", "/api/v2/assets", uri_pattern="fleet-pool")["assets"], 120)
             second = _second_api_server(components)
             try:
-                yield sim, [components.api_url, second[0]], components
+                yield sim, [components.api_url, second[0]], second[1], servers
             finally:
-                _signal_group(second[1], 15)
-                second[1].wait(20)
+                if second[1].poll() is None:
+                    _signal_group(second[1], 15)
+                    second[1].wait(20)
     servers.stop()
 
 
@@ -101,7 +103,7 @@ def token(url: str, user: str) -> dict[str, str]:
 
 
 def test_anonymous_401_viewer_reads_only(pool):
-    _, (url, _), _ = pool
+    _, (url, _), _, _ = pool
     assert httpx.get(f"{url}/pool/status", timeout=30).status_code == 401
     viewer = token(url, "viewer")
     status = httpx.get(f"{url}/pool/status", headers=viewer, timeout=30)
@@ -112,7 +114,7 @@ def test_anonymous_401_viewer_reads_only(pool):
 
 
 def test_bad_input_is_422_naming_the_field(pool):
-    _, (url, _), _ = pool
+    _, (url, _), _, _ = pool
     admin = token(url, "admin")
     bad_id = httpx.post(f"{url}/pool/allocations", json={"project_id": "a b"}, headers=admin, timeout=30)
     assert bad_id.status_code == 422 and "project_id" in bad_id.text
@@ -125,7 +127,7 @@ def test_bad_input_is_422_naming_the_field(pool):
 
 
 def test_fifty_projects_on_two_api_servers_against_ten_ready(pool):
-    _, urls, _ = pool
+    _, urls, _, _ = pool
     headers = [token(url, "admin") for url in urls]
     answers: dict[str, httpx.Response] = {}
     start = threading.Barrier(50)
@@ -171,3 +173,78 @@ def test_fifty_projects_on_two_api_servers_against_ten_ready(pool):
     assert (
         httpx.get(f"{urls[0]}/pool/allocations/{project}", headers=headers[0], timeout=30).status_code == 404
     )
+
+
+def test_the_api_server_killed_between_claim_and_reply(pool):
+    """The claim is written, the server dies before it answers: the client's retry, on the other
+    server, gets the same instance back, and the claim is whole (both items, then the tags)."""
+    sim, (url, second_url), second, servers = pool
+    headers = token(url, "admin")
+    autoscaling, dynamodb = sim.client("autoscaling"), sim.client("dynamodb")
+
+    def free_in_service() -> list[str]:
+        claimed = {
+            m["id"]
+            for m in httpx.get(f"{url}/pool/status", headers=headers, timeout=30).json()["machines"]
+            if m["project"]
+        }
+        members = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+            "AutoScalingGroups"
+        ][0]["Instances"]
+        return [
+            m["InstanceId"]
+            for m in members
+            if m["LifecycleState"] == "InService" and m["InstanceId"] not in claimed
+        ]
+
+    if not free_in_service():
+        desired = len(member_ids()) + 1
+        autoscaling.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=desired)
+    wait_for(free_in_service, 60, interval=1)
+    servers.ready.update(member_ids())
+    sim.inject({"kind": "slow_reply", "operation": "TransactWriteItems", "seconds": 60})
+    lost: list[BaseException] = []
+
+    def allocate() -> None:
+        try:
+            httpx.post(
+                f"{second_url}/pool/allocations",
+                json={"project_id": "killed"},
+                headers=token(second_url, "admin"),
+                timeout=90,
+            )
+        except httpx.TransportError as error:
+            lost.append(error)
+
+    caller = threading.Thread(target=allocate)
+    caller.start()
+
+    def committed() -> list[dict]:
+        return [
+            call
+            for call in sim.api_calls()
+            if call["operation"] == "TransactWriteItems" and "project#killed" in json.dumps(call["params"])
+        ]
+
+    claim = wait_for(committed, 60)[0]
+    assert claim["status"] == 200
+    _signal_group(second, 9)  # SIGKILL: no handler, no cleanup
+    second.wait(20)
+    caller.join(30)
+    assert lost, "the killed server's client must see its connection drop"
+
+    retry = httpx.post(f"{url}/pool/allocations", json={"project_id": "killed"}, headers=headers, timeout=60)
+
+    assert retry.status_code == 200, retry.text  # 200: it already had one
+    instance = retry.json()["instance_id"]
+    items = {i["pk"]["S"]: i for i in dynamodb.scan(TableName=TABLE)["Items"]}
+    assert items["project#killed"]["instance_id"]["S"] == instance
+    assert items[f"instance#{instance}"]["project"]["S"] == "killed"
+    tags = {
+        t["Key"]: t["Value"]
+        for t in sim.client("ec2").describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][
+            0
+        ]["Tags"]
+    }
+    assert tags[TAG_PROJECT] == "killed"
+    assert [c for c in committed() if c["status"] == 200] == [claim]  # the retry wrote no second claim

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import pytest
 from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
 
 from fleet_sim.timeline import caller_of
 
@@ -38,6 +40,25 @@ class TestApiCallLog:
 
         statuses = [c["status"] for c in sim.api_calls() if c["operation"] == "DescribeInstances"]
         assert statuses == [503, 200]
+
+    def test_a_slow_reply_is_carried_out_before_its_answer_is_lost(self, make_sim):
+        # The caller gives up (is killed) while the answer is held: the stop happened all the same.
+        sim = make_sim()
+        instance = sim.instance_for("tasks")
+        sim.client("ec2").start_instances(InstanceIds=[instance])
+        sim.wait_for_state(instance, "running")
+        sim.inject({"kind": "slow_reply", "operation": "StopInstances", "seconds": 5})
+        impatient = sim.client("ec2", config=Config(read_timeout=1, retries={"total_max_attempts": 1}))
+
+        with pytest.raises(ReadTimeoutError):
+            impatient.stop_instances(InstanceIds=[instance])
+
+        assert sim.state(instance) in ("stopping", "stopped")
+        assert [c["status"] for c in sim.api_calls() if c["operation"] == "StopInstances"] == [200]
+        assert [e["fault"] for e in sim.timeline(event="fault")] == ["slow_reply"]
+        # Its count was one: the next call is answered at once.
+        sim.client("ec2", config=Config(read_timeout=2)).describe_instances(InstanceIds=[instance])
+        impatient.stop_instances(InstanceIds=[instance])
 
     def test_the_control_endpoint_serves_the_calls_since_a_time(self, make_sim):
         sim = make_sim()
