@@ -32,6 +32,7 @@ from instance_agent.checks import (
 from instance_agent.detach import DetachError, signal_ready, spawn_supervisor
 from instance_agent.display import one_line, shorten
 from instance_agent.lock import Holder, LockBusy, StateDirLock, read_holder
+from instance_agent.notice_watch import watch_command
 from instance_agent.protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_IMDS_POLL_SECONDS,
@@ -57,6 +58,7 @@ instance's tags, and stops the machine as soon as every job has ended.
   run     validate, lock the state dir, plan, print one line of JSON, then detach and run
           the jobs (--foreground: stay attached, e.g. under systemd)
   status  print the state recorded for a date as JSON
+  watch-notices  tag this instance with its interruption notice (the warm pool's instances)
 
 See instance_agent/README.md for the spec format, the state file and the tags."""
 
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m instance_agent", description=DESCRIPTION, epilog=EPILOG, formatter_class=raw
     )
-    commands = parser.add_subparsers(dest="command", metavar="{run,status}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,status,watch-notices}")
     commands.required = True
 
     def command(name: str, summary: str, description: str, epilog: str) -> argparse.ArgumentParser:
@@ -155,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--date", help="the run date, YYYY-MM-DD (default: the latest recorded)")
     status.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="(%(default)s)")
 
+    watch = command(
+        "watch-notices",
+        "tag this instance with its interruption notice (for instances that run no jobs)",
+        "Poll IMDS and write a spot interruption or rebalance notice on this instance's "
+        "fleet:notice tag (the warm pool hands out no instance carrying one).",
+        EPILOG,
+    )
+    watch.add_argument(
+        "--poll-seconds",
+        type=functools.partial(_seconds_argument, minimum=1.0),
+        default=DEFAULT_IMDS_POLL_SECONDS,
+        help="how often IMDS is asked (%(default)s)",
+    )
+    watch.add_argument("--once", action="store_true", help="check once, print the notice as JSON, exit")
+
     supervise = commands.add_parser("_supervise")  # internal: the detached half of `run`
     supervise.add_argument("--lock-fd", type=int, required=True)
     supervise.add_argument("--ready-fd", type=int, required=True)
@@ -171,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         return command_run(args)
     if args.command == "status":
         return command_status(args)
+    if args.command == "watch-notices":
+        configure_logging()
+        return watch_command(args.poll_seconds, args.once)
     return command_supervise(args)
 
 

@@ -45,6 +45,17 @@ TAG_JOBS = "fleet:jobs"  # each job's outcome and duration: encode_jobs
 # rebalance@<notice time>, spot-<action>@<time> or signal-SIGTERM@<time>.
 TAG_NOTICE = "fleet:notice"
 
+
+def spot_notice(action: Mapping) -> str:
+    """The notice of IMDS's ``spot/instance-action`` document (``{"action", "time"}``)."""
+    return f"spot-{action.get('action', 'unknown')}@{action.get('time', '')}"
+
+
+def rebalance_notice(recommendation: Mapping) -> str:
+    """The notice of IMDS's ``events/recommendations/rebalance`` document (``{"noticeTime"}``)."""
+    return f"rebalance@{recommendation.get('noticeTime', '')}"
+
+
 ALL_TAGS = (TAG_ROLE, TAG_RUN_DATE, TAG_STATE, TAG_HEARTBEAT, TAG_PROGRESS, TAG_JOBS, TAG_NOTICE)
 
 STATE_RUNNING = "running"

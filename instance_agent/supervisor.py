@@ -34,6 +34,8 @@ from instance_agent.protocol import (
     STATE_INTERRUPTED,
     job_log_path,
     parse_utc,
+    rebalance_notice,
+    spot_notice,
 )
 from instance_agent.records import RunRecords, SupervisorResult, error_text
 from instance_agent.spec import JobSpec, RunSpec
@@ -339,12 +341,12 @@ class Supervisor(RunRecords):
             what = str(action.get("action", "unknown"))
             # Also when already interrupted (by SIGTERM): the notice's deadline may be sooner.
             self._interrupt(
-                f"spot interruption notice: {what} at {when}", f"spot-{what}@{when}", parse_utc(when)
+                f"spot interruption notice: {what} at {when}", spot_notice(action), parse_utc(when)
             )
             return
         if rebalance and self.notice is None:
             when = str(rebalance.get("noticeTime", ""))
-            self.notice = f"rebalance@{when}"
+            self.notice = rebalance_notice(rebalance)
             self.state.agent.rebalance_recommendation = when
             self._save()
             log.warning("EC2 rebalance recommendation (%s): an interruption may follow; the jobs go on", when)

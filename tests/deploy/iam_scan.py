@@ -68,7 +68,7 @@ def is_pool_file(path: Path) -> bool:
 
 
 def actions_called(*folders: str, root: Path = REPO, pool: bool | None = None) -> dict[str, set[str]]:
-    """{IAM action: files that need it} for every boto3 call under ``folders`` (of ``root``);
+    """{IAM action: files that need it} for every boto3 call under ``folders`` (or files) of ``root``;
     ``pool`` True/False: only the warm pool's files, or only the others."""
     operations = _operation_services()
     known = set().union(*operations.values())
@@ -77,7 +77,8 @@ def actions_called(*folders: str, root: Path = REPO, pool: bool | None = None) -
     needed: dict[str, set[str]] = {}
     unknown = []
     for folder in folders:
-        for path in sorted((root / folder).rglob("*.py")):
+        where_to_look = root / folder
+        for path in [where_to_look] if where_to_look.is_file() else sorted(where_to_look.rglob("*.py")):
             if pool is not None and is_pool_file(path) != pool:
                 continue
             text = path.read_text()

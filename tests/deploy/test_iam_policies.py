@@ -63,6 +63,9 @@ ACCEPTED_FINDINGS = {
     ("instance-policy.json", "StopItself", "UNKNOWN_CONDITION_FOR_ACTION"): (
         "same aws:ARN = ${ec2:SourceInstanceARN} self-restriction as WriteOwnProtocolTags"
     ),
+    ("pool-instance-policy.json", "TagOwnNotice", "UNKNOWN_CONDITION_FOR_ACTION"): (
+        "same aws:ARN = ${ec2:SourceInstanceARN} self-restriction as WriteOwnProtocolTags"
+    ),
 }
 
 
@@ -126,11 +129,14 @@ POOL_REQUESTS = {
         for verb in ("BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Scan")
     },
 }
-# policy: (folders, pool files or not, the requests)
+ON_ITSELF_IN_POOL = {"ec2:SourceInstanceARN": SELF, **IN_POOL}
+POOL_INSTANCE_REQUESTS = {"ec2:CreateTags": [(SELF, {**ON_ITSELF_IN_POOL, "aws:TagKeys": ["fleet:notice"]})]}
+# policy: (folders or files, pool files or not, the requests)
 POLICIES = {
     "airflow-policy.json": (("plugins", "dags"), False, AIRFLOW_REQUESTS),
     "instance-policy.json": (("instance_agent",), None, INSTANCE_REQUESTS),
     "pool-policy.json": (("plugins", "dags"), True, POOL_REQUESTS),
+    "pool-instance-policy.json": (("instance_agent/notice_watch.py",), None, POOL_INSTANCE_REQUESTS),
 }
 
 
@@ -339,3 +345,21 @@ class TestPoolPolicyLimits:
     def test_nothing_beyond_the_pool(self):
         for action in ("ec2:TerminateInstances", "ec2:StartInstances", "autoscaling:DeleteAutoScalingGroup"):
             assert not allowed(self.document(), action, OTHER, IN_POOL), action
+
+
+class TestPoolInstancePolicyLimits:
+    document = staticmethod(lambda: policy("pool-instance-policy.json"))
+
+    def test_its_own_notice_only(self):
+        notice = {**ON_ITSELF_IN_POOL, "aws:TagKeys": ["fleet:notice"]}
+        assert allowed(self.document(), "ec2:CreateTags", SELF, notice)
+        assert not allowed(self.document(), "ec2:CreateTags", OTHER, notice), "another instance"
+        assert not allowed(
+            self.document(), "ec2:CreateTags", SELF, {**notice, "ec2:SourceInstanceARN": OTHER}
+        )
+        outside = {**notice, "aws:ResourceTag/aws:autoscaling:groupName": "web-asg"}
+        assert not allowed(self.document(), "ec2:CreateTags", SELF, outside), "not the pool's group"
+        # Not the claim's tags: a machine must not hand itself to a project, or take itself back.
+        for keys in (["fleet:pool-project"], ["fleet:notice", FLEET_TAG], ["Name"]):
+            assert not allowed(self.document(), "ec2:CreateTags", SELF, {**notice, "aws:TagKeys": keys}), keys
+        assert not allowed(self.document(), "ec2:CreateTags", SELF, ON_ITSELF_IN_POOL)

@@ -14,6 +14,8 @@ from operators.pool_service import NoneReady, PoolService
 from pool_testing import GROUP, TABLE, make_group
 
 from fleet_sim import FleetSimulator
+from instance_agent.imds import ImdsClient
+from instance_agent.notice_watch import NoticeWatch
 
 SCENARIO = {"transition_delay": 1.0, "ready_delay": 0.5}
 
@@ -77,6 +79,26 @@ def test_an_instance_that_never_becomes_ready_is_never_handed_out_and_is_replace
     plans = [service.reconcile() for _ in range(3)]  # failures_to_replace: 3
     assert [r.instance_id for r in plans[-1].retire] == [instance]
     assert instance not in members(sim)
+
+
+def test_an_idle_instance_with_a_spot_notice_is_never_handed_out_and_is_replaced(sim):
+    # The notice reaches the pool as on AWS: IMDS, the instance's watch-notices, its tag.
+    make_group(desired=2)
+    service = pool(sim, buffer=2, max_idle=2)
+    wait_for(lambda: len(service.look().free) == 2 and all(m.ready for m in service.look().free), timeout=20)
+    noticed, other = sorted(members(sim))
+    sim.inject({"kind": "spot_interruption", "instance": noticed, "since": "start", "notice_seconds": 600})
+    watch = NoticeWatch(ImdsClient(sim.fleet.imds_url(sim.host(noticed))), sim.client("ec2"), noticed)
+    wait_for(watch.check, what="the notice on IMDS")
+
+    assert service.allocate("alpha").machine.instance_id == other
+    with pytest.raises(NoneReady):
+        service.allocate("beta")
+    plan = service.reconcile()
+    assert [machine.instance_id for machine in plan.retire] == [noticed]
+    assert noticed not in members(sim)
+    wait_for(lambda: any(m.ready for m in service.look().free), timeout=20, what="the replacement ready")
+    assert service.allocate("beta").machine.instance_id not in (noticed, other)
 
 
 @pytest.mark.parametrize("size", [10, 100])
