@@ -20,7 +20,7 @@ import httpx
 
 from airflow_harness import AirflowComponents, HarnessError
 from fleet_sim import FleetSimulator
-from fleet_sim.groups import create_pool
+from fleet_sim.groups import serve_pool
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP, TABLE, BUFFER, PROJECTS, DESTROYED = "vscode-asg", "fleet-pool-claims", 5, 8, 3
@@ -36,10 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     with FleetSimulator(roles=[], scenario=SCENARIO, workdir=args.workdir / "sim") as sim:
-        _make_pool(sim)
         config = args.workdir / "pool.yaml"
-        url = f"{sim.endpoint_url}/_fleet_sim/code-server/{{instance_id}}/healthz"
-        config.write_text(json.dumps({"group": GROUP, "claim_table": TABLE, "readiness": {"url": url}}))
+        config.write_text(json.dumps(serve_pool(sim, {"group": GROUP, "claim_table": TABLE})))
         env = {
             "FLEET_POOL_CONFIG": str(config),
             # The pool's DAG runs as in production: every minute, and on each allocation's asset event.
@@ -57,10 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         except HarnessError as error:
             print(f"POOL DEMO FAILED: {error}", file=sys.stderr)
             return 1
-
-
-def _make_pool(sim: FleetSimulator) -> None:
-    create_pool(sim.client("ec2"), sim.client("autoscaling"), sim.client("dynamodb"), GROUP, TABLE, desired=0)
 
 
 def _demo(airflow: AirflowComponents) -> int:

@@ -59,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="the written config's poll_interval, e.g. 2s (default: the fleet config's, 30s unless set)",
     )
+    serve.add_argument(
+        "--pool",
+        metavar="POOL.yaml",
+        help="also create the warm pool this config names: its Auto Scaling group (desired 0), claim table",
+    )
+    serve.add_argument(
+        "--write-pool-config",
+        metavar="OUT.yaml",
+        help="write the --pool config with its readiness check on the simulator's code-server stand-in",
+    )
+    serve.add_argument(
+        "--advertise",
+        metavar="URL",
+        help="the simulator's address as clients reach it, for written configs (default: its endpoint; "
+        "in a container, e.g. http://fleet-sim:5000)",
+    )
     serve.add_argument("--log-level", default="WARNING", help="the simulator's log level (%(default)s)")
 
     check = commands.add_parser("check", help="validate a scenario file", description="Validate a scenario.")
@@ -84,9 +100,13 @@ def serve(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)  # bad input is refused before moto even loads
         fleet = load_fleet_config(args.fleet)
+        if args.write_pool_config and not args.pool:
+            raise FleetConfigError("--write-pool-config needs --pool POOL.yaml (the config to rewrite)")
+        pool = _read_pool(args.pool) if args.pool else None
     except (ScenarioError, FleetConfigError) as error:
         _complain(f"cannot start: {error}")
         return EXIT_BAD_INPUT
+    from fleet_sim.groups import serve_pool
     from fleet_sim.simulator import FleetSimulator, SimulatorError  # moto: only when serving
 
     stop = threading.Event()
@@ -109,12 +129,32 @@ def serve(args: argparse.Namespace) -> int:
                 config["poll_interval"] = args.poll_interval
             Path(args.write_config).write_text(yaml.safe_dump(config, sort_keys=False, width=1000))
             ready["config"] = args.write_config
+        if pool is not None:
+            try:
+                pool_config = serve_pool(sim, pool, args.advertise)
+            except ValueError as error:
+                _complain(f"cannot start: {args.pool}: {error}")
+                return EXIT_BAD_INPUT
+            ready["pool"] = pool_config["group"]
+            if args.write_pool_config:
+                Path(args.write_pool_config).write_text(yaml.safe_dump(pool_config, sort_keys=False))
+                ready["pool_config"] = args.write_pool_config
         print(json.dumps(ready, separators=(",", ":")), flush=True)
         while not stop.wait(0.5):
             pass
     finally:
         sim.close()
     return EXIT_OK
+
+
+def _read_pool(path: str) -> dict:
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise FleetConfigError(f"--pool {path}: cannot read the pool config: {error}") from None
+    if not isinstance(document, dict):
+        raise FleetConfigError(f"--pool {path}: expected a mapping, got {type(document).__name__}")
+    return document
 
 
 def _complain(message: str) -> None:

@@ -9,6 +9,8 @@ for ever under a ``never_ready`` fault.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from moto.autoscaling.models import FakeAutoScalingGroup
 from moto.backends import get_backend
@@ -49,6 +51,28 @@ def code_server_health(fleet: Fleet, instance_id: str) -> int:
             return 503
         booted = time.monotonic() - host.running_since >= fleet.scenario.ready_delay
         return 200 if booted else 503
+
+
+def code_server_url(base_url: str) -> str:
+    """The readiness URL template (the pool config's) of the code-server stand-in at ``base_url``."""
+    return f"{base_url.rstrip('/')}{CODE_SERVER_PREFIX}/{{instance_id}}/healthz"
+
+
+def serve_pool(sim: Any, document: Mapping[str, Any], base_url: str | None = None, desired: int = 0) -> dict:
+    """Create the group and claim table a pool config names on the simulator ``sim``; return the
+    config with its readiness check on the stand-in, as clients reach it at ``base_url``."""
+    if not isinstance(document, Mapping):
+        raise ValueError(f"pool config: expected a mapping, got {type(document).__name__}")
+    for key in ("group", "claim_table"):
+        if not isinstance(document.get(key), str):
+            raise ValueError(
+                f"pool config: {key}: missing (the simulator creates the group and table it names)"
+            )
+    max_size = document.get("max_size", 20)
+    clients = (sim.client("ec2"), sim.client("autoscaling"), sim.client("dynamodb"))
+    create_pool(*clients, document["group"], document["claim_table"], desired=desired, max_size=max_size)
+    readiness = {**(document.get("readiness") or {}), "url": code_server_url(base_url or sim.endpoint_url)}
+    return {**document, "readiness": readiness}
 
 
 def create_pool(

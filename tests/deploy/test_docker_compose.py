@@ -37,6 +37,8 @@ AIRFLOW_COMPONENTS = {
 # Every service that runs Airflow code, and so imports the plugins (and instance_agent).
 AIRFLOW_SERVICES = [*AIRFLOW_COMPONENTS, "airflow-init", "airflow-cli"]
 SIMULATOR = "fleet-sim"
+# The configs the simulator writes for Airflow: its option, and the variable Airflow reads it from.
+WRITTEN_CONFIGS = [("--write-config", "FLEET_CONFIG"), ("--write-pool-config", "FLEET_POOL_CONFIG")]
 # Host paths Compose mounts that the repository does not hold: README's `mkdir -p logs config`
 # creates them (Docker would too, owned by root).
 CREATED_BY_DOCUMENTED_STEP = {"logs", "config"}
@@ -360,21 +362,28 @@ class TestSimulatorWiring:
         assert wrapper.region_name == yaml.safe_load((REPO / "dags/fleet.yaml").read_text())["region"]
         assert (wrapper.aws_access_key_id, wrapper.aws_secret_access_key) == ("testing", "testing")
 
-    def test_the_simulator_reads_the_shipped_fleet_config(self, services):
+    @pytest.mark.parametrize(("read", "shipped"), [("--fleet", "fleet.yaml"), ("--pool", "pool.yaml")])
+    def test_the_simulator_reads_the_shipped_configs(self, services, read, shipped):
         simulator = services[SIMULATOR]
-        fleet = option(simulator_argv(services), "--fleet")
-        kind, source, inner = resolve(simulator, fleet)
+        kind, source, inner = resolve(simulator, option(simulator_argv(services), read))
         assert kind == "bind"
-        assert (REPO / source / inner).resolve() == (REPO / "dags" / "fleet.yaml").resolve()
+        assert (REPO / source / inner).resolve() == (REPO / "dags" / shipped).resolve()
         assert option(simulator_argv(services), "--host") == "0.0.0.0"
 
     @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
-    def test_airflow_reads_the_config_the_simulator_writes(self, services, name):
-        written = option(simulator_argv(services), "--write-config")
+    @pytest.mark.parametrize(("write", "variable"), WRITTEN_CONFIGS)
+    def test_airflow_reads_the_configs_the_simulator_writes(self, services, name, write, variable):
+        written = option(simulator_argv(services), write)
         writer = resolve(services[SIMULATOR], written)
         assert writer[0] == "volume", "the rewritten config must be on a named volume both sides share"
-        reader = resolve(services[name], environment(services[name])["FLEET_CONFIG"])
-        assert reader == writer, f"{name} reads FLEET_CONFIG from {reader}, the simulator writes {writer}"
+        reader = resolve(services[name], environment(services[name])[variable])
+        assert reader == writer, f"{name} reads {variable} from {reader}, the simulator writes {writer}"
+
+    def test_the_pools_readiness_check_reaches_the_simulator_as_airflow_does(self, services):
+        # The pool config's readiness URL is written from --advertise; Airflow's tasks and API
+        # server check it from their containers, where aws_default's endpoint is how they reach it.
+        connection = json.loads(environment(services["airflow-scheduler"])["AIRFLOW_CONN_AWS_DEFAULT"])
+        assert option(simulator_argv(services), "--advertise") == connection["extra"]["endpoint_url"]
 
     def test_the_simulator_cli_accepts_the_command(self, services):
         from fleet_sim.cli import build_parser
@@ -384,6 +393,9 @@ class TestSimulatorWiring:
         assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 5000)
         assert args.fleet == option(argv, "--fleet")
         assert args.write_config == option(argv, "--write-config")
+        assert (args.pool, args.write_pool_config, args.advertise) == tuple(
+            option(argv, name) for name in ("--pool", "--write-pool-config", "--advertise")
+        )
 
     def test_the_simulator_can_import_its_package_and_the_agent(self, services):
         simulator = services[SIMULATOR]
@@ -395,31 +407,37 @@ class TestSimulatorWiring:
         # Not an Airflow command: the entrypoint must not wait for a metadata database.
         assert environment(simulator)["CONNECTION_CHECK_MAX_COUNT"] == "0"
 
-    def test_the_simulator_removes_a_stale_config_before_serving(self, services):
+    @pytest.mark.parametrize(("write", "variable"), WRITTEN_CONFIGS)
+    def test_the_simulator_removes_a_stale_config_before_serving(self, services, write, variable):
         script = services[SIMULATOR]["command"][-1]
-        written = option(simulator_argv(services), "--write-config")
-        assert script.index(f"rm -f {written}") < script.index("exec python -m fleet_sim")
+        removal = re.search(r"rm -f ([^&]+)&&", script)
+        assert removal and script.index(removal.group(0)) < script.index("exec python -m fleet_sim")
+        assert option(simulator_argv(services), write) in removal.group(1).split()
 
     def test_the_simulator_healthcheck_waits_for_the_rewritten_config(self, services, tmp_path):
         """Run the healthcheck's own script, pointed at a temporary file and a local port."""
         test = services[SIMULATOR]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"]
-        written = option(simulator_argv(services), "--write-config")
         port = option(simulator_argv(services), "--port")
-        config = tmp_path / "fleet.sim.yaml"
+        configs = [tmp_path / f"{n}.sim.yaml" for n in range(len(WRITTEN_CONFIGS))]
         with socket.socket() as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen()
             free_port = listener.getsockname()[1]
-            script = test[3].replace(written, str(config)).replace(f", {port})", f", {free_port})")
-            assert str(config) in script and str(free_port) in script
+            script = test[3].replace(f", {port})", f", {free_port})")
+            for (write, _), config in zip(WRITTEN_CONFIGS, configs, strict=True):
+                script = script.replace(option(simulator_argv(services), write), str(config))
+            assert all(str(config) in script for config in configs) and str(free_port) in script
 
             def healthy() -> bool:
                 return subprocess.run([sys.executable, "-c", script], capture_output=True).returncode == 0
 
-            assert not healthy(), "healthy before the simulator wrote its config"
-            config.write_text("")
-            assert not healthy(), "healthy with an empty config"
-            config.write_text("region: us-east-1\n")
+            assert not healthy(), "healthy before the simulator wrote its configs"
+            for config in configs:
+                config.write_text("")
+            assert not healthy(), "healthy with empty configs"
+            configs[0].write_text("region: us-east-1\n")
+            assert not healthy(), "healthy before the pool config is written"
+            configs[1].write_text("group: vscode-asg\n")
             assert healthy()
         assert not healthy(), "healthy while nothing listens on the simulator's port"

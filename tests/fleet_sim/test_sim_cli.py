@@ -15,6 +15,8 @@ import yaml
 from fleet_dag.config import parse_config
 from fleet_sim_testing import REPO, ping_status, send, serving, wait_ended
 from fleet_testing import FAST, role_named, wait_for
+from operators.config_files import parse_duration
+from operators.pool_config import parse_pool_config
 
 from fleet_sim.processes import marked_pids
 
@@ -89,3 +91,58 @@ class TestServe:
         assert completed.returncode == 2
         assert "faults[0]: give exactly one of 'role' or 'instance'" in completed.stderr
         assert completed.stdout == ""
+
+
+class TestServePool:
+    def test_it_creates_the_pool_and_writes_its_config_onto_the_stand_in(self, tmp_path):
+        written = tmp_path / "pool.sim.yaml"
+        options = ["--fleet", str(REPO / "dags" / "fleet.yaml"), "--pool", str(REPO / "dags" / "pool.yaml")]
+        options += ["--write-pool-config", str(written), "--advertise", "http://fleet-sim:5000"]
+        with serving(tmp_path, *options) as (process, ready):
+            session = boto3.Session("testing", "testing", region_name=ready["region"])
+            autoscaling, dynamodb = (
+                session.client(service, endpoint_url=ready["endpoint_url"])
+                for service in ("autoscaling", "dynamodb")
+            )
+            shipped = yaml.safe_load((REPO / "dags" / "pool.yaml").read_text())
+            (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[shipped["group"]])[
+                "AutoScalingGroups"
+            ]
+            assert (ready["pool"], group["DesiredCapacity"], group["MaxSize"]) == (
+                shipped["group"],
+                0,
+                shipped["max_size"],
+            )
+            assert (
+                dynamodb.describe_table(TableName=shipped["claim_table"])["Table"]["TableStatus"] == "ACTIVE"
+            )
+            config = parse_pool_config(yaml.safe_load(written.read_text()))
+            assert (
+                config.readiness.url == "http://fleet-sim:5000/_fleet_sim/code-server/{instance_id}/healthz"
+            )
+            assert (config.buffer, config.max_idle_age) == (
+                shipped["buffer"],
+                parse_duration(shipped["max_idle_age"]),
+            )
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+
+    @pytest.mark.parametrize(
+        ("pool", "message"),
+        [
+            ("buffer: 5\n", "pool config: group: missing"),
+            ("- a list\n", "expected a mapping, got list"),
+        ],
+    )
+    def test_a_pool_config_it_cannot_serve_is_refused_naming_the_field(self, tmp_path, pool, message):
+        path = tmp_path / "pool.yaml"
+        path.write_text(pool)
+        completed = subprocess.run(
+            [sys.executable, "-m", "fleet_sim", "serve", "--pool", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert completed.returncode == 2
+        assert message in completed.stderr and str(path) in completed.stderr

@@ -14,6 +14,7 @@ from operators.pool_service import NoneReady, PoolService
 from pool_testing import GROUP, TABLE, make_group
 
 from fleet_sim import FleetSimulator
+from fleet_sim.groups import code_server_url
 from instance_agent.imds import ImdsClient
 from instance_agent.notice_watch import NoticeWatch
 
@@ -28,7 +29,7 @@ def sim(monkeypatch):
 
 
 def pool(sim, **overrides) -> PoolService:
-    url = f"{sim.endpoint_url}/_fleet_sim/code-server/{{instance_id}}/healthz"
+    url = code_server_url(sim.endpoint_url)
     config = parse_pool_config({"claim_table": TABLE, "readiness": {"url": url, "timeout": 1}, **overrides})
     return PoolService(config, sim.client("autoscaling"), sim.client("ec2"), sim.client("dynamodb"))
 
@@ -66,6 +67,7 @@ def test_reconciles_while_booting_never_overshoot_and_the_pool_fills(sim):
     service.reconcile()
     assert service.look(check_free=False).desired == 6  # 1 claimed + buffer 5
     assert allocation.machine.instance_id in members(sim)
+    assert allocation.machine.public_ip and allocation.machine.private_ip  # as a subnet with public IPs gives
 
 
 def test_an_instance_that_never_becomes_ready_is_never_handed_out_and_is_replaced(sim):
