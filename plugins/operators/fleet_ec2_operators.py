@@ -307,9 +307,6 @@ class FleetStartInstancesOperator(_FleetInstanceActionOperator):
     def _act(self, views: dict[str, ec2.InstanceView]) -> _Round:
         if self.candidates is None:
             return super()._act(views)
-        return self._act_on_candidates(views)
-
-    def _act_on_candidates(self, views: dict[str, ec2.InstanceView]) -> _Round:
         candidates = self._watched_ids()
         running = [c for c in candidates if views[c].state in self.states.done]
         if running:
