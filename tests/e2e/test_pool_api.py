@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 from fleet_testing import wait_for
 from operators.pool_view import TAG_PROJECT
 from pool_testing import GROUP, TABLE, CodeServers, make_group, member_ids
@@ -111,6 +112,19 @@ def test_anonymous_401_viewer_reads_only(pool):
     denied = httpx.post(f"{url}/pool/allocations", json={"project_id": "p"}, headers=viewer, timeout=30)
     assert denied.status_code == 403
     assert httpx.get(f"{url}/pool/some-project", headers=viewer, timeout=30).status_code == 403
+    # The UI's session: the same JWT in Airflow's `_token` cookie; a forged one is nobody.
+    session = {COOKIE_NAME_JWT_TOKEN: viewer["Authorization"].removeprefix("Bearer ")}
+    assert httpx.get(f"{url}/pool/status", cookies=session, timeout=30).status_code == 200
+    assert (
+        httpx.post(
+            f"{url}/pool/allocations", json={"project_id": "p"}, cookies=session, timeout=30
+        ).status_code
+        == 403
+    )
+    forged = {COOKIE_NAME_JWT_TOKEN: session[COOKIE_NAME_JWT_TOKEN][:-4] + "AAAA"}
+    refused = httpx.get(f"{url}/pool/status", cookies=forged, timeout=30).status_code
+    core = httpx.get(f"{url}/api/v2/dags/fleet_pool", cookies=forged, timeout=30).status_code
+    assert refused == core == 403  # as Airflow's own API answers a token it cannot verify
 
 
 def test_bad_input_is_422_naming_the_field(pool):
