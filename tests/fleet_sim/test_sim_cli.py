@@ -32,6 +32,17 @@ def get_json(url: str, data: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+def serve_refused(*options: str) -> subprocess.CompletedProcess:
+    """``python -m fleet_sim serve *options`` expected to refuse at once (it would otherwise run on)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleet_sim", "serve", *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
 @pytest.fixture
 def served(tmp_path):
     scenario = tmp_path / "scenario.yaml"
@@ -80,13 +91,7 @@ class TestServe:
         bad = tmp_path / "bad.yaml"
         bad.write_text("faults: [{kind: capacity}]\n")
 
-        completed = subprocess.run(
-            [sys.executable, "-m", "fleet_sim", "serve", "--scenario", str(bad)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
+        completed = serve_refused("--scenario", str(bad))
 
         assert completed.returncode == 2
         assert "faults[0]: give exactly one of 'role' or 'instance'" in completed.stderr
@@ -137,12 +142,6 @@ class TestServePool:
     def test_a_pool_config_it_cannot_serve_is_refused_naming_the_field(self, tmp_path, pool, message):
         path = tmp_path / "pool.yaml"
         path.write_text(pool)
-        completed = subprocess.run(
-            [sys.executable, "-m", "fleet_sim", "serve", "--pool", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
+        completed = serve_refused("--pool", str(path))
         assert completed.returncode == 2
         assert message in completed.stderr and str(path) in completed.stderr
